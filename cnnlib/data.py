@@ -1,0 +1,234 @@
+"""Datasets: Fashion-MNIST downloaded and verified, and scikit-learn's bundled digits as an
+offline fallback.
+
+Fashion-MNIST is fetched as the four official gzipped IDX files. Each file is checked against
+its published MD5, cached, and written atomically (a temporary file renamed into place), so an
+interrupted download never leaves a half-written file under the final name.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+
+# name -> MD5, as published with the dataset.
+FASHION_MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+
+FASHION_MNIST_LABELS = (
+    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)
+DIGITS_LABELS = tuple(str(d) for d in range(10))
+
+DOWNLOAD_TIMEOUT_S = 30
+
+
+class Dataset(NamedTuple):
+    """What load_data returns: the loaders, the name of the dataset actually used, and its class names."""
+
+    train_iter: DataLoader
+    test_iter: DataLoader
+    name: str
+    labels: tuple[str, ...]
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset is neither cached nor downloadable."""
+
+
+def data_dir(root: str | os.PathLike | None = None) -> Path:
+    """Where datasets are cached: `root`, else $CNNLIB_DATA, else ~/.cache/cnnlib (or $XDG_CACHE_HOME/cnnlib)."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get("CNNLIB_DATA"):
+        return Path(os.environ["CNNLIB_DATA"])
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "cnnlib"
+
+
+def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex MD5 of a file, read in chunks."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(url: str, path: str | os.PathLike, md5: str | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+    """Fetch `url` into `path` atomically, verifying the MD5 before the file gets its final name.
+
+    Raises DatasetUnavailable when the URL cannot be reached and ValueError on a checksum mismatch;
+    in both cases nothing is left at `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+            except (urllib.error.URLError, OSError) as e:
+                raise DatasetUnavailable(f"could not download {url}: {getattr(e, 'reason', e)}") from e
+        got = md5sum(tmp)
+        if md5 is not None and got != md5:
+            raise ValueError(f"checksum mismatch for {url}: expected MD5 {md5}, got {got}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def fetch(name: str, md5: str, root: Path, base_url: str, download_ok: bool) -> Path:
+    """Return the path of a verified cached file, downloading it (again) when missing or corrupt."""
+    path = root / name
+    if path.exists():
+        if md5sum(path) == md5:
+            return path
+        print(f"cnnlib.data: cached {path} fails its MD5 check (corrupt or truncated); fetching it again")
+        path.unlink()
+    if not download_ok:
+        raise DatasetUnavailable(f"{name} is not in {root} and download=False")
+    return download(base_url + name, path, md5)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read a (gzipped) IDX file of unsigned bytes into an array of its stated shape."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4:
+        raise ValueError(f"{path} is not an IDX file: it is only {len(data)} bytes long")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {data[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f"{path} holds {body.size} values but its header says {dims}")
+    return body.reshape(dims)
+
+
+def _loaders(X_train, y_train, X_test, y_test, batch_size: int) -> tuple[DataLoader, DataLoader]:
+    g = torch.Generator().manual_seed(0)
+    train = DataLoader(TensorDataset(X_train, y_train), batch_size=batch_size, shuffle=True, generator=g)
+    test = DataLoader(TensorDataset(X_test, y_test), batch_size=batch_size, shuffle=False)
+    return train, test
+
+
+def _check_batch_size(batch_size: object) -> int:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def load_fashion_mnist(
+    batch_size: int,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    base_url: str = FASHION_MNIST_URL,
+) -> tuple[DataLoader, DataLoader]:
+    """Fashion-MNIST as (train_iter, test_iter): 60,000 and 10,000 images.
+
+    Batches are X of shape (batch, 1, 28, 28), float32 in [0, 1], and y of shape (batch,), int64.
+    The files are cached in data_dir(root); a cached file that fails its MD5 is fetched again.
+    """
+    batch_size = _check_batch_size(batch_size)
+    root = data_dir(root)
+    try:
+        paths = {name: fetch(name, md5, root, base_url, download) for name, md5 in FASHION_MNIST_FILES.items()}
+    except DatasetUnavailable as e:
+        raise DatasetUnavailable(
+            f"Fashion-MNIST is not available: {e}.\n"
+            f"To use it offline, put these four files in {root} (or set CNNLIB_DATA to their folder): "
+            + ", ".join(FASHION_MNIST_FILES)
+        ) from e
+
+    def images(name: str) -> torch.Tensor:
+        return torch.from_numpy(read_idx(paths[name]).astype(np.float32) / 255.0).unsqueeze(1)  # (N, 1, 28, 28)
+
+    def labels(name: str) -> torch.Tensor:
+        return torch.from_numpy(read_idx(paths[name]).astype(np.int64))
+
+    return _loaders(
+        images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz"),
+        images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz"),
+        batch_size,
+    )
+
+
+def digits28(test_fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1,797 bundled 8x8 digits, resized to 28x28 and split per class.
+
+    Returns: X_train (N, 1, 28, 28), y_train (N,), X_test, y_test; pixels float32 in [0, 1].
+    The split is fixed by `seed` and stratified, so every class keeps its share in both parts.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    X = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (1797, 1, 8, 8)
+    X = torch.nn.functional.interpolate(X, size=(28, 28), mode="bilinear", align_corners=False).clamp_(0, 1)
+    y = torch.tensor(digits.target, dtype=torch.int64)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=digits.target
+    )
+    return X[idx_train], y[idx_train], X[idx_test], y[idx_test]
+
+
+def load_digits28(batch_size: int) -> tuple[DataLoader, DataLoader]:
+    """The bundled digits as (train_iter, test_iter): 1,437 and 360 images of shape (1, 28, 28).
+
+    Real handwritten data that needs no network; the course's offline stand-in for Fashion-MNIST.
+    """
+    return _loaders(*digits28(), _check_batch_size(batch_size))
+
+
+def load_data(
+    name: str = "fashion-mnist",
+    batch_size: int = 256,
+    fallback: str | None = "digits",
+    root: str | os.PathLike | None = None,
+) -> Dataset:
+    """Load `name` ('fashion-mnist' or 'digits'); if Fashion-MNIST is unavailable and `fallback`
+    is 'digits', print a notice and use the bundled digits instead.
+
+    Returns a Dataset(train_iter, test_iter, name, labels) whose `name` is the dataset actually used.
+    """
+    if name not in ("fashion-mnist", "digits"):
+        raise ValueError(f"name must be 'fashion-mnist' or 'digits', got {name!r}")
+    if fallback not in (None, "digits"):
+        raise ValueError(f"fallback must be 'digits' or None, got {fallback!r}")
+    if name == "digits":
+        return Dataset(*load_digits28(batch_size), "digits", DIGITS_LABELS)
+    try:
+        return Dataset(*load_fashion_mnist(batch_size, root=root), "fashion-mnist", FASHION_MNIST_LABELS)
+    except DatasetUnavailable as e:
+        if fallback is None:
+            raise
+        first_line = str(e).splitlines()[0]
+        print(
+            "NOTICE: " + first_line + "\n"
+            "NOTICE: falling back to scikit-learn's bundled digits (1,437 train / 360 test images, "
+            "8x8 resized to 28x28). Results below are for digits, not Fashion-MNIST."
+        )
+        return Dataset(*load_digits28(batch_size), "digits", DIGITS_LABELS)

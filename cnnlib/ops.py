@@ -1,0 +1,213 @@
+"""The course's operations: cross-correlation in its teaching form and vectorized, and pooling.
+
+Every op returns its output on the input's device and in the input's dtype, and is built
+from differentiable torch operations, so autograd flows through it.
+
+Shapes follow the chapters' names: X is the input, K the kernel, Y the output;
+H' = (H + 2*ph - kh) // sh + 1 and W' = (W + 2*pw - kw) // sw + 1.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import IntPair, check_fits, check_same, check_tensor, pair
+
+
+def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Single-channel 2-D cross-correlation, written as the explicit loop chapter 2 teaches.
+
+    Inputs:
+    - X: input of shape (H, W)
+    - K: kernel of shape (kh, kw), same dtype and device as X
+
+    Returns: Y of shape (H - kh + 1, W - kw + 1), where
+    Y[i, j] = sum over a, b of X[i + a, j + b] * K[a, b].
+    """
+    check_tensor("X", X, (2,), "(H, W)")
+    check_tensor("K", K, (2,), "(kh, kw)")
+    check_same("X", X, "K", K)
+    check_fits(tuple(K.shape), tuple(X.shape), (0, 0), "kernel K")
+    h, w = K.shape
+    Y = X.new_zeros((X.shape[0] - h + 1, X.shape[1] - w + 1))  # input's device and dtype
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i : i + h, j : j + w] * K).sum()
+    return Y
+
+
+def convolve2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """True 2-D convolution: cross-correlation with the kernel flipped on both axes.
+
+    Inputs: X of shape (H, W), K of shape (kh, kw).
+    Returns: (H - kh + 1, W - kw + 1), where Y[i, j] = sum of X[i + a, j + b] * K[kh-1-a, kw-1-b].
+    """
+    check_tensor("K", K, (2,), "(kh, kw)")
+    return corr2d(X, torch.flip(K, dims=(0, 1)))
+
+
+def corr2d_multi_in(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Cross-correlation over several input channels: one kernel slice per channel, summed.
+
+    Inputs:
+    - X: (C, H, W)
+    - K: (C, kh, kw)
+
+    Returns: (H - kh + 1, W - kw + 1)
+    """
+    check_tensor("X", X, (3,), "(C, H, W)")
+    check_tensor("K", K, (3,), "(C, kh, kw)")
+    if X.shape[0] != K.shape[0]:
+        raise ValueError(
+            f"X has {X.shape[0]} channels but K has {K.shape[0]}: K must have shape (C, kh, kw) with C = {X.shape[0]}"
+        )
+    return sum(corr2d(x, k) for x, k in zip(X, K))
+
+
+def corr2d_multi_in_out(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Cross-correlation with several input and output channels.
+
+    Inputs:
+    - X: (C, H, W)
+    - K: (C_out, C, kh, kw)
+
+    Returns: (C_out, H - kh + 1, W - kw + 1); output channel o is corr2d_multi_in(X, K[o]).
+    """
+    check_tensor("X", X, (3,), "(C, H, W)")
+    check_tensor("K", K, (4,), "(C_out, C, kh, kw)")
+    if X.shape[0] != K.shape[1]:
+        raise ValueError(
+            f"X has {X.shape[0]} channels but K has {K.shape[1]} input channels: "
+            f"K must have shape (C_out, {X.shape[0]}, kh, kw)"
+        )
+    return torch.stack([corr2d_multi_in(X, k) for k in K], dim=0)
+
+
+def corr2d_multi_in_out_1x1(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution as one matrix product: a fully-connected layer applied at every pixel.
+
+    Inputs:
+    - X: (C, H, W)
+    - K: (C_out, C, 1, 1)
+
+    Returns: (C_out, H, W)
+    """
+    check_tensor("X", X, (3,), "(C, H, W)")
+    check_tensor("K", K, (4,), "(C_out, C, 1, 1)")
+    check_same("X", X, "K", K)
+    c_i, h, w = X.shape
+    c_o = K.shape[0]
+    if tuple(K.shape[1:]) != (c_i, 1, 1):
+        raise ValueError(f"K must have shape (C_out, {c_i}, 1, 1) for X with {c_i} channels, got {tuple(K.shape)}")
+    Y = K.reshape(c_o, c_i) @ X.reshape(c_i, h * w)  # (C_out, H*W)
+    return Y.reshape(c_o, h, w)
+
+
+def _windows(X: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    """A strided view of every (kh, kw) window: (N, C, H, W) -> (N, C, H', W', kh, kw). No copy."""
+    return X.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])
+
+
+def conv2d(
+    X: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+) -> torch.Tensor:
+    """Vectorized 2-D convolution layer (cross-correlation), as torch.nn.functional.conv2d.
+
+    The windows are a strided view of the padded input, and one matrix product with the
+    flattened kernels computes every output pixel; there is no Python loop over pixels.
+
+    Inputs:
+    - X: (N, C, H, W) or (C, H, W)
+    - weight: (F, C, kh, kw)
+    - bias: (F,) or None
+    - stride: int or (sh, sw), at least 1
+    - padding: int or (ph, pw), zeros added on each side
+
+    Returns: (N, F, H', W') or (F, H', W'), where
+    H' = (H + 2*ph - kh) // sh + 1 and W' = (W + 2*pw - kw) // sw + 1.
+    """
+    check_tensor("X", X, (3, 4), "(N, C, H, W) or (C, H, W)")
+    check_tensor("weight", weight, (4,), "(F, C, kh, kw)")
+    check_same("X", X, "weight", weight)
+    sh, sw = pair("stride", stride, 1)
+    ph, pw = pair("padding", padding, 0)
+    unbatched = X.dim() == 3
+    if unbatched:
+        X = X.unsqueeze(0)
+    N, C, H, W = X.shape
+    F_out, C_w, kh, kw = weight.shape
+    if C_w != C:
+        raise ValueError(f"X has {C} channels but weight expects {C_w}: weight must have shape (F, {C}, kh, kw)")
+    check_fits((kh, kw), (H, W), (ph, pw), "kernel")
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (F_out,):
+            got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
+            raise ValueError(f"bias must be a tensor of shape ({F_out},), got {got}")
+        check_same("X", X, "bias", bias)
+
+    if ph or pw:
+        X = F.pad(X, (pw, pw, ph, ph))
+    cols = _windows(X, (kh, kw), (sh, sw))  # (N, C, H', W', kh, kw), a view
+    Ho, Wo = cols.shape[2], cols.shape[3]
+    cols = cols.permute(0, 2, 3, 1, 4, 5).reshape(N, Ho * Wo, C * kh * kw)  # (N, L, C*kh*kw), one copy
+    Y = cols @ weight.reshape(F_out, C * kh * kw).T  # (N, L, F)
+    if bias is not None:
+        Y = Y + bias
+    Y = Y.transpose(1, 2).reshape(N, F_out, Ho, Wo)  # (N, F, H', W')
+    return Y[0] if unbatched else Y
+
+
+def pool2d(
+    X: torch.Tensor,
+    pool_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    mode: str = "max",
+) -> torch.Tensor:
+    """Vectorized max or average pooling, as F.max_pool2d / F.avg_pool2d with their default flags.
+
+    Each channel is pooled on its own, so the output has as many channels as the input.
+    Average pooling counts the zero padding in its windows (count_include_pad=True);
+    max pooling pads with -inf, so padding is never the maximum.
+
+    Inputs:
+    - X: (H, W), (C, H, W) or (N, C, H, W)
+    - pool_size: int or (kh, kw)
+    - stride: int or (sh, sw); defaults to pool_size
+    - padding: int or (ph, pw), at most half the window on each axis (as torch requires)
+    - mode: 'max' or 'avg'
+
+    Returns: the input's leading dimensions followed by (H', W'), where
+    H' = (H + 2*ph - kh) // sh + 1 and W' = (W + 2*pw - kw) // sw + 1.
+    """
+    check_tensor("X", X, (2, 3, 4), "(H, W), (C, H, W) or (N, C, H, W)")
+    if mode not in ("max", "avg"):
+        raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
+    kh, kw = pair("pool_size", pool_size, 1)
+    sh, sw = pair("stride", (kh, kw) if stride is None else stride, 1)
+    ph, pw = pair("padding", padding, 0)
+    if 2 * ph > kh or 2 * pw > kw:
+        raise ValueError(f"padding must be at most half of pool_size on each axis, got padding {(ph, pw)} for pool_size {(kh, kw)}")
+    lead = X.shape[:-2]
+    H, W = X.shape[-2:]
+    check_fits((kh, kw), (H, W), (ph, pw), "pool_size")
+    X4 = X.reshape(-1, 1, H, W)  # (N*C, 1, H, W): every channel pooled alone
+    if ph or pw:
+        X4 = F.pad(X4, (pw, pw, ph, ph), value=float("-inf") if mode == "max" else 0.0)
+    win = _windows(X4, (kh, kw), (sh, sw))  # (N*C, 1, H', W', kh, kw)
+    Y = win.amax(dim=(-2, -1)) if mode == "max" else win.mean(dim=(-2, -1))  # (N*C, 1, H', W')
+    return Y.reshape(*lead, Y.shape[-2], Y.shape[-1])
+
+
+def global_avg_pool2d(X: torch.Tensor) -> torch.Tensor:
+    """Average each channel over all of its pixels, keeping the spatial dimensions as 1x1.
+
+    Inputs: X of shape (N, C, H, W) or (C, H, W).
+    Returns: (N, C, 1, 1) or (C, 1, 1), as nn.AdaptiveAvgPool2d(1).
+    """
+    check_tensor("X", X, (3, 4), "(N, C, H, W) or (C, H, W)")
+    return X.mean(dim=(-2, -1), keepdim=True)

@@ -1,0 +1,109 @@
+"""Shape and size arithmetic: output sizes, receptive fields and parameter counts."""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+from ._checks import IntPair, pair
+
+
+def _size_pair(name: str, value: object, minimum: int) -> tuple[tuple[int, int], bool]:
+    """(pair, was_given_as_pair)."""
+    return pair(name, value, minimum), not isinstance(value, int)
+
+
+def conv_output_shape(
+    input_size: IntPair, kernel_size: IntPair, padding: IntPair = 0, stride: IntPair = 1
+) -> int | tuple[int, int]:
+    """Output size of a convolution or pooling window sliding over an input.
+
+    Inputs (each an int, or a pair for (height, width)):
+    - input_size: n, the input's size
+    - kernel_size: k, the window's size
+    - padding: p, rows or columns of padding added on *each* side
+    - stride: s, the step between windows
+
+    Returns: (n + 2*p - k) // s + 1 per axis; an int when every argument is an int, else a pair.
+
+    The course notes write the same formula with the *total* padding P = 2*p over both sides:
+    floor((n - k + P + s) / s), which equals (n - k + P) // s + 1.
+    """
+    n, n_pair = _size_pair("input_size", input_size, 1)
+    k, k_pair = _size_pair("kernel_size", kernel_size, 1)
+    p, p_pair = _size_pair("padding", padding, 0)
+    s, s_pair = _size_pair("stride", stride, 1)
+    out = []
+    for axis in range(2):
+        if k[axis] > n[axis] + 2 * p[axis]:
+            raise ValueError(
+                f"kernel_size {k[axis]} is larger than the padded input {n[axis]} + 2*{p[axis]} "
+                f"= {n[axis] + 2 * p[axis]} on axis {axis}"
+            )
+        out.append((n[axis] + 2 * p[axis] - k[axis]) // s[axis] + 1)
+    if n_pair or k_pair or p_pair or s_pair:
+        return out[0], out[1]
+    return out[0]
+
+
+def receptive_field(layers: Iterable[Sequence[int]]) -> int:
+    """Size of the input region that one output unit sees, after a stack of layers.
+
+    Inputs: layers, a sequence of (kernel, stride) pairs, first layer first.
+    Returns: r, where r starts at 1 and each layer adds (kernel - 1) times the product
+    of the strides of the layers before it.
+
+    Example: two 3x3 stride-1 convolutions see 5x5; with a stride-2 layer first, 3 + 2*2 = 7.
+    """
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers must be a sequence of (kernel, stride) pairs, got {type(layers).__name__}")
+    r, jump = 1, 1
+    for i, layer in enumerate(layers):
+        if (
+            not isinstance(layer, (tuple, list))
+            or len(layer) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in layer)
+        ):
+            raise TypeError(f"layers[{i}] must be a (kernel, stride) pair of ints, got {layer!r}")
+        k, s = layer
+        if k < 1 or s < 1:
+            raise ValueError(f"layers[{i}] must have kernel >= 1 and stride >= 1, got {tuple(layer)}")
+        r += (k - 1) * jump
+        jump *= s
+    return r
+
+
+def _count(name: str, value: object) -> int:
+    """An int, or the product of a shape, as a positive count."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a shape tuple, got {value!r}")
+    if isinstance(value, int):
+        dims = (value,)
+    elif isinstance(value, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        dims = tuple(value)
+    else:
+        raise TypeError(f"{name} must be an int or a shape tuple of ints, got {value!r}")
+    if not dims or min(dims) < 1:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return math.prod(dims)
+
+
+def fc_param_count(in_features: int | Sequence[int], out_features: int, bias: bool = True) -> int:
+    """Parameters of a fully-connected layer: in_features * out_features weights, plus out_features biases.
+
+    in_features may be an image shape such as (300, 300); it is flattened.
+    A 300x300 image into 10,000 hidden units: 900,010,000, about a billion.
+    """
+    n_in = _count("in_features", in_features)
+    n_out = _count("out_features", out_features)
+    return n_in * n_out + (n_out if bias else 0)
+
+
+def conv_param_count(in_channels: int, out_channels: int, kernel_size: IntPair, bias: bool = True) -> int:
+    """Parameters of a convolution layer: C_out * C_in * kh * kw weights, plus C_out biases.
+
+    It does not depend on the image size: the kernel is shared across every position.
+    """
+    c_in = _count("in_channels", in_channels)
+    c_out = _count("out_channels", out_channels)
+    kh, kw = pair("kernel_size", kernel_size, 1)
+    return c_out * c_in * kh * kw + (c_out if bias else 0)
