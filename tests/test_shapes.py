@@ -1,0 +1,210 @@
+"""cnnlib.shapes: output sizes, receptive fields and parameter counts, checked against what torch
+actually produces."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnnlib
+
+META = torch.device("meta")  # shapes without arithmetic: torch computes output sizes only
+
+
+def torch_conv_shape(n, k, p, s) -> tuple[int, int]:
+    """The (H', W') torch's own F.conv2d gives for one image of size n with kernel k."""
+    n, k, p, s = (v if isinstance(v, tuple) else (v, v) for v in (n, k, p, s))
+    X = torch.empty(1, 1, *n, device=META)
+    K = torch.empty(1, 1, *k, device=META)
+    return tuple(F.conv2d(X, K, stride=s, padding=p).shape[-2:])
+
+
+# A grid of ints: every input size up to 9 with every kernel, padding and stride that fits.
+INT_GRID = [
+    (n, k, p, s)
+    for n, k, p, s in itertools.product(range(1, 10), range(1, 6), range(0, 3), range(1, 4))
+    if k <= n + 2 * p
+]
+
+
+def test_conv_output_shape_matches_torch_on_a_grid_of_ints():
+    assert len(INT_GRID) > 300
+    for n, k, p, s in INT_GRID:
+        got = cnnlib.conv_output_shape(n, k, padding=p, stride=s)
+        assert isinstance(got, int), (n, k, p, s)
+        assert (got, got) == torch_conv_shape(n, k, p, s), f"n={n} k={k} p={p} s={s}"
+
+
+@st.composite
+def pair_cases(draw):
+    k = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    p = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    n = tuple(draw(st.integers(max(1, k[i] - 2 * p[i]), 30)) for i in range(2))
+    s = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    # Mix the forms: any argument may be an int when both of its entries agree.
+    n, k, p, s = (v[0] if v[0] == v[1] and draw(st.booleans()) else v for v in (n, k, p, s))
+    return n, k, p, s
+
+
+@given(case=pair_cases())
+def test_conv_output_shape_matches_torch_with_pairs(case):
+    n, k, p, s = case
+    got = cnnlib.conv_output_shape(n, k, padding=p, stride=s)
+    expected = torch_conv_shape(n, k, p, s)
+    if all(isinstance(v, int) for v in case):
+        assert got == expected[0] and expected[0] == expected[1]
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("n, k, p, s", [(28, 5, 2, 1), (14, 5, 0, 1), (10, 3, 1, 1), (28, 2, 0, 2), (9, 3, 1, 2), (7, 2, 1, 2)])
+def test_conv_output_shape_matches_torch_pooling(n, k, p, s):
+    # The same formula sizes pooling windows (torch allows padding up to half the window).
+    X = torch.zeros(1, 1, n, n)
+    assert cnnlib.conv_output_shape(n, k, p, s) == F.max_pool2d(X, k, s, p).shape[-1]
+    assert cnnlib.conv_output_shape(n, k, p, s) == F.avg_pool2d(X, k, s, p).shape[-1]
+
+
+def test_conv_output_shape_lenet_cases():
+    assert cnnlib.conv_output_shape(28, 5, padding=2) == 28
+    assert cnnlib.conv_output_shape(28, 2, stride=2) == 14
+    assert cnnlib.conv_output_shape(14, 5) == 10
+    assert cnnlib.conv_output_shape((28, 28), 5, padding=2) == (28, 28)
+    assert cnnlib.conv_output_shape((8, 8), (3, 5), padding=(0, 1), stride=(3, 4)) == (2, 2)
+
+
+def test_total_padding_form_equals_conv_output_shape():
+    # The notes' form with the total padding P = 2p over both sides: floor((n - k + P + s) / s).
+    for n, k, p, s in INT_GRID:
+        P = 2 * p
+        assert math.floor((n - k + P + s) / s) == cnnlib.conv_output_shape(n, k, padding=p, stride=s), (n, k, p, s)
+
+
+def test_conv_output_shape_errors():
+    with pytest.raises(ValueError, match=r"kernel_size 6 is larger than the padded input 4 \+ 2\*0 = 4"):
+        cnnlib.conv_output_shape(4, 6)
+    with pytest.raises(ValueError, match="kernel_size 3 is larger .* on axis 1"):
+        cnnlib.conv_output_shape((5, 2), 3)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        cnnlib.conv_output_shape(8, 3, stride=0)
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        cnnlib.conv_output_shape(8, 3, padding=-1)
+    with pytest.raises(ValueError, match="input_size must be >= 1"):
+        cnnlib.conv_output_shape(0, 1)
+    with pytest.raises(TypeError, match="kernel_size must be an int or a pair of ints"):
+        cnnlib.conv_output_shape(8, 2.5)
+
+
+# --------------------------------------------------------------------------------------------
+# Receptive fields.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layers, r",
+    [
+        ([], 1),
+        ([(3, 1)], 3),
+        ([(3, 1), (3, 1)], 5),  # two 3x3 convolutions see as much as one 5x5
+        ([(3, 1)] * 3, 7),
+        ([(3, 2), (3, 1)], 7),  # the second layer's steps are 2 input pixels apart: 3 + 2*2
+        ([(3, 1), (3, 2)], 5),  # a stride in the last layer does not widen its own view
+        ([(2, 2), (2, 2), (2, 2)], 8),  # three 2x2 poolings: 1 + 1 + 2 + 4
+        ([(5, 1), (2, 2), (5, 1), (2, 2)], 16),  # LeNet's two conv+pool stages
+        ([(1, 1), (1, 4)], 1),
+        ([(1, 2), (2, 1)], 3),  # sees input pixels 0 and 2 only, but spans 3
+    ],
+)
+def test_receptive_field_hand_cases(layers, r):
+    assert cnnlib.receptive_field(layers) == r
+
+
+def measured_receptive_field(layers) -> int:
+    """Measure it: the gradient of output unit (0, 0) of a stack of all-ones convolutions with
+    respect to the input is non-zero exactly where that unit looks. The receptive field is the
+    extent of that region: a kernel narrower than the stride before it leaves holes inside it
+    (1x1 stride 2, then 2x2: the unit sees input pixels 0 and 2, a field of 3)."""
+    r = cnnlib.receptive_field(layers)
+    X = torch.ones(1, 1, r + 5, r + 5, dtype=torch.float64, requires_grad=True)  # room to spare
+    Y = X
+    for k, s in layers:
+        Y = cnnlib.conv2d(Y, torch.ones(1, 1, k, k, dtype=torch.float64), stride=s)
+    Y[0, 0, 0, 0].backward()
+    seen = X.grad[0, 0] != 0
+    rows = seen.any(dim=1).nonzero().flatten()
+    cols = seen.any(dim=0).nonzero().flatten()
+    assert rows.tolist() == cols.tolist()  # square kernels see a square region
+    assert rows[0] == 0  # it starts at the unit's own corner
+    if all(k >= s for k, s in layers):  # no holes: every position in the extent is seen
+        assert int(seen.sum()) == len(rows) ** 2 == (int(rows[-1]) + 1) ** 2
+    return int(rows[-1]) + 1
+
+
+@given(layers=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 3)), min_size=1, max_size=4))
+def test_receptive_field_matches_measurement(layers):
+    assert measured_receptive_field(layers) == cnnlib.receptive_field(layers)
+
+
+def test_receptive_field_errors():
+    with pytest.raises(TypeError, match="layers must be a sequence of"):
+        cnnlib.receptive_field("33")
+    with pytest.raises(TypeError, match="layers must be a sequence of"):
+        cnnlib.receptive_field(3)
+    with pytest.raises(TypeError, match=r"layers\[1\] must be a \(kernel, stride\) pair of ints"):
+        cnnlib.receptive_field([(3, 1), (3,)])
+    with pytest.raises(ValueError, match=r"layers\[0\] must have kernel >= 1 and stride >= 1"):
+        cnnlib.receptive_field([(3, 0)])
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter counts.
+# --------------------------------------------------------------------------------------------
+
+
+def numel(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_fc_param_count_of_a_megapixel_layer():
+    # A 300x300 image into 10,000 hidden units: about a billion parameters.
+    assert cnnlib.fc_param_count((300, 300), 10_000) == 900_010_000
+    assert cnnlib.fc_param_count(90_000, 10_000, bias=False) == 900_000_000
+
+
+@pytest.mark.parametrize("n_in, n_out, bias", [(784, 256, True), (400, 120, True), (7, 3, False), ((3, 4), 5, True)])
+def test_fc_param_count_matches_nn_Linear(n_in, n_out, bias):
+    flat = math.prod(n_in) if isinstance(n_in, tuple) else n_in
+    assert cnnlib.fc_param_count(n_in, n_out, bias=bias) == numel(torch.nn.Linear(flat, n_out, bias=bias))
+
+
+@pytest.mark.parametrize(
+    "c_in, c_out, k, bias",
+    [(1, 6, 5, True), (6, 16, 5, True), (3, 64, 3, False), (64, 32, 1, True), (2, 3, (3, 5), True), (5, 7, (1, 2), False)],
+)
+def test_conv_param_count_matches_nn_Conv2d(c_in, c_out, k, bias):
+    assert cnnlib.conv_param_count(c_in, c_out, k, bias=bias) == numel(torch.nn.Conv2d(c_in, c_out, k, bias=bias))
+
+
+def test_conv_param_count_does_not_depend_on_image_size():
+    # The 300x300 image of the FC example, through a 3x3 conv to 64 channels: 640 parameters.
+    assert cnnlib.conv_param_count(1, 64, 3) == 640
+
+
+def test_param_count_errors():
+    with pytest.raises(ValueError, match="in_features must be positive"):
+        cnnlib.fc_param_count(0, 10)
+    with pytest.raises(ValueError, match="in_features must be positive"):
+        cnnlib.fc_param_count((28, 0), 10)
+    with pytest.raises(TypeError, match="out_features must be an int or a shape tuple"):
+        cnnlib.fc_param_count(10, 2.0)
+    with pytest.raises(ValueError, match="out_channels must be positive"):
+        cnnlib.conv_param_count(3, 0, 3)
+    with pytest.raises(ValueError, match="kernel_size must be >= 1"):
+        cnnlib.conv_param_count(3, 4, 0)
+    with pytest.raises(TypeError, match="in_channels must be an int or a shape tuple"):
+        cnnlib.conv_param_count(True, 4, 3)
