@@ -211,3 +211,60 @@ def global_avg_pool2d(X: torch.Tensor) -> torch.Tensor:
     """
     check_tensor("X", X, (3, 4), "(N, C, H, W) or (C, H, W)")
     return X.mean(dim=(-2, -1), keepdim=True)
+
+
+def pad2d(X: torch.Tensor, padding: IntPair) -> torch.Tensor:
+    """Zero padding of the last two dimensions: ph rows above and below, pw columns left and right.
+
+    Inputs:
+    - X: (..., H, W), at least two dimensions
+    - padding: int p for (p, p), or a pair (ph, pw); each at least 0
+
+    Returns: (..., H + 2*ph, W + 2*pw), with X in the middle and zeros around it.
+    """
+    check_tensor("X", X, tuple(range(2, 9)), "(..., H, W)")
+    ph, pw = pair("padding", padding, 0)
+    H, W = X.shape[-2:]
+    Y = X.new_zeros((*X.shape[:-2], H + 2 * ph, W + 2 * pw))  # input's device and dtype
+    Y[..., ph : ph + H, pw : pw + W] = X
+    return Y
+
+
+def corr2d_padded(X: torch.Tensor, K: torch.Tensor, padding: IntPair = 0, stride: IntPair = 1) -> torch.Tensor:
+    """Single-channel cross-correlation with zero padding and a stride: conv2d on one channel.
+
+    Inputs:
+    - X: (H, W)
+    - K: (kh, kw), same dtype and device as X
+    - padding: int or (ph, pw), zeros added on each side
+    - stride: int or (sh, sw), at least 1
+
+    Returns: (H', W') with H' = (H + 2*ph - kh) // sh + 1 and W' = (W + 2*pw - kw) // sw + 1.
+    """
+    check_tensor("X", X, (2,), "(H, W)")
+    check_tensor("K", K, (2,), "(kh, kw)")
+    return conv2d(X[None, None], K[None, None], stride=stride, padding=padding)[0, 0]
+
+
+def conv_as_matrix(K: torch.Tensor, input_shape: IntPair) -> torch.Tensor:
+    """The dense matrix of corr2d(., K) on (H, W) inputs: a convolution is a sparse, weight-shared FC layer.
+
+    Inputs:
+    - K: (kh, kw)
+    - input_shape: (H, W), or an int for a square input
+
+    Returns: W of shape ((H-kh+1)*(W-kw+1), H*W), on K's device and dtype, with
+    W @ X.flatten() == corr2d(X, K).flatten(). Row i*W' + j holds K[a, b] in column (i+a)*W + (j+b).
+    """
+    check_tensor("K", K, (2,), "(kh, kw)")
+    H, W = pair("input_shape", input_shape, 1)
+    kh, kw = K.shape
+    check_fits((kh, kw), (H, W), (0, 0), "kernel K")
+    Ho, Wo = H - kh + 1, W - kw + 1
+    M = K.new_zeros((Ho, Wo, H, W))  # M[i, j] is the input's weight map for output pixel (i, j)
+    i = torch.arange(Ho, device=K.device)[:, None]  # (H', 1)
+    j = torch.arange(Wo, device=K.device)[None, :]  # (1, W')
+    for a in range(kh):
+        for b in range(kw):
+            M[i, j, i + a, j + b] = K[a, b]
+    return M.reshape(Ho * Wo, H * W)  # (H'*W', H*W)

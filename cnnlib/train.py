@@ -143,3 +143,43 @@ def train(
         f"{last['examples_per_sec']:.0f} examples/sec on {device}"
     )
     return history
+
+
+def learn_kernel(
+    X: torch.Tensor, Y: torch.Tensor, kernel_size: tuple[int, int], num_steps: int, lr: float
+) -> torch.Tensor:
+    """Recover a kernel from an input/output pair by gradient descent, as chapter 2 does.
+
+    The kernel starts at zeros; each of the num_steps steps computes the loss
+    sum((corr2d(X, K) - Y) ** 2) and moves K by -lr times its gradient (no bias).
+
+    Inputs:
+    - X: (H, W)
+    - Y: (H - kh + 1, W - kw + 1), same dtype and device as X
+    - kernel_size: (kh, kw)
+
+    Returns: K of shape (kh, kw) on X's device and dtype, detached from the graph.
+    """
+    from ._checks import check_same, check_tensor, pair
+    from .ops import conv2d
+
+    check_tensor("X", X, (2,), "(H, W)")
+    check_tensor("Y", Y, (2,), "(H - kh + 1, W - kw + 1)")
+    check_same("X", X, "Y", Y)
+    kh, kw = pair("kernel_size", kernel_size, 1)
+    if tuple(Y.shape) != (X.shape[0] - kh + 1, X.shape[1] - kw + 1):
+        raise ValueError(
+            f"Y must have shape {(X.shape[0] - kh + 1, X.shape[1] - kw + 1)} for X {tuple(X.shape)} "
+            f"and kernel_size {(kh, kw)}, got {tuple(Y.shape)}"
+        )
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 0:
+        raise ValueError(f"num_steps must be a non-negative int, got {num_steps!r}")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    K = X.new_zeros((kh, kw), requires_grad=True)
+    for _ in range(num_steps):
+        l = ((conv2d(X[None, None], K[None, None])[0, 0] - Y) ** 2).sum()
+        (grad,) = torch.autograd.grad(l, K)
+        with torch.no_grad():
+            K -= lr * grad
+    return K.detach()
