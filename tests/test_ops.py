@@ -127,6 +127,35 @@ def test_global_avg_pool2d_hand_case():
     assert_close(cnnlib.global_avg_pool2d(X.unsqueeze(0)), T([[[[4.0]], [[13.0]]]]))
 
 
+def test_pad2d_hand_case():
+    X = T([[1, 2], [3, 4]])
+    assert_close(cnnlib.pad2d(X, (1, 0)), T([[0, 0], [1, 2], [3, 4], [0, 0]]))
+    assert_close(cnnlib.pad2d(X, 1), T([[0, 0, 0, 0], [0, 1, 2, 0], [0, 3, 4, 0], [0, 0, 0, 0]]))
+    assert_close(cnnlib.pad2d(X, 0), X)
+
+
+def test_corr2d_padded_hand_case():
+    # The conv2d hand case on one channel: padding 1, stride 2, a 2x2 kernel of ones.
+    assert_close(cnnlib.corr2d_padded(X09(), torch.ones(2, 2, dtype=torch.float64), padding=1, stride=2), T([[0, 3], [9, 24]]))
+    assert_close(cnnlib.corr2d_padded(X09(), K0123()), T([[19, 25], [37, 43]]))  # defaults: plain corr2d
+
+
+def test_conv_as_matrix_hand_case():
+    # A 1x2 kernel [a, b] = [2, 3] on a 2x3 input: 2x2 outputs, each row holds a and b side by side.
+    M = cnnlib.conv_as_matrix(T([[2, 3]]), (2, 3))
+    expected = T([
+        [2, 3, 0, 0, 0, 0],
+        [0, 2, 3, 0, 0, 0],
+        [0, 0, 0, 2, 3, 0],
+        [0, 0, 0, 0, 2, 3],
+    ])
+    assert_close(M, expected)
+    # The worked example as a matrix product: 9 inputs, 4 outputs, 4 weights per row.
+    M = cnnlib.conv_as_matrix(K0123(), 3)
+    assert M.shape == (4, 9) and (M != 0).sum(dim=1).tolist() == [3, 3, 3, 3]  # K[0, 0] = 0
+    assert_close(M @ X09().flatten(), T([19, 25, 37, 43]))
+
+
 # --------------------------------------------------------------------------------------------
 # Against torch.nn.functional, with drawn shapes, strides, paddings and channel counts.
 # --------------------------------------------------------------------------------------------
@@ -255,6 +284,36 @@ def test_pool2d_matches_F_pooling(case, dtype, seed):
 def test_global_avg_pool2d_matches_F_adaptive_avg_pool2d(lead, H, W, dtype, seed):
     X = randn((*lead, H, W), seed, dtype)
     assert_close(cnnlib.global_avg_pool2d(X), F.adaptive_avg_pool2d(X.double(), 1), dtype=dtype)
+
+
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=2, max_size=4), ph=st.integers(0, 3), pw=st.integers(0, 3),
+    dtype=FLOATS, seed=SEEDS,
+)
+def test_pad2d_matches_F_pad(shape, ph, pw, dtype, seed):
+    X = randn(tuple(shape), seed, dtype)
+    assert_close(cnnlib.pad2d(X, (ph, pw)), F.pad(X, (pw, pw, ph, ph)))
+
+
+@given(case=conv_cases(), dtype=FLOATS, seed=SEEDS)
+def test_corr2d_padded_matches_F_conv2d(case, dtype, seed):
+    kh, kw = case["kernel"]
+    X, K = randn((case["H"], case["W"]), seed, dtype), randn((kh, kw), seed + 1, dtype)
+    expected = F.conv2d(X.double()[None, None], K.double()[None, None], stride=case["stride"], padding=case["padding"])
+    Y = cnnlib.corr2d_padded(X, K, padding=case["padding"], stride=case["stride"])
+    assert_close(Y, expected[0, 0], dtype=dtype)
+
+
+@given(case=corr_cases(max_side=7), dtype=FLOATS, seed=SEEDS)
+def test_conv_as_matrix_times_input_is_the_convolution(case, dtype, seed):
+    H, W, kh, kw = case
+    X, K = randn((H, W), seed, dtype), randn((kh, kw), seed + 1, dtype)
+    M = cnnlib.conv_as_matrix(K, (H, W))
+    assert M.shape == ((H - kh + 1) * (W - kw + 1), H * W) and M.dtype == dtype
+    expected = F.conv2d(X.double()[None, None], K.double()[None, None]).flatten()
+    assert_close(M @ X.flatten(), expected, dtype=dtype)
+    # Every row holds each kernel weight once: the weights are shared across output positions.
+    assert_close(M.sum(dim=1), K.double().sum().expand(M.shape[0]), dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,9 +453,24 @@ def _op_cases():
         (X,) = make([(2, 3, 7, 6)], device, dtype)
         return cnnlib.global_avg_pool2d(X), F.adaptive_avg_pool2d(X.double(), 1)
 
+    def pad2d(dtype, device):
+        (X,) = make([(2, 3, 4, 5)], device, dtype)
+        return cnnlib.pad2d(X, (2, 1)), F.pad(X.double(), (1, 1, 2, 2))
+
+    def corr2d_padded(dtype, device):
+        X, K = make([(6, 7), (3, 2)], device, dtype)
+        Y = cnnlib.corr2d_padded(X, K, padding=(1, 2), stride=(2, 3))
+        return Y, F.conv2d(X.double()[None, None], K.double()[None, None], stride=(2, 3), padding=(1, 2))[0, 0]
+
+    def conv_as_matrix(dtype, device):
+        X, K = make([(5, 4), (2, 3)], device, dtype)
+        return cnnlib.conv_as_matrix(K, (5, 4)) @ X.flatten(), F.conv2d(
+            X.double()[None, None], K.double()[None, None]
+        ).flatten()
+
     return {f.__name__: f for f in (
         corr2d, convolve2d, corr2d_multi_in, corr2d_multi_in_out, corr2d_multi_in_out_1x1,
-        conv2d, pool2d_max, pool2d_avg, global_avg_pool2d,
+        conv2d, pool2d_max, pool2d_avg, global_avg_pool2d, pad2d, corr2d_padded, conv_as_matrix,
     )}
 
 
@@ -472,6 +546,25 @@ def test_kernel_larger_than_padded_input():
     cnnlib.conv2d(Z4, torch.zeros(1, 2, 1, 6), padding=1)  # exactly fits: no error
     with pytest.raises(ValueError, match="pool_size height 5 is larger"):
         cnnlib.pool2d(Z2, (5, 1))
+
+
+def test_pad2d_corr2d_padded_conv_as_matrix_errors():
+    with pytest.raises(ValueError, match=r"X must have shape \(\.\.\., H, W\)"):
+        cnnlib.pad2d(torch.zeros(4), 1)
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        cnnlib.pad2d(Z2, -1)
+    with pytest.raises(ValueError, match=r"X must have shape \(H, W\)"):
+        cnnlib.corr2d_padded(Z3, torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="kernel width 7 is larger than the padded input width 4"):
+        cnnlib.corr2d_padded(Z2, torch.zeros(1, 7), padding=1)
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        cnnlib.corr2d_padded(Z2, torch.zeros(2, 2), stride=0)
+    with pytest.raises(ValueError, match=r"K must have shape \(kh, kw\)"):
+        cnnlib.conv_as_matrix(torch.zeros(1, 2, 2), (4, 4))
+    with pytest.raises(ValueError, match="kernel K height 5 is larger than the padded input height 4"):
+        cnnlib.conv_as_matrix(torch.zeros(5, 1), (4, 4))
+    with pytest.raises(ValueError, match="input_shape must be >= 1"):
+        cnnlib.conv_as_matrix(torch.zeros(1, 1), (0, 4))
 
 
 def test_stride_below_one():

@@ -166,3 +166,40 @@ def test_training_argument_errors():
         cnnlib.evaluate_accuracy(net, [], "cpu")
     with pytest.raises(ValueError, match="train_iter yielded no examples"):
         cnnlib.train_epoch(net, [], nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.1), "cpu")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_learn_kernel_recovers_the_edge_kernel(dtype, device):
+    X = torch.ones(6, 8, dtype=dtype, device=device)
+    X[:, 2:6] = 0
+    K_true = torch.tensor([[1.0, -1.0]], dtype=dtype, device=device)
+    Y = cnnlib.corr2d(X, K_true)
+    K = cnnlib.learn_kernel(X, Y, (1, 2), num_steps=100, lr=0.03)
+    assert K.shape == (1, 2) and K.dtype == dtype and K.device == X.device
+    assert not K.requires_grad
+    assert (K - K_true).abs().max() < 1e-3
+    # No steps: the starting point, zeros.
+    assert torch.equal(cnnlib.learn_kernel(X, Y, (1, 2), num_steps=0, lr=0.03), torch.zeros_like(K_true))
+
+
+def test_learn_kernel_recovers_a_random_kernel():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(10, 10, generator=g, dtype=torch.float64)
+    K_true = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    K = cnnlib.learn_kernel(X, cnnlib.corr2d(X, K_true), (3, 2), num_steps=300, lr=2e-3)
+    assert (K - K_true).abs().max() < 1e-6
+
+
+def test_learn_kernel_argument_errors():
+    X, Y = torch.zeros(6, 8), torch.zeros(6, 7)
+    with pytest.raises(ValueError, match=r"Y must have shape \(6, 6\) for X \(6, 8\) and kernel_size \(1, 3\)"):
+        cnnlib.learn_kernel(X, Y, (1, 3), num_steps=1, lr=0.1)
+    with pytest.raises(TypeError, match="X and Y must have the same dtype"):
+        cnnlib.learn_kernel(X, Y.double(), (1, 2), num_steps=1, lr=0.1)
+    with pytest.raises(ValueError, match="num_steps must be a non-negative int"):
+        cnnlib.learn_kernel(X, Y, (1, 2), num_steps=-1, lr=0.1)
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        cnnlib.learn_kernel(X, Y, (1, 2), num_steps=1, lr=0)
+    with pytest.raises(ValueError, match="kernel_size must be >= 1"):
+        cnnlib.learn_kernel(X, Y, (0, 2), num_steps=1, lr=0.1)
