@@ -351,7 +351,7 @@ def _fmt_num(v: Any) -> str:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, float) and _isfinite(v) and v == int(v) and abs(v) < 1e6:
-        return f"{int(v)}."
+        return str(int(v))
     return f"{v:.4g}"
 
 
@@ -613,8 +613,8 @@ def _fail(reason: str) -> None:
 def _shortcut_reason(name: str, run: _Run) -> str | None:
     if run.shortcuts:
         used = ", ".join(dict.fromkeys(run.shortcuts))
-        return (f"{name} called {used} while the hidden tests ran: that is the operation you are asked to "
-                f"write (or a built-in doing its work). Use only basic tensor operations.")
+        return (f"{name} called {used} while the hidden tests ran: the assignment asks you to write {name} "
+                f"yourself, without that shortcut.")
     if run.tampered:
         return f"{name} changed the interpreter's profile hook (sys.setprofile) while it ran; the grader needs it."
     return None
@@ -649,8 +649,8 @@ def _check_tensor_out(name: str, got: Any, expected: torch.Tensor, dtype: torch.
     bad = _where_differs(g, e, tol)
     if bad is not None:
         i, gv, ev = bad
-        return (f"{name} returned wrong values {where}: element {i} (flattened) is {_fmt_num(gv)}, expected "
-                f"{_fmt_num(ev)} (tolerance {_dt(dtype)}: rtol={tol.rtol:g}, atol={tol.atol:g})")
+        return (f"{name} returned wrong values {where}: element {i} (flattened) is {gv:.10g}, expected "
+                f"{ev:.10g}, off by {abs(gv - ev):.3g} (tolerance {_dt(dtype)}: rtol={tol.rtol:g}, atol={tol.atol:g})")
     return None
 
 
@@ -732,8 +732,8 @@ def _check_values(name: str, fn: Any, accept: Callable[[Any, Any], str | None]) 
             _fail(reason)
         if run.error is not None:
             _fail(_error_reason(name, run, f"in {case.desc}"))
-        problem = accept(run.value, case.expected)
-        if problem:
+        problem = accept(run.value, case.expected)  # None: right; "" or a hint: wrong
+        if problem is not None:
             _fail(f"{case.desc} returned {run.value!r}; expected {case.expected!r}{problem}")
 
 
@@ -917,7 +917,7 @@ def _layer_text(d: tuple) -> str:
         return f"AvgPool2d(kernel {d[1]}, stride {d[2]})"
     if kind == "linear":
         return f"Linear({d[1]} -> {d[2]})"
-    return {"sigmoid": "Sigmoid", "flatten": "Flatten"}.get(kind, str(d))
+    return {"sigmoid": "Sigmoid", "flatten": "Flatten"}.get(kind, " ".join(map(str, d)))
 
 
 def _leaves(net: nn.Module) -> list:
