@@ -584,6 +584,9 @@ def test_negative_padding():
 def test_pool_padding_over_half_the_window():
     with pytest.raises(ValueError, match="padding must be at most half of pool_size"):
         cnnlib.pool2d(Z2, 2, padding=2)
+    with pytest.raises(ValueError, match=r"got padding \(0, 2\) for pool_size \(3, 3\)"):
+        cnnlib.pool2d(Z2, 3, padding=(0, 2))  # torch's limit: 2 * padding <= pool_size
+    assert cnnlib.pool2d(Z2, (2, 4), padding=(1, 2)).shape == (3, 2)  # exactly half is allowed
 
 
 def test_non_tensor_argument():
