@@ -152,20 +152,23 @@ def plot_feature_maps_3d(T, ax=None, title: str | None = None, cmap: str = "viri
         ax = fig.add_subplot(projection="3d")
     colormap = plt.get_cmap(cmap)
     cols, rows = np.meshgrid(np.arange(W + 1), np.arange(H + 1))  # pixel corners, (H+1, W+1)
+    grid = H * W <= 144  # outline the pixels of small maps only
     for c in range(C):
         a = A[c]
         span = a.max() - a.min()
         colors = colormap((a - a.min()) / span if span > 0 else np.zeros_like(a))  # (H, W, 4)
         depth = np.full(cols.shape, c * spacing, dtype=float)
         ax.plot_surface(depth, cols, H - rows, facecolors=colors, shade=False, rstride=1, cstride=1,
-                        edgecolor="white", linewidth=0.2)
+                        edgecolor="white" if grid else "none", linewidth=0.3 if grid else 0, antialiased=False)
     ax.set_xlabel("channel")
     ax.set_ylabel("width")
     ax.set_zlabel("height")
     ax.set_xticks(np.arange(C) * spacing)
     ax.set_xticklabels([str(c) for c in range(C)])
-    ax.set_box_aspect((max(C * spacing, 1), W / max(H, W) * 2, H / max(H, W) * 2))
-    ax.view_init(elev=20, azim=-60)
+    ax.set_yticks([0, W])
+    ax.set_zticks([0, H])
+    ax.set_box_aspect((2.6, W / max(H, W), H / max(H, W)))
+    ax.view_init(elev=15, azim=-50)
     if title:
         ax.set_title(title)
     return ax
