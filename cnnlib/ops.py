@@ -57,6 +57,8 @@ def corr2d_multi_in(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     """
     check_tensor("X", X, (3,), "(C, H, W)")
     check_tensor("K", K, (3,), "(C, kh, kw)")
+    if X.shape[0] == 0:
+        raise ValueError("X must have at least one channel: shape (C, H, W) with C >= 1, got C = 0")
     if X.shape[0] != K.shape[0]:
         raise ValueError(
             f"X has {X.shape[0]} channels but K has {K.shape[0]}: K must have shape (C, kh, kw) with C = {X.shape[0]}"
@@ -108,6 +110,135 @@ def _windows(X: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) 
     return X.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])
 
 
+# How many bytes of im2col columns conv2d builds at a time. On the CPU a chunk small enough to
+# stay in the core's cache is read back by the matmul at cache speed instead of from memory;
+# a GPU wants the whole batch in one matmul.
+_CPU_COLS_BYTES = 1 << 20
+_GPU_COLS_BYTES = 1 << 28
+
+
+def _chunk(X: torch.Tensor, count: int, bytes_each: int) -> int:
+    """How many of `count` items of `bytes_each` bytes make one chunk of work on X's device."""
+    budget = _GPU_COLS_BYTES if X.is_cuda else _CPU_COLS_BYTES
+    return max(1, min(count, budget // max(1, bytes_each)))
+
+
+def _corr_padded(Xp: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
+    """Cross-correlation of an already padded input by im2col and matrix products, in chunks.
+
+    No autograd here: _Conv2dFunction calls it and supplies the backward.
+
+    Inputs:
+    - Xp: (N, C, Hp, Wp), any strides
+    - weight: (F, C, kh, kw), any strides
+
+    Returns: Y of shape (N, F, H', W'), contiguous, H' = (Hp - kh) // sh + 1.
+
+    Two ways to cut the work into cache-sized chunks of columns:
+    - output rows at least as wide as the kernel (the usual layer): a few images at a time,
+      one (F, C*kh*kw) x (C*kh*kw, H'*W') product per image;
+    - kernels wider than the output (the weight gradient, where the kernel is dL/dY): all
+      images at once, a few channels at a time, summing (N*H'*W', c*kh*kw) x (c*kh*kw, F) products.
+    Either way the copy runs along the longer contiguous stretch of the input.
+    """
+    N, C, _, _ = Xp.shape
+    F_out, _, kh, kw = weight.shape
+    win = _windows(Xp, (kh, kw), stride)  # (N, C, H', W', kh, kw), a view
+    Ho, Wo = win.shape[2], win.shape[3]
+    K, L = C * kh * kw, Ho * Wo
+    size = Xp.element_size()
+    if Wo >= kw:
+        W2 = weight.reshape(F_out, K)  # (F, C*kh*kw)
+        view = win.permute(0, 1, 4, 5, 2, 3)  # (N, C, kh, kw, H', W')
+        B = _chunk(Xp, N, K * L * size)
+        buf = Xp.new_empty((B, C, kh, kw, Ho, Wo))  # reused by every chunk
+        Y = Xp.new_empty((N, F_out, L))
+        for start in range(0, N, B):
+            stop = min(N, start + B)
+            cols = buf[: stop - start]
+            cols.copy_(view[start:stop])
+            torch.bmm(W2.expand(stop - start, F_out, K), cols.view(-1, K, L), out=Y[start:stop])  # (B, F, L)
+        return Y.view(N, F_out, Ho, Wo)
+    view = win.permute(0, 2, 3, 1, 4, 5)  # (N, H', W', C, kh, kw)
+    Cc = _chunk(Xp, C, N * L * kh * kw * size)
+    buf = Xp.new_empty((N, Ho, Wo, Cc, kh, kw))
+    Yt = Xp.new_zeros((N * L, F_out))
+    for start in range(0, C, Cc):
+        stop = min(C, start + Cc)
+        cols = buf[:, :, :, : stop - start]
+        cols.copy_(view[:, :, :, start:stop])
+        Wc = weight[:, start:stop].reshape(F_out, -1)  # (F, c*kh*kw)
+        Yt.addmm_(cols.reshape(N * L, -1), Wc.T)  # (N*L, F)
+    return Yt.view(N, Ho, Wo, F_out).permute(0, 3, 1, 2).contiguous()
+
+
+def _dilate(dY: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
+    """Spread the rows and columns of dY apart by the stride, zeros in between: a stride-1 grid."""
+    sh, sw = stride
+    if sh == sw == 1:
+        return dY
+    N, F_out, Ho, Wo = dY.shape
+    D = dY.new_zeros((N, F_out, (Ho - 1) * sh + 1, (Wo - 1) * sw + 1))
+    D[:, :, ::sh, ::sw] = dY
+    return D
+
+
+class _Conv2dFunction(torch.autograd.Function):
+    """conv2d with a backward written out, from differentiable ops, so gradients of gradients work too.
+
+    - dL/dX: each image's columns get W^T @ dL/dY (a matrix product), and F.fold adds every
+      window's column back onto the pixels it was copied from (col2im, the transpose of im2col).
+    - dL/dW: a cross-correlation again, computed by this same function: the padded input,
+      with batch and channel axes swapped, correlated with dL/dY (spread out by the stride) as
+      the kernel. Summing over images and output pixels is what that correlation does.
+    """
+
+    @staticmethod
+    def forward(ctx, X, weight, bias, stride, padding):
+        ph, pw = padding
+        ctx.save_for_backward(X, weight)
+        ctx.stride, ctx.padding = stride, padding
+        Xp = F.pad(X, (pw, pw, ph, ph)) if ph or pw else X
+        Y = _corr_padded(Xp, weight, stride)
+        if bias is not None:
+            Y += bias.view(1, -1, 1, 1)
+        return Y
+
+    @staticmethod
+    def backward(ctx, dY):
+        X, weight = ctx.saved_tensors
+        (ph, pw), stride = ctx.padding, ctx.stride
+        N, C, H, W = X.shape
+        F_out, _, kh, kw = weight.shape
+        K, L = C * kh * kw, dY.shape[2] * dY.shape[3]
+        need_X, need_W, need_b = ctx.needs_input_grad[:3]
+        dX = dW = db = None
+        if need_X:
+            W2t = weight.reshape(F_out, K).T.contiguous()  # (C*kh*kw, F); bmm is slow on a transposed expand
+            dY3 = dY.reshape(N, F_out, L)  # (N, F, L)
+            B = _chunk(X, N, K * L * X.element_size())
+            parts = [
+                F.fold(
+                    torch.bmm(W2t.expand(len(d), K, F_out), d),  # (B, C*kh*kw, L): dL/d(columns)
+                    (H + 2 * ph, W + 2 * pw), (kh, kw), stride=stride,
+                )  # (B, C, Hp, Wp)
+                for d in dY3.split(B)
+            ]
+            dXp = parts[0] if len(parts) == 1 else torch.cat(parts)
+            dX = dXp[:, :, ph : ph + H, pw : pw + W]  # (N, C, H, W): padding gets no gradient
+        if need_W:
+            Xp = F.pad(X, (pw, pw, ph, ph)) if ph or pw else X
+            D = _dilate(dY, stride)  # (N, F, Hd, Wd)
+            dWt = _conv2d(Xp.transpose(0, 1), D.transpose(0, 1), None, (1, 1), (0, 0))  # (C, F, >= kh, >= kw)
+            dW = dWt[:, :, :kh, :kw].transpose(0, 1)  # (F, C, kh, kw)
+        if need_b:
+            db = dY.sum(dim=(0, 2, 3))
+        return dX, dW, db, None, None
+
+
+_conv2d = _Conv2dFunction.apply
+
+
 def conv2d(
     X: torch.Tensor,
     weight: torch.Tensor,
@@ -117,8 +248,10 @@ def conv2d(
 ) -> torch.Tensor:
     """Vectorized 2-D convolution layer (cross-correlation), as torch.nn.functional.conv2d.
 
-    The windows are a strided view of the padded input, and one matrix product with the
-    flattened kernels computes every output pixel; there is no Python loop over pixels.
+    The windows are a strided view of the padded input (im2col without a Python loop over
+    pixels); copied a few images at a time, they meet the flattened kernels in one batched
+    matrix product. The backward pass (_Conv2dFunction) is a matrix product followed by col2im
+    for the input and another such cross-correlation for the weight.
 
     Inputs:
     - X: (N, C, H, W) or (C, H, W)
@@ -149,15 +282,7 @@ def conv2d(
             raise ValueError(f"bias must be a tensor of shape ({F_out},), got {got}")
         check_same("X", X, "bias", bias)
 
-    if ph or pw:
-        X = F.pad(X, (pw, pw, ph, ph))
-    cols = _windows(X, (kh, kw), (sh, sw))  # (N, C, H', W', kh, kw), a view
-    Ho, Wo = cols.shape[2], cols.shape[3]
-    cols = cols.permute(0, 2, 3, 1, 4, 5).reshape(N, Ho * Wo, C * kh * kw)  # (N, L, C*kh*kw), one copy
-    Y = cols @ weight.reshape(F_out, C * kh * kw).T  # (N, L, F)
-    if bias is not None:
-        Y = Y + bias
-    Y = Y.transpose(1, 2).reshape(N, F_out, Ho, Wo)  # (N, F, H', W')
+    Y = _conv2d(X, weight, bias, (sh, sw), (ph, pw))  # (N, F, H', W')
     return Y[0] if unbatched else Y
 
 

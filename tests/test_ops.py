@@ -641,3 +641,8 @@ def test_device_mismatch():
         cnnlib.conv2d(Z4, torch.zeros(1, 2, 2, 2, device=meta))
     with pytest.raises(ValueError, match="X and bias must be on the same device"):
         cnnlib.conv2d(Z4, torch.zeros(1, 2, 2, 2), torch.zeros(1, device=meta))
+
+
+def test_corr2d_multi_in_rejects_zero_channels():
+    with pytest.raises(ValueError, match="X must have at least one channel"):
+        cnnlib.corr2d_multi_in(torch.zeros(0, 3, 3), torch.zeros(0, 2, 2))
