@@ -1116,6 +1116,17 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
 CHECKS = tuple(_CHECKS)
 
 
+@contextlib.contextmanager
+def _full_float32():
+    """No TF32 on GPUs while grading: cuDNN convolutions would otherwise round float32 to ~1e-3."""
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def check(name: str, obj: Any) -> None:
     """Run the hidden checks for the function (or class) `name` on the student's `obj`.
 
@@ -1125,7 +1136,8 @@ def check(name: str, obj: Any) -> None:
     if runner is None:
         raise GradingError(f"no hidden checks named {name!r}; known: {', '.join(CHECKS)}")
     try:
-        runner(name, obj)
+        with _full_float32():
+            runner(name, obj)
     except GradingError as e:
         reason = str(e)
     else:

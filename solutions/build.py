@@ -98,7 +98,7 @@ A01 = [
     md("""
 # Assignment 1: from fully-connected layers to convolutions
 
-This assignment goes with the chapter **From fully-connected layers to convolutions**. Recap: a
+This assignment goes with the chapter [From fully-connected layers to convolutions](../../book/01_fc_to_conv.md). Recap: a
 fully-connected layer on an image connects every pixel to every hidden unit, so its parameter count grows
 with the image size: a 300x300 image into 10,000 hidden units already needs about a billion weights.
 A convolution keeps two ideas, *locality* (each output looks at a small window) and *translation
@@ -209,7 +209,7 @@ A02 = [
     md("""
 # Assignment 2: cross-correlation, convolution, and learning a kernel
 
-This assignment goes with the chapter **Convolutions for images**. Recap: a convolution layer computes a
+This assignment goes with the chapter [Cross-correlation](../../book/02_cross_correlation.md). Recap: a convolution layer computes a
 *cross-correlation*: the kernel `K` of shape `(kh, kw)` slides over the input `X` of shape `(H, W)`, and each
 output pixel is the sum of the elementwise product of the kernel with the window under it,
 `Y[i, j] = sum over a, b of X[i + a, j + b] * K[a, b]`. The output has shape `(H - kh + 1, W - kw + 1)`.
@@ -373,7 +373,7 @@ A03 = [
     md("""
 # Assignment 3: padding and stride
 
-This assignment goes with the chapter **Padding and stride**. Recap: a `k`-wide kernel shrinks an `n`-wide
+This assignment goes with the chapter [Padding and stride](../../book/03_padding_stride.md). Recap: a `k`-wide kernel shrinks an `n`-wide
 input to `n - k + 1`. *Padding* adds `p` rows or columns of zeros on each side, so the output grows to
 `n + 2p - k + 1` (with `p = (k - 1) / 2` for odd `k`, the size is kept). A *stride* `s` moves the window `s`
 steps at a time, dividing the output size by about `s`: in general the output size is
@@ -512,7 +512,7 @@ A04 = [
     md("""
 # Assignment 4: multiple input and output channels
 
-This assignment goes with the chapter **Multiple input and multiple output channels**. Recap: a color image
+This assignment goes with the chapter [Multiple input and output channels](../../book/04_channels.md). Recap: a color image
 has 3 channels, and hidden layers have many. With `C` input channels the kernel has shape `(C, kh, kw)`: each
 channel is cross-correlated with its own kernel slice and the results are *summed* into one output channel.
 For `C_out` output channels there is one such kernel per output channel, shape `(C_out, C, kh, kw)`. A 1x1
@@ -608,7 +608,7 @@ A05 = [
     md("""
 # Assignment 5: pooling
 
-This assignment goes with the chapter **Pooling**. Recap: a pooling layer slides a window over each channel,
+This assignment goes with the chapter [Pooling](../../book/05_pooling.md). Recap: a pooling layer slides a window over each channel,
 like a convolution, but has no kernel: it outputs the window's maximum (*max pooling*) or its mean (*average
 pooling*). It makes the representation less sensitive to small shifts and, with a stride, downsamples it.
 Each channel is pooled on its own, so the number of channels is unchanged. Padding and stride work as for
@@ -706,7 +706,7 @@ A06 = [
     md("""
 # Assignment 6: LeNet
 
-This assignment goes with the chapter **Convolutional neural networks (LeNet)**. Recap: LeNet-5 stacks two
+This assignment goes with the chapter [LeNet](../../book/06_lenet.md). Recap: LeNet-5 stacks two
 convolution blocks, each a 5x5 convolution, a sigmoid and a 2x2 average pooling with stride 2, and then three
 fully-connected layers. On 28x28 inputs the first convolution pads by 2 so the size is kept; the channels go
 1 -> 6 -> 16, the second block leaves 16 channels of 5x5, flattened to 400 features, and the dense layers map
