@@ -38,7 +38,7 @@ import sys
 import traceback
 import types
 import warnings
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,7 @@ from torch import nn
 
 import cnnlib
 import cnnlib.devices
+import cnnlib.layers
 import cnnlib.models
 import cnnlib.ops
 import cnnlib.shapes
@@ -53,6 +54,7 @@ import cnnlib.train
 
 # The submodules themselves (cnnlib.train and cnnlib.devices are also the names of functions).
 _devices_mod = sys.modules["cnnlib.devices"]
+_layers = sys.modules["cnnlib.layers"]
 _models = sys.modules["cnnlib.models"]
 _ops = sys.modules["cnnlib.ops"]
 _shapes = sys.modules["cnnlib.shapes"]
@@ -69,14 +71,15 @@ class Tol(NamedTuple):
 
 
 # |got - expected| <= atol + rtol * |expected|, elementwise; inputs are O(1), so atol is on that scale.
-TOLERANCES: dict[torch.dtype, Tol] = {
+TOLERANCES: Mapping[torch.dtype, Tol] = types.MappingProxyType({
     torch.float32: Tol(rtol=1e-5, atol=1e-5),
     torch.float64: Tol(rtol=1e-10, atol=1e-10),
-}
+})
 DTYPES = (torch.float32, torch.float64)
 
 # ---------------------------------------------------------------------------------------------
 # Everything the grader relies on, captured now: later rebinding by student code changes nothing.
+# Values are compared in plain Python, so torch.allclose and friends are not used at all.
 _Tensor = torch.Tensor
 _Parameter = nn.Parameter
 _Module = nn.Module
@@ -88,7 +91,6 @@ _dim = _TB.dim
 _tolist = _TB.tolist
 _detach = _TB.detach
 _to = _TB.to
-_clone = _TB.clone
 _requires_grad_of = _TB.__dict__["requires_grad"].__get__
 _grad_of = _TB.__dict__["grad"].__get__
 _backward = torch.Tensor.backward
@@ -100,7 +102,6 @@ _module_modules = nn.Module.modules
 _module_children = nn.Module.children
 _module_training = lambda m: object.__getattribute__(m, "training")  # noqa: E731
 _no_grad = torch.no_grad
-_enable_grad = torch.enable_grad
 _is_grad_enabled = torch.is_grad_enabled
 _fork_rng = torch.random.fork_rng
 _manual_seed = torch.manual_seed
@@ -108,13 +109,9 @@ _Generator = torch.Generator
 _randn = torch.randn
 _randint = torch.randint
 _rand = torch.rand
-_zeros = torch.zeros
 _tensor = torch.tensor
 _eigvalsh = torch.linalg.eigvalsh
 _stack = torch.stack
-_allclose = torch.allclose  # captured so a rebinding in the notebook cannot reach the grader
-_equal = torch.equal
-_isclose = torch.isclose
 _deepcopy = copy.deepcopy
 _isfinite = math.isfinite
 _isnan = math.isnan
@@ -131,6 +128,9 @@ _extract_tb = traceback.extract_tb
 _os_write = os.write
 _mod_setattr = types.ModuleType.__setattr__
 _mod_delattr = types.ModuleType.__delattr__
+_nn = types.SimpleNamespace(**{k: getattr(nn, k) for k in (
+    "Conv2d", "Sigmoid", "AvgPool2d", "Flatten", "Linear", "Sequential", "ReLU", "CrossEntropyLoss")})
+_SGD = torch.optim.SGD
 _CPU = torch.device("cpu")
 _F64 = torch.float64
 try:
@@ -303,9 +303,6 @@ def _invoke(forbidden: _Forbidden, thunk: Callable[[], Any]) -> _Run:
             calls.append(label)
 
     saved = []
-    for owner, name, label in forbidden.attrs:
-        saved.append((owner, name, owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)))
-        _set(owner, name, _Tripwire(label, calls))
     value, error, where = None, None, ""
     previous = _getprofile()
     buffer = _StringIO()
@@ -313,6 +310,9 @@ def _invoke(forbidden: _Forbidden, thunk: Callable[[], Any]) -> _Run:
     with _catch_warnings(record=True) as warned, _redirect_stderr(buffer), _redirect_stdout(buffer):
         _simplefilter("always")
         try:
+            for owner, name, label in forbidden.attrs:
+                saved.append((owner, name, owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)))
+                _set(owner, name, _Tripwire(label, calls))
             # Under a profiler or debugger, its hook stays (cProfile's cannot be restored by setprofile);
             # the tripwires still catch calls by name.
             watch = previous is None
@@ -827,7 +827,7 @@ def _learn_problem() -> dict:
 
 _LEARN = _learn_problem()
 # The fit must reproduce Y to this relative error (norm of residual / norm of Y), per dtype.
-LEARN_TOLERANCES = {torch.float32: 1e-4, torch.float64: 1e-8}
+LEARN_TOLERANCES: Mapping[torch.dtype, float] = types.MappingProxyType({torch.float32: 1e-4, torch.float64: 1e-8})
 
 
 def _residual(X: torch.Tensor, K: torch.Tensor, Y: torch.Tensor) -> float:
@@ -893,18 +893,16 @@ def _pair(v: Any) -> tuple:
 
 
 def _describe_layer(m: Any) -> tuple:
-    from cnnlib import layers as L
-
-    if isinstance(m, (nn.Conv2d, L.Conv2d)):
+    if isinstance(m, (_nn.Conv2d, _layers.Conv2d)):
         return ("conv", m.in_channels, m.out_channels, _pair(m.kernel_size), _pair(m.stride), _pair(m.padding))
-    if isinstance(m, nn.Sigmoid):
+    if isinstance(m, _nn.Sigmoid):
         return ("sigmoid",)
-    if isinstance(m, (nn.AvgPool2d, L.AvgPool2d)):
+    if isinstance(m, (_nn.AvgPool2d, _layers.AvgPool2d)):
         stride = m.kernel_size if m.stride in (None, ()) else m.stride
         return ("avgpool", _pair(m.kernel_size), _pair(stride))
-    if isinstance(m, nn.Flatten):
+    if isinstance(m, _nn.Flatten):
         return ("flatten",) if m.start_dim == 1 and m.end_dim == -1 else ("flatten", m.start_dim, m.end_dim)
-    if isinstance(m, nn.Linear):
+    if isinstance(m, _nn.Linear):
         return ("linear", m.in_features, m.out_features)
     return (type(m).__name__,)
 
@@ -991,7 +989,7 @@ def _probe_setup(seed: int, batch_sizes: tuple) -> tuple:
     g = _gen(seed)
     with _fork_rng(devices=[]):
         _manual_seed(seed)
-        net = nn.Sequential(_Probe(), nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+        net = _nn.Sequential(_Probe(), _nn.Flatten(), _nn.Linear(12, 8), _nn.ReLU(), _nn.Linear(8, 3))
     batches = [(_randn(n, 1, 3, 4, generator=g), _randint(0, 3, (n,), generator=g)) for n in batch_sizes]
     return net, batches
 
@@ -1057,12 +1055,12 @@ def _check_train_epoch(name: str, fn: Any) -> None:
         _module_train(student, False)  # train_epoch must switch to training mode itself
         with _fork_rng(devices=[] if device.type == "cpu" else [device]):
             _manual_seed(5)
-            exp_loss, exp_acc = _REF["train_epoch"](reference, batches, nn.CrossEntropyLoss(),
-                                                    torch.optim.SGD(reference.parameters(), lr=0.5), device)
-        optimizer = torch.optim.SGD(student.parameters(), lr=0.5)
+            exp_loss, exp_acc = _REF["train_epoch"](reference, batches, _nn.CrossEntropyLoss(),
+                                                    _SGD(reference.parameters(), lr=0.5), device)
+        optimizer = _SGD(student.parameters(), lr=0.5)
         with _fork_rng(devices=[] if device.type == "cpu" else [device]):
             _manual_seed(5)  # the same dropout masks as the reference
-            run = _invoke(_FORBID[name], _call(fn, (student, list(batches), nn.CrossEntropyLoss(), optimizer,
+            run = _invoke(_FORBID[name], _call(fn, (student, list(batches), _nn.CrossEntropyLoss(), optimizer,
                                                     device), {}))
         reason = _shortcut_reason(name, run)
         if reason:

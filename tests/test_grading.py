@@ -271,6 +271,8 @@ def test_the_grading_module_is_read_only():
         grading._fail = lambda reason: None
     with pytest.raises(AttributeError, match="read-only"):
         type(grading).check = property(lambda self: (lambda *a, **k: None))
+    with pytest.raises(TypeError):
+        grading.TOLERANCES[torch.float32] = grading.Tol(1.0, 1.0)
     with pytest.raises(AttributeError, match="cannot be replaced"):
         cnnlib.grading = object()
     with pytest.raises(AttributeError, match="cannot be deleted"):
