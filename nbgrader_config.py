@@ -1,5 +1,63 @@
-# nbgrader configuration for the course; run nbgrader from the repository root.
+# nbgrader configuration of the course. Run nbgrader (or `make exercises` / `make grade`,
+# which call `python -m cnnlib.autograde`) from the repository root; cnnlib.autograde loads
+# this same file and only redirects the paths when it grades in another directory.
+import os
+import sys
+
 c = get_config()  # noqa: F821
+
+# nbgrader runs the `alembic` script by name when it creates a gradebook: find it next to
+# this Python even when the virtual environment is not activated (.venv/bin/nbgrader ...).
+if os.path.dirname(sys.executable) not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+# -- where things are -------------------------------------------------------------------
 c.CourseDirectory.root = "."
-c.CourseDirectory.source_directory = "solutions"
-c.CourseDirectory.release_directory = "exercises"
+c.CourseDirectory.course_id = "cnn"
+c.CourseDirectory.source_directory = "solutions"  # instructor notebooks (solutions + hidden tests)
+c.CourseDirectory.release_directory = "exercises"  # student notebooks, committed
+# submitted/, autograded/, feedback/ and gradebook.db keep nbgrader's defaults: all git-ignored.
+# Several graders or machines: one PostgreSQL gradebook instead of the SQLite file, e.g.
+# c.CourseDirectory.db_url = "postgresql://grader:secret@db-host/cnn"
+
+# -- the student versions -----------------------------------------------------------------
+c.ClearSolutions.enforce_metadata = True  # a BEGIN SOLUTION block outside a solution cell is an error
+c.ClearHiddenTests.enforce_metadata = True  # hidden tests only in locked grade cells
+
+# -- autograding ----------------------------------------------------------------------------
+# GradingExecute (cnnlib/_autograde_execute.py) is nbgrader's Execute plus: a memory cap on
+# the kernel, a dead or hung kernel scores the rest of that notebook 0 instead of dropping
+# the submission, and a cap on the output kept per cell.
+c.Autograde.autograde_preprocessors = [
+    "cnnlib._autograde_execute.GradingExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.create_student = True  # students appear in the gradebook when first graded
+
+# Per-cell time limit. The longest legitimate cell (a short LeNet training run) takes a few
+# seconds on a laptop core; an endless loop costs its own cell only: the kernel is
+# interrupted (KeyboardInterrupt) and the next cell runs.
+c.Execute.timeout = 60
+c.Execute.interrupt_on_timeout = True
+c.Execute.kernel_name = "python3"  # the course's own environment (the venv's ipykernel)
+c.Execute.shutdown_kernel = "immediate"  # a graded kernel has nothing to save; don't wait for it
+c.Execute.extra_arguments = ["--HistoryManager.enabled=False", "--IPKernelApp.log_level=ERROR"]
+c.GradingExecute.max_memory_mb = 4096  # per kernel; torch + cnnlib + IPython map about 1 GiB
+c.GradingExecute.unresponsive_grace = 10.0  # seconds to come back after an interrupt
+
+# Deleted or edited test cells come back from the gradebook (their checksums differ).
+c.OverwriteCells.add_missing_cells = True
+
+# Any stderr output zeroes a graded cell. cnnlib.grading captures warnings inside the
+# checks; as a second line, drop stderr outputs that consist of Python warnings only
+# ("path:line: SomethingWarning: message" plus its indented source line).
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"\A(?:[^\n]*:\d+: [A-Za-z_]*Warning: [^\n]*\n(?:[ \t]+[^\n]*\n)*)+\Z"
+
+c.LimitOutput.max_lines = 1000
+c.LimitOutput.max_traceback = 100

@@ -1,0 +1,216 @@
+"""nbgrader preprocessors for the course's autograder.
+
+GradingExecute replaces nbgrader's Execute (nbgrader_config.py names it in
+Autograde.autograde_preprocessors). On top of Execute it:
+
+- starts every kernel through _autograde_launch.py, under a memory cap (RLIMIT_AS and
+  RLIMIT_DATA) and a thread count, so one submission cannot take the machine down;
+- survives a kernel that dies (os._exit, a memory bomb the cap turns into a crash):
+  nbgrader 0.9.6 lets nbclient's DeadKernelError escape, and its converter then deletes
+  the whole autograded submission and records no scores. Here the cell that was running
+  gets an error output, every later code cell gets a "not run" error output (so each
+  graded cell scores 0, as determine_grade scores any cell with an error output), and
+  the cells before the death keep their results;
+- treats a kernel that does not come back from a timeout's interrupt (code that swallows
+  KeyboardInterrupt) the same way, instead of paying one timeout per remaining cell;
+- caps the stream output it keeps per cell, so a print loop cannot fill the grader's memory.
+
+ReplayExecute runs no kernel: it copies the outputs of a notebook that GradingExecute
+executed earlier (in a parallel worker) into the sanitized submission, so that the rest of
+nbgrader's autograde pipeline (IgnorePattern, LimitOutput, SaveAutoGrades, ...) records the
+grades serially, exactly as if the notebook had been executed in place.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from queue import Empty
+from time import monotonic
+from typing import Any
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import ensure_async, run_sync
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbconvert.exporters.exporter import ResourcesDict
+from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Float, Integer, Unicode
+
+LAUNCHER = str(Path(__file__).with_name("_autograde_launch.py"))
+
+
+def error_output(ename: str, evalue: str) -> NotebookNode:
+    """An error output as a kernel would have sent it; determine_grade scores the cell 0."""
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+class GradingKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels start under the launcher's resource limits."""
+
+    max_memory = Integer(0, help="Address-space cap of the kernel in bytes; 0 for none.").tag(config=True)
+    threads = Integer(0, help="OMP/MKL threads of the kernel; 0 to leave them as they are.").tag(config=True)
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        return [
+            sys.executable, "-I", "-S", LAUNCHER,
+            f"--max-memory={self.max_memory}", f"--threads={self.threads}", "--", *cmd,
+        ]
+
+
+class GradingExecute(Execute):
+    """nbgrader's Execute, made robust against submissions that kill, hang or flood the kernel."""
+
+    max_memory_mb = Integer(
+        4096,
+        help="Memory cap of a grading kernel in MiB (RLIMIT_AS and RLIMIT_DATA); 0 for none. "
+        "A kernel with torch and the course library imported maps about 1 GiB.",
+    ).tag(config=True)
+
+    kernel_threads = Integer(
+        0, help="OMP/MKL threads per grading kernel; 0 for all cores divided by parallel_jobs."
+    ).tag(config=True)
+
+    parallel_jobs = Integer(1, help="How many kernels run at once (set by `grade --jobs`).").tag(config=True)
+
+    unresponsive_grace = Float(
+        10.0, help="Seconds a kernel gets to answer after a timed-out cell was interrupted."
+    ).tag(config=True)
+
+    max_stream_chars = Integer(
+        1_000_000, help="Characters of stdout/stderr kept per cell; the rest is dropped."
+    ).tag(config=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("kernel_manager_class", GradingKernelManager)
+        super().__init__(*args, **kwargs)
+        self._timed_out = False
+        self._stream_chars: dict[int, int] = {}
+
+    # -- kernel start ------------------------------------------------------------------
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        if isinstance(km, GradingKernelManager):
+            km.max_memory = self.max_memory_mb * 2**20
+            cores = os.cpu_count() or 1
+            km.threads = self.kernel_threads or max(1, cores // max(1, self.parallel_jobs))
+        return km
+
+    # -- timeouts and output floods ----------------------------------------------------
+    async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
+        self._timed_out = True
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def output(self, outs, msg, display_id, cell_index):
+        if msg["msg_type"] == "stream":
+            seen = self._stream_chars.get(cell_index, 0)
+            self._stream_chars[cell_index] = seen + len(msg["content"].get("text", ""))
+            if seen >= self.max_stream_chars:
+                return None
+            if seen + len(msg["content"].get("text", "")) > self.max_stream_chars:
+                outs.append(nbformat.v4.new_output(
+                    "stream", name="stdout",
+                    text=f"\n[grader: output beyond {self.max_stream_chars} characters dropped]\n",
+                ))
+                return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    async def _async_kernel_responds(self, grace: float) -> bool:
+        """Whether the kernel answers a kernel_info request within `grace` seconds.
+
+        A kernel answers shell requests in order, so the answer also means that the
+        interrupted cell has finished."""
+        assert self.kc is not None
+        msg_id = self.kc.kernel_info()
+        deadline = monotonic() + grace
+        while (remaining := deadline - monotonic()) > 0:
+            try:
+                msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=remaining))
+            except Empty:
+                return False
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return True
+        return False
+
+    async def _async_kill_kernel(self) -> None:
+        assert self.km is not None
+        if await ensure_async(self.km.is_alive()):
+            await ensure_async(self.km.shutdown_kernel(now=True))
+
+    # -- the notebook ----------------------------------------------------------------------
+    def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
+        """Execute every cell as ExecutePreprocessor.preprocess does, but when the kernel is
+        lost, score the rest of the notebook 0 instead of raising."""
+        from nbclient import NotebookClient
+
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        self._timed_out = False
+        self._stream_chars = {}
+        with self.setup_kernel():
+            assert self.kc is not None
+            info_msg = self.wait_for_reply(self.kc.kernel_info())
+            assert info_msg is not None, "the grading kernel did not answer kernel_info"
+            self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            lost: str | None = None
+            for index, cell in enumerate(self.nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                if lost is not None:
+                    cell.outputs = [error_output("NotRun", f"not run: {lost} in an earlier cell")]
+                    cell.execution_count = None
+                    continue
+                try:
+                    self.preprocess_cell(cell, resources, index)
+                except DeadKernelError:
+                    lost = "the kernel died"
+                    self.log.warning("Kernel died in cell %d; the rest of the notebook scores 0", index)
+                    cell.outputs.append(error_output("DeadKernelError", "the kernel died while running this cell"))
+                    continue
+                except CellTimeoutError as e:
+                    # the reply came but the cell's output did not: an interrupted cell that
+                    # would not stop, or an output flood
+                    self.log.warning("Cell %d: %s", index, str(e).splitlines()[0] if str(e) else "timeout")
+                    why = (f"the cell ran past the time limit ({self.timeout} s) and did not stop when interrupted"
+                           if self._timed_out else "the cell's output did not arrive in time")
+                    cell.outputs.append(error_output("CellTimeoutError", why))
+                if self._timed_out:
+                    self._timed_out = False
+                    if not run_sync(self._async_kernel_responds)(self.unresponsive_grace):
+                        lost = "the kernel stopped responding after a timeout"
+                        self.log.warning("Kernel unresponsive after cell %d timed out; killing it", index)
+                        run_sync(self._async_kill_kernel)()
+        self.set_widgets_metadata()
+        return self.nb, self.resources
+
+
+class ReplayExecute(NbGraderPreprocessor):
+    """Fill a sanitized submission with the outputs of its already executed copy.
+
+    The copy is executed_directory/<student>/<assignment>/<notebook>.ipynb, written by an
+    autograde run whose only autograde preprocessor was GradingExecute. Sanitizing is
+    deterministic, so the copy has the same cells; anything else is a grader bug and raises.
+    """
+
+    executed_directory = Unicode("", help="Root of the executed notebooks.").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
+        info = resources["nbgrader"]
+        path = Path(self.executed_directory, info["student"], info["assignment"], info["notebook"] + ".ipynb")
+        if not path.is_file():
+            raise RuntimeError(f"no executed copy of {info['student']}/{info['assignment']}/{info['notebook']}: {path}")
+        done = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        if len(done.cells) != len(nb.cells) or any(
+            a.cell_type != b.cell_type or a.source != b.source for a, b in zip(done.cells, nb.cells)
+        ):
+            raise RuntimeError(f"the executed copy {path} does not match the sanitized submission")
+        for cell, ran in zip(nb.cells, done.cells):
+            if cell.cell_type == "code":
+                cell.outputs = ran.outputs
+                cell.execution_count = ran.execution_count
+        if "language_info" in done.metadata:
+            nb.metadata["language_info"] = done.metadata["language_info"]
+        return nb, resources

@@ -1,0 +1,54 @@
+"""Start a grading kernel under resource limits: run by path, as
+
+    python -I -S _autograde_launch.py --max-memory BYTES --threads N -- KERNEL_CMD...
+
+It caps the address space (RLIMIT_AS) and the data segment (RLIMIT_DATA), sets the math
+libraries' thread counts, then replaces itself with KERNEL_CMD (os.execv), so the kernel
+keeps the process id, the limits and the signals (interrupts) the kernel manager sends.
+
+This file imports only the standard library and never `cnnlib` (whose package import
+would load torch before the limits are in place); keep it that way.
+"""
+import os
+import resource
+import sys
+
+# Environment a grading kernel gets: thread counts for the math libraries (set to --threads),
+# and no debugger/file validation noise on stderr (stderr in a graded cell scores 0).
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def main(argv):
+    if "--" not in argv:
+        sys.exit("usage: _autograde_launch.py [--max-memory BYTES] [--threads N] -- KERNEL_CMD...")
+    split = argv.index("--")
+    opts, cmd = argv[:split], argv[split + 1 :]
+    max_memory, threads = 0, 0
+    for opt in opts:
+        name, _, value = opt.partition("=")
+        if name == "--max-memory":
+            max_memory = int(value)
+        elif name == "--threads":
+            threads = int(value)
+        else:
+            sys.exit(f"_autograde_launch.py: unknown option {opt!r}")
+    if not cmd:
+        sys.exit("_autograde_launch.py: no kernel command after --")
+
+    if max_memory > 0:
+        for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
+            _soft, hard = resource.getrlimit(limit)
+            cap = max_memory if hard == resource.RLIM_INFINITY else min(max_memory, hard)
+            resource.setrlimit(limit, (cap, cap))
+    if threads > 0:
+        for var in THREAD_VARS:
+            os.environ[var] = str(threads)
+    os.environ.setdefault("MPLBACKEND", "Agg")  # grading draws no figures on screen
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    # Let the kernel cache the bytecode of what it imports (cnnlib, the grading helpers).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

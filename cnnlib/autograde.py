@@ -1,0 +1,499 @@
+"""The instructor's autograding pipeline, on top of nbgrader.
+
+    python -m cnnlib.autograde generate [ASSIGNMENT ...]      # solutions/ -> exercises/
+    python -m cnnlib.autograde grade [--jobs N] [ASSIGNMENT ...]  # submitted/ -> grades.csv, feedback/, reports/
+    python -m cnnlib.autograde report                          # reports/ from the gradebook
+    python -m cnnlib.autograde submissions --count N          # N solution-copy students (benchmarks)
+
+`make exercises` and `make grade [JOBS=N]` call the first two. Every step reads the course's
+nbgrader_config.py (repository root); only the paths change when a course directory elsewhere
+(a test's temporary one) is graded.
+
+Grading runs in two phases, so that N workers give the very gradebook one worker gives:
+
+1. execute (parallel): each (student, assignment) submission is sanitized and executed by
+   nbgrader's Autograde converter with GradingExecute as its only autograde preprocessor,
+   in a worker process with its own copy of the SQLite gradebook (SQLite takes one writer
+   at a time; the copies only ever see the student/submission rows nbgrader creates);
+2. record (serial, no kernels): nbgrader's Autograde converter runs again in the course
+   directory with ReplayExecute in place of GradingExecute, so IgnorePattern, LimitOutput,
+   SaveAutoGrades and AssignLatePenalties write the gradebook in a fixed order.
+
+Then feedback (nbgrader's GenerateFeedback), grades.csv (nbgrader's CSV export) and the
+analytics report (reports/). The Python API for benchmarks is grade_course() and
+make_submissions().
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import nbformat
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = (
+    "01_fc_to_conv", "02_cross_correlation", "03_padding_stride", "04_channels", "05_pooling", "06_lenet",
+)
+EXECUTE = "cnnlib._autograde_execute.GradingExecute"
+REPLAY = "cnnlib._autograde_execute.ReplayExecute"
+
+log = logging.getLogger("cnnlib.autograde")
+
+# nbgrader runs the `alembic` script by name when it creates a gradebook: make this
+# environment's scripts reachable even when it was not activated (.venv/bin/python -m ...).
+# nbgrader 0.9 with SQLAlchemy 2 warns about its own session use on every submission.
+warnings.filterwarnings("ignore", module="nbgrader")
+warnings.filterwarnings("ignore", message=".*not in session.*")
+
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
+
+
+# ---------------------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------------------
+def course_config(root: str | Path = REPO, **paths: str | Path) -> Config:
+    """The course's nbgrader configuration (nbgrader_config.py) for a course directory.
+
+    root: the course directory (submitted/, autograded/, feedback/ and the gradebook live there).
+    paths: CourseDirectory overrides, e.g. source_directory=REPO / "solutions" (an absolute
+    path is used as is), release_directory=..., db_url="sqlite:///...".
+    When root is not the repository, source_directory defaults to the repository's solutions/.
+    """
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
+    root = Path(root).resolve()
+    cfg.CourseDirectory.root = str(root)
+    if root != REPO:
+        cfg.CourseDirectory.source_directory = str(REPO / "solutions")
+    if "db_url" not in cfg.CourseDirectory or root != REPO:
+        cfg.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    for key, value in paths.items():
+        setattr(cfg.CourseDirectory, key, str(value))
+    return cfg
+
+
+def _coursedir(cfg: Config, **ids: str):
+    from nbgrader.coursedir import CourseDirectory
+
+    coursedir = CourseDirectory(config=cfg)
+    for key, value in ids.items():
+        setattr(coursedir, key, value)
+    return coursedir
+
+
+def _run_app(app) -> dict:
+    """Start an nbgrader converter; its log and any error come back in a dict (nbgrader's capture_log)."""
+    from nbgrader.utils import capture_log
+
+    return capture_log(app)
+
+
+# ---------------------------------------------------------------------------------------
+# generate: solutions/ -> exercises/ (and the gradebook's copy of each assignment)
+# ---------------------------------------------------------------------------------------
+def generate(
+    assignments: Iterable[str] = ASSIGNMENTS, root: str | Path = REPO, **paths: str | Path
+) -> list[str]:
+    """Run nbgrader generate_assignment --force for each assignment; returns the ids done.
+
+    paths: CourseDirectory overrides (release_directory, db_url, source_directory)."""
+    from nbgrader.converters import GenerateAssignment
+
+    cfg = course_config(root, **paths)
+    done = []
+    for aid in assignments:
+        coursedir = _coursedir(cfg, assignment_id=aid)
+        if not Path(coursedir.format_path(coursedir.source_directory, ".", aid)).is_dir():
+            raise FileNotFoundError(f"no source for assignment {aid!r} in {coursedir.source_directory}")
+        app = GenerateAssignment(coursedir=coursedir, config=cfg)
+        app.force = True
+        app.create_assignment = True
+        result = _run_app(app)
+        if not result["success"]:
+            raise RuntimeError(f"generate_assignment {aid} failed:\n{result.get('log', '')}\n{result.get('error', '')}")
+        done.append(aid)
+    return done
+
+
+# ---------------------------------------------------------------------------------------
+# submissions for tests and benchmarks
+# ---------------------------------------------------------------------------------------
+MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+def solution_code(source: str) -> str:
+    """A solution cell's source as a student who solved it would hand it in: markers removed."""
+    return "\n".join(line for line in source.splitlines() if line.strip() not in MARKERS)
+
+
+def solution_submission(assignment: str, release: str | Path | None = None) -> nbformat.NotebookNode:
+    """The released notebook of `assignment` with every solution cell filled with the reference
+    solution: what a student who solved everything hands in."""
+    release = Path(release) if release else REPO / "exercises"
+    nb = nbformat.read(release / assignment / f"{assignment}.ipynb", as_version=4)
+    src = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    solutions = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in src.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            cell.source = solution_code(solutions[meta["grade_id"]])
+    return nb
+
+
+def make_submissions(
+    root: str | Path,
+    count: int = 8,
+    assignments: Sequence[str] = ASSIGNMENTS,
+    prefix: str = "student",
+    release: str | Path | None = None,
+) -> list[str]:
+    """Write `count` students who hand in the reference solution for every assignment into
+    root/submitted/<student>/<assignment>/; returns the student ids (prefix01, prefix02, ...)."""
+    root = Path(root)
+    students = [f"{prefix}{i:02d}" for i in range(1, count + 1)]
+    for aid in assignments:
+        nb = solution_submission(aid, release)
+        for sid in students:
+            dest = root / "submitted" / sid / aid
+            dest.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, dest / f"{aid}.ipynb")
+    return students
+
+
+# ---------------------------------------------------------------------------------------
+# grade
+# ---------------------------------------------------------------------------------------
+@dataclass
+class GradeResult:
+    """What grade_course did. Seconds are wall-clock."""
+
+    root: Path
+    jobs: int
+    submissions: list[tuple[str, str]]  # (student, assignment), in grading order
+    seconds: dict[str, float] = field(default_factory=dict)  # phase -> seconds, and "total"
+    execute_seconds: dict[tuple[str, str], float] = field(default_factory=dict)  # one submission's execution
+    failures: list[str] = field(default_factory=list)  # submissions nbgrader could not grade (not student errors)
+    grades_csv: Path | None = None
+    report_dir: Path | None = None
+
+    @property
+    def notebooks(self) -> int:
+        return len(self.submissions)
+
+    def per_student(self) -> dict[str, float]:
+        """Execution seconds per student (summed over that student's submissions)."""
+        out: dict[str, float] = {}
+        for (sid, _aid), sec in self.execute_seconds.items():
+            out[sid] = out.get(sid, 0.0) + sec
+        return out
+
+
+def find_submissions(cfg: Config, students: Iterable[str] | None = None,
+                     assignments: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """(student, assignment) pairs under submitted/ that contain at least one notebook."""
+    from nbgrader.coursedir import CourseDirectory
+
+    cd = CourseDirectory(config=cfg)
+    base = Path(cd.root, cd.submitted_directory)
+    want_s = set(students) if students else None
+    want_a = set(assignments) if assignments else None
+    found = []
+    for sdir in sorted(p for p in base.glob("*") if p.is_dir()):
+        for adir in sorted(p for p in sdir.glob("*") if p.is_dir()):
+            if want_s is not None and sdir.name not in want_s:
+                continue
+            if want_a is not None and adir.name not in want_a:
+                continue
+            if any(adir.glob("*.ipynb")):
+                found.append((sdir.name, adir.name))
+    return found
+
+
+def _ensure_assignments(cfg: Config, assignments: Iterable[str], work: Path) -> None:
+    """Put every assignment into the gradebook if it is not there yet (generate_assignment
+    into a scratch release directory: exercises/ stays as committed)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    missing = []
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        for aid in sorted(set(assignments)):
+            try:
+                gb.find_assignment(aid)
+            except MissingEntry:
+                missing.append(aid)
+    if missing:
+        log.info("adding %s to the gradebook", ", ".join(missing))
+        paths = {k: cfg.CourseDirectory[k] for k in ("source_directory", "db_url") if k in cfg.CourseDirectory}
+        generate(missing, cfg.CourseDirectory.root, release_directory=work / "release", **paths)
+
+
+# -- phase 1: execute, in worker processes -------------------------------------------------
+_WORKER_DB: dict[tuple[int, str, str], str] = {}
+
+
+def _worker_db_url(db_url: str, work: Path) -> str:
+    """This process's private copy of a SQLite gradebook (other databases are shared as is)."""
+    if not db_url.startswith("sqlite:///"):
+        return db_url
+    key = (os.getpid(), str(work), db_url)  # a forked worker inherits its parent's entries
+    if key not in _WORKER_DB:
+        copy = work / f"gradebook-worker{os.getpid()}.db"
+        src = sqlite3.connect(db_url[len("sqlite:///"):])
+        dst = sqlite3.connect(copy)
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+        _WORKER_DB[key] = f"sqlite:///{copy}"
+    return _WORKER_DB[key]
+
+
+def _execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str) -> tuple[str, str, float, str | None]:
+    """Sanitize and execute one submission into work/executed; (student, assignment, seconds, error)."""
+    from nbgrader.converters import Autograde
+
+    t0 = time.perf_counter()
+    c = copy.deepcopy(cfg)
+    c.CourseDirectory.autograded_directory = str(Path(work, "executed"))
+    c.CourseDirectory.db_url = _worker_db_url(cfg.CourseDirectory.db_url, Path(work))
+    c.Autograde.autograde_preprocessors = [EXECUTE]
+    c.GradingExecute.parallel_jobs = jobs
+    app = Autograde(coursedir=_coursedir(c, student_id=student, assignment_id=assignment), config=c)
+    app.force = True
+    result = _run_app(app)
+    error = None if result["success"] else (result.get("log", "") + "\n" + (result.get("error") or ""))
+    return student, assignment, time.perf_counter() - t0, error
+
+
+def _record(cfg: Config, work: Path, student: str, assignment: str) -> str | None:
+    """Phase 2 for one submission: nbgrader's autograde with the executed outputs replayed."""
+    from nbgrader.converters import Autograde
+
+    c = copy.deepcopy(cfg)
+    c.Autograde.autograde_preprocessors = [
+        REPLAY if _name(p) == EXECUTE else p for p in cfg.Autograde.autograde_preprocessors
+    ]
+    c.ReplayExecute.executed_directory = str(work / "executed")
+    app = Autograde(coursedir=_coursedir(c, student_id=student, assignment_id=assignment), config=c)
+    app.force = True
+    result = _run_app(app)
+    return None if result["success"] else (result.get("log", "") + "\n" + (result.get("error") or ""))
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "failed"
+
+
+def _name(p) -> str:
+    return p if isinstance(p, str) else f"{p.__module__}.{p.__qualname__}"
+
+
+def grade_course(
+    root: str | Path = REPO,
+    jobs: int = 1,
+    students: Iterable[str] | None = None,
+    assignments: Iterable[str] | None = None,
+    feedback: bool = True,
+    report: bool = True,
+    config: Config | None = None,
+    **paths: str | Path,
+) -> GradeResult:
+    """Grade every submission in root/submitted/<student>/<assignment>/ with `jobs` workers.
+
+    Writes the gradebook, root/autograded/, root/feedback/ (feedback=True), root/grades.csv
+    and root/reports/ (report=True). `config` is merged over the course configuration (tests
+    use it for a short Execute.timeout); `paths` are CourseDirectory overrides.
+    The gradebook, grades.csv and feedback do not depend on `jobs`.
+    """
+    from nbgrader.api import Gradebook
+
+    t_start = time.perf_counter()
+    cfg = course_config(root, **paths)
+    if config is not None:
+        cfg.merge(config)
+    jobs = max(1, int(jobs))
+    root = Path(cfg.CourseDirectory.root)
+    subs = find_submissions(cfg, students, assignments)
+    result = GradeResult(root=root, jobs=jobs, submissions=subs)
+    if not subs:
+        log.warning("nothing to grade in %s", root / "submitted")
+    with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
+        work = Path(tmp)
+        t = time.perf_counter()
+        _ensure_assignments(cfg, {a for _, a in subs}, work)
+        with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id):
+            pass  # the file exists (and is complete) before the workers copy it
+        result.seconds["prepare"] = time.perf_counter() - t
+
+        # phase 1: execute. Longest first would need costs; assignment order spreads them well.
+        t = time.perf_counter()
+        tasks = sorted(subs, key=lambda sa: (sa[1], sa[0]))
+        if jobs == 1:
+            outcomes = [_execute_one(cfg, tmp, 1, s, a) for s, a in tasks]
+        else:
+            ctx = get_context("fork") if sys.platform.startswith("linux") else get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                futures = [pool.submit(_execute_one, cfg, tmp, jobs, s, a) for s, a in tasks]
+                outcomes = [f.result() for f in futures]
+        for sid, aid, sec, error in outcomes:
+            result.execute_seconds[(sid, aid)] = sec
+            if error:
+                result.failures.append(f"execute {sid}/{aid}: {_last_line(error)}")
+                log.error("executing %s/%s failed:\n%s", sid, aid, error)
+        result.seconds["execute"] = time.perf_counter() - t
+
+        # phase 2: record, one student at a time, in a fixed order
+        t = time.perf_counter()
+        recorded = sorted((sid, aid) for sid, aid, _sec, error in outcomes if not error)
+        for sid, aid in recorded:  # a submission that could not be executed is reported, not recorded
+            error = _record(cfg, work, sid, aid)
+            if error:
+                result.failures.append(f"record {sid}/{aid}: {_last_line(error)}")
+                log.error("recording %s/%s failed:\n%s", sid, aid, error)
+        result.seconds["record"] = time.perf_counter() - t
+
+    if feedback and subs:
+        t = time.perf_counter()
+        for sid, aid in subs:
+            error = generate_feedback(cfg, sid, aid)
+            if error:
+                result.failures.append(f"feedback {sid}/{aid}: {_last_line(error)}")
+        result.seconds["feedback"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    result.grades_csv = export_grades(cfg)
+    result.seconds["export"] = time.perf_counter() - t
+    if report:
+        from ._autograde_report import write_report
+
+        t = time.perf_counter()
+        result.report_dir = write_report(cfg, root / "reports")
+        result.seconds["report"] = time.perf_counter() - t
+    result.seconds["total"] = time.perf_counter() - t_start
+    return result
+
+
+def generate_feedback(cfg: Config, student: str, assignment: str) -> str | None:
+    """nbgrader generate_feedback for one autograded submission; the error text or None."""
+    from nbgrader.converters import GenerateFeedback
+
+    if not Path(cfg.CourseDirectory.root, "autograded", student, assignment).is_dir():
+        return "no autograded submission"
+    app = GenerateFeedback(coursedir=_coursedir(cfg, student_id=student, assignment_id=assignment), config=cfg)
+    app.force = True
+    result = _run_app(app)
+    return None if result["success"] else (result.get("log", "") + "\n" + (result.get("error") or ""))
+
+
+def export_grades(cfg: Config, dest: str | Path | None = None) -> Path:
+    """nbgrader's CSV export of the whole gradebook to root/grades.csv (or dest)."""
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins import CsvExportPlugin
+
+    dest = Path(dest) if dest else Path(cfg.CourseDirectory.root, "grades.csv")
+    plugin = CsvExportPlugin(config=cfg)
+    plugin.to = str(dest)
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        plugin.export(gb)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------
+def _summary(result: GradeResult) -> str:
+    students = sorted({s for s, _ in result.submissions})
+    per = result.per_student()
+    lines = [
+        f"graded {result.notebooks} notebook(s) of {len(students)} student(s) with {result.jobs} worker(s) "
+        f"in {result.seconds.get('total', 0):.1f} s",
+        "  phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k != "total"),
+    ]
+    if result.execute_seconds:
+        n = len(result.execute_seconds)
+        lines.append(f"  execution: {sum(result.execute_seconds.values()) / n:.2f} s per notebook, "
+                     f"{sum(per.values()) / max(1, len(per)):.2f} s per student (summed over workers)")
+    if result.grades_csv:
+        lines.append(f"  grades: {result.grades_csv}")
+    if result.report_dir:
+        lines.append(f"  report: {result.report_dir / 'report.md'}")
+    for failure in result.failures:
+        lines.append(f"  FAILED {failure}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cnnlib.autograde", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show nbgrader's own log")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("generate", help="solutions/ -> exercises/ (nbgrader generate_assignment --force)")
+    p.add_argument("assignments", nargs="*", default=list(ASSIGNMENTS))
+    p.add_argument("--release-dir", help="write the student versions here instead of exercises/")
+    p.add_argument("--db-url", help="gradebook to register the assignments in")
+    p = sub.add_parser("grade", help="autograde submitted/, write feedback/, grades.csv and reports/")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (kernels at once)")
+    p.add_argument("--root", default=str(REPO), help="course directory (default: the repository)")
+    p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    p.add_argument("--no-feedback", action="store_true")
+    p = sub.add_parser("report", help="write reports/ from the gradebook")
+    p.add_argument("--root", default=str(REPO))
+    p = sub.add_parser("submissions", help="write solution-copy submissions (for benchmarks)")
+    p.add_argument("--count", type=int, default=8)
+    p.add_argument("--prefix", default="student")
+    p.add_argument("--root", default=str(REPO))
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("traitlets").setLevel(logging.INFO if args.verbose else logging.ERROR)
+
+    if args.cmd == "generate":
+        paths = {}
+        if args.release_dir:
+            paths["release_directory"] = Path(args.release_dir).resolve()
+        if args.db_url:
+            paths["db_url"] = args.db_url
+        for aid in generate(args.assignments, **paths):
+            log.info("generated %s", aid)
+        return 0
+    if args.cmd == "grade":
+        result = grade_course(args.root, jobs=args.jobs, students=args.student,
+                              assignments=args.assignments or None, feedback=not args.no_feedback)
+        log.info(_summary(result))
+        return 1 if result.failures else 0
+    if args.cmd == "report":
+        from ._autograde_report import write_report
+
+        cfg = course_config(args.root)
+        log.info("report: %s", write_report(cfg, Path(cfg.CourseDirectory.root) / "reports") / "report.md")
+        return 0
+    if args.cmd == "submissions":
+        students = make_submissions(args.root, args.count, prefix=args.prefix)
+        log.info("wrote %d students: %s ... %s", len(students), students[0], students[-1])
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
