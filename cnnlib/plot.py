@@ -6,10 +6,21 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.patches import Rectangle
+
+
+class _LazyPyplot:
+    """matplotlib.pyplot, imported on first use: `import cnnlib` (every grading kernel does it)
+    then costs no pyplot import, about 0.6 s."""
+
+    def __getattr__(self, name: str):
+        import matplotlib.pyplot
+
+        return getattr(matplotlib.pyplot, name)
+
+
+plt = _LazyPyplot()
 
 
 def _to_numpy(img):
@@ -105,6 +116,8 @@ def show_matrix(
     ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
     if highlight is not None:
         r, c, h, w = highlight
+        from matplotlib.patches import Rectangle
+
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), w, h, fill=False, edgecolor="red", linewidth=2.5))
     if title:
         ax.set_title(title, fontsize=10)
