@@ -1,0 +1,67 @@
+"""Part 3: autograding a generated class, serially and with parallel workers (cnnlib.autograde)."""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from .machine import REPO
+from .report import Result, Skipped
+
+PER_STUDENT_TARGET = "<= 20"  # seconds to grade one student's six notebooks, serially
+SPEEDUP_TARGET = ">= 1.7"  # serial time / time with JOBS=2
+
+
+def missing() -> str | None:
+    """Why the grading benchmark cannot run here, or None."""
+    try:
+        from cnnlib import autograde
+    except ImportError as e:
+        return f"the grading pipeline cnnlib.autograde is not importable ({e})"
+    for fn in ("grade_course", "make_submissions"):
+        if not hasattr(autograde, fn):
+            return f"cnnlib.autograde has no {fn}()"
+    absent = [
+        aid for aid in autograde.ASSIGNMENTS
+        if not (REPO / "solutions" / aid / f"{aid}.ipynb").exists() or not (REPO / "exercises" / aid / f"{aid}.ipynb").exists()
+    ]
+    if absent:
+        return "assignments missing from solutions/ or exercises/: " + ", ".join(absent)
+    return None
+
+
+def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped]]:
+    why = missing()
+    if why:
+        return [], [Skipped("grade", why)]
+    from cnnlib import autograde
+
+    seconds, details = {}, {}
+    for n_jobs in (1, jobs):
+        with tempfile.TemporaryDirectory(prefix="cnn-bench-grade-") as tmp:
+            root = Path(tmp)
+            ids = autograde.make_submissions(root, count=students)
+            log(f"[grade] {len(ids)} students x {len(autograde.ASSIGNMENTS)} notebooks with {n_jobs} worker(s)")
+            start = time.perf_counter()
+            result = autograde.grade_course(root, jobs=n_jobs)
+            seconds[n_jobs] = time.perf_counter() - start
+            if result.failures:
+                return [], [Skipped("grade", f"grading failed with {n_jobs} worker(s): {result.failures[0]}", True)]
+            details[n_jobs] = {
+                "seconds": seconds[n_jobs],
+                "notebooks": result.notebooks,
+                "phases": result.seconds,
+                "execute_seconds_per_notebook": sum(result.execute_seconds.values()) / max(1, result.notebooks),
+            }
+    notebooks = details[1]["notebooks"]
+    out = []
+    for n_jobs in (1, jobs):
+        label = "serial" if n_jobs == 1 else f"JOBS={n_jobs}"
+        out.append(Result("grade", f"seconds per notebook, {label}, {students} students", "-",
+                          seconds[n_jobs] / notebooks, "s", None, details[n_jobs]))
+        out.append(Result("grade", f"seconds per student (6 notebooks), {label}", "-",
+                          seconds[n_jobs] / students, "s", PER_STUDENT_TARGET if n_jobs == 1 else None, details[n_jobs]))
+    out.append(Result("grade", f"speedup JOBS={jobs} over serial, {students} students", "-",
+                      seconds[1] / seconds[jobs], "x", SPEEDUP_TARGET if jobs == 2 else None,
+                      {"serial_s": seconds[1], "parallel_s": seconds[jobs]}))
+    return out, []

@@ -1,0 +1,109 @@
+"""The benchmark harness (benchmarks/, `make bench`) on tiny sizes: it runs, its timers rank
+things correctly, its table and JSON say what they should, and missing parts skip cleanly."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a top-level package, not installed
+from benchmarks import __main__ as bench_main
+from benchmarks import grading, training
+from benchmarks.report import Result, Skipped, table
+from benchmarks.timing import Timing, calls_per_sample, compare
+
+
+def test_compare_ranks_a_slow_and_a_fast_function():
+    cpu = torch.device("cpu")
+    t = compare({"slow": lambda: time.sleep(0.006), "fast": lambda: time.sleep(0.002)}, cpu, repeats=3,
+                min_seconds=0.005)
+    assert set(t) == {"slow", "fast"} and all(len(v.samples) == 3 for v in t.values())
+    assert t["fast"].median >= 0.002 and t["slow"].median >= 0.006  # seconds per call, not per sample
+    assert t["slow"].median / t["fast"].median > 1.5
+
+
+def test_calls_per_sample_batches_short_calls():
+    assert calls_per_sample(lambda: None, torch.device("cpu"), 0.001) > 1
+    assert calls_per_sample(lambda: time.sleep(0.003), torch.device("cpu"), 0.001) == 1
+
+
+def test_timing_median_and_spread():
+    t = Timing([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert t.median == 3.0
+    assert t.spread > 0
+
+
+@pytest.mark.parametrize(
+    "value, target, met",
+    [(1.5, "<= 2", True), (2.5, "<= 2", False), (0.96, ">= 0.95", True), (0.9, ">= 0.95", False),
+     (1.0, None, None), (math.nan, "<= 2", None)],
+)
+def test_result_target(value, target, met):
+    assert Result("ops", "x", "cpu", value, "x", target).met is met
+
+
+def test_table_shows_values_targets_and_skips():
+    text = table(
+        [Result("ops", "conv2d forward", "cpu", 1.234, "x", "<= 2"),
+         Result("train", "bare loop", "cpu", 12345.0, "ex/s"),
+         Result("book", "clean build", "-", 400.0, "s", "<= 300")],
+        [Skipped("grade", "no pipeline")],
+    )
+    lines = text.splitlines()
+    assert lines[0].split() == ["section", "benchmark", "device", "value", "target", "met"]
+    assert "1.23x" in lines[2] and lines[2].rstrip().endswith("yes")
+    assert "12,345 ex/s" in lines[3]
+    assert "400 s" in lines[4] and lines[4].rstrip().endswith("NO")
+    assert lines[-1] == "skipped grade: no pipeline"
+
+
+def test_quick_ops_run_writes_results_json(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    rc = bench_main.main(["--quick", "--only", "ops", "--device", "cpu", "--repeats", "1", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    for key in ("cpu", "cores", "ram_gib", "gpus", "torch_threads"):
+        assert key in doc["machine"]
+    for key in ("python", "torch", "cnnlib", "nbgrader", "git_commit"):
+        assert key in doc["versions"]
+    assert doc["versions"]["torch"] == torch.__version__
+    names = [r["name"] for r in doc["results"]]
+    assert any(n.startswith("conv2d forward /") for n in names)
+    assert any(n.startswith("pool2d max /") for n in names) and any(n.startswith("pool2d avg /") for n in names)
+    assert any("corr2d_multi_in_out loop" in n for n in names)
+    for r in doc["results"]:
+        assert r["value"] > 0 and math.isfinite(r["value"])
+        if "max_abs_diff" in r["detail"]:  # a benchmark of a wrong answer would be meaningless
+            assert r["detail"]["max_abs_diff"] < 1e-4, r["name"]
+    conv = next(r for r in doc["results"] if r["name"].startswith("conv2d forward /"))
+    assert conv["target"] == "<= 2" and conv["met"] in (True, False)
+    assert conv["value"] == pytest.approx(conv["detail"]["cnnlib_s"] / conv["detail"]["torch_s"])
+    assert "section" in capsys.readouterr().out  # the table was printed
+
+
+def test_quick_training_run_reports_ratios_and_throughputs():
+    rows = training.run_variant(torch.device("cpu"), "classic", n=48, batch_size=16, repeats=1)
+    by = {r.name.split(",")[0]: r for r in rows}
+    ratio, layers = by["cnnlib.train / bare loop throughput"], by["cnnlib layers / torch layers time"]
+    assert ratio.target == ">= 0.95" and layers.target == "<= 3"
+    eps = ratio.detail["examples_per_sec"]
+    assert set(eps) == {"train", "bare", "bare_cnnlib_layers"} and all(v > 0 for v in eps.values())
+    assert ratio.value == pytest.approx(eps["train"] / eps["bare"])
+
+
+def test_grading_part_skips_cleanly_without_assignments(tmp_path, monkeypatch):
+    monkeypatch.setattr(grading, "REPO", tmp_path)  # a course with no solutions/ or exercises/
+    results, skipped = grading.run(students=8, jobs=2, log=lambda m: None)
+    assert results == []
+    assert len(skipped) == 1 and not skipped[0].failed and "missing" in skipped[0].reason
+
+
+def test_bad_section_names_are_rejected(capsys):
+    with pytest.raises(SystemExit):
+        bench_main.parse_args(["--only", "ops,nonsense"])
+    assert "nonsense" in capsys.readouterr().err
