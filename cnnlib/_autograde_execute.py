@@ -51,12 +51,13 @@ class GradingKernelManager(AsyncKernelManager):
 
     max_memory = Integer(0, help="Address-space cap of the kernel in bytes; 0 for none.").tag(config=True)
     threads = Integer(0, help="OMP/MKL threads of the kernel; 0 to leave them as they are.").tag(config=True)
+    stdio = Unicode("", help="File for the kernel process's own stdout/stderr; empty to inherit.").tag(config=True)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
         return [
             sys.executable, "-I", "-S", LAUNCHER,
-            f"--max-memory={self.max_memory}", f"--threads={self.threads}", "--", *cmd,
+            f"--max-memory={self.max_memory}", f"--threads={self.threads}", f"--stdio={self.stdio}", "--", *cmd,
         ]
 
 
@@ -79,6 +80,12 @@ class GradingExecute(Execute):
         10.0, help="Seconds a kernel gets to answer after a timed-out cell was interrupted."
     ).tag(config=True)
 
+    kernel_stdio = Unicode(
+        os.devnull,
+        help="Where a grading kernel's process stdout/stderr go (ipykernel echoes the cells' "
+        "output there); the notebook's outputs are not affected. Empty: the grader's terminal.",
+    ).tag(config=True)
+
     max_stream_chars = Integer(
         1_000_000, help="Characters of stdout/stderr kept per cell; the rest is dropped."
     ).tag(config=True)
@@ -96,6 +103,7 @@ class GradingExecute(Execute):
             km.max_memory = self.max_memory_mb * 2**20
             cores = os.cpu_count() or 1
             km.threads = self.kernel_threads or max(1, cores // max(1, self.parallel_jobs))
+            km.stdio = self.kernel_stdio
         return km
 
     # -- timeouts and output floods ----------------------------------------------------

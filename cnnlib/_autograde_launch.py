@@ -1,9 +1,10 @@
 """Start a grading kernel under resource limits: run by path, as
 
-    python -I -S _autograde_launch.py --max-memory BYTES --threads N -- KERNEL_CMD...
+    python -I -S _autograde_launch.py --max-memory BYTES --threads N --stdio PATH -- KERNEL_CMD...
 
 It caps the address space (RLIMIT_AS) and the data segment (RLIMIT_DATA), sets the math
-libraries' thread counts, then replaces itself with KERNEL_CMD (os.execv), so the kernel
+libraries' thread counts, points the process's own stdout/stderr (not the notebook's
+outputs: ipykernel echoes what it captures there) at PATH, then replaces itself with KERNEL_CMD (os.execv), so the kernel
 keeps the process id, the limits and the signals (interrupts) the kernel manager sends.
 
 This file imports only the standard library and never `cnnlib` (whose package import
@@ -23,13 +24,15 @@ def main(argv):
         sys.exit("usage: _autograde_launch.py [--max-memory BYTES] [--threads N] -- KERNEL_CMD...")
     split = argv.index("--")
     opts, cmd = argv[:split], argv[split + 1 :]
-    max_memory, threads = 0, 0
+    max_memory, threads, stdio = 0, 0, ""
     for opt in opts:
         name, _, value = opt.partition("=")
         if name == "--max-memory":
             max_memory = int(value)
         elif name == "--threads":
             threads = int(value)
+        elif name == "--stdio":
+            stdio = value
         else:
             sys.exit(f"_autograde_launch.py: unknown option {opt!r}")
     if not cmd:
@@ -43,6 +46,11 @@ def main(argv):
     if threads > 0:
         for var in THREAD_VARS:
             os.environ[var] = str(threads)
+    if stdio:
+        fd = os.open(stdio, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     os.environ.setdefault("MPLBACKEND", "Agg")  # grading draws no figures on screen
     os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     # Let the kernel cache the bytecode of what it imports (cnnlib, the grading helpers).

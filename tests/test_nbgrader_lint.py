@@ -1,0 +1,123 @@
+"""Static checks of the nbgrader notebooks: metadata of solutions/ and exercises/, and no leaks
+of solution code or hidden tests into exercises/. Fast: nothing is executed."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cnnlib.autograde import ASSIGNMENTS, REPO
+
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+
+
+def load(kind: str, aid: str) -> nbformat.NotebookNode:
+    return nbformat.read(REPO / kind / aid / f"{aid}.ipynb", as_version=4)
+
+
+def meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def regions(source: str, begin: str, end: str) -> list[list[str]]:
+    """The lines strictly between each begin/end marker pair of a cell's source."""
+    out, cur = [], None
+    for line in source.splitlines():
+        if line.strip() == begin:
+            cur = []
+        elif line.strip() == end:
+            out.append(cur)
+            cur = None
+        elif cur is not None:
+            cur.append(line)
+    return out
+
+
+def is_test_cell(cell) -> bool:
+    return bool(meta(cell).get("grade")) and not meta(cell).get("solution")
+
+
+@pytest.mark.parametrize("kind", ["solutions", "exercises"])
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_metadata(kind, aid):
+    nb = load(kind, aid)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", "the grading kernel is python3"
+    ids = [meta(c)["grade_id"] for c in nb.cells if meta(c)]
+    assert len(ids) == len(set(ids)), f"duplicate grade_ids: {sorted(i for i in ids if ids.count(i) > 1)}"
+    for i, cell in enumerate(nb.cells):
+        m = meta(cell)
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"cell {i} ({m.get('grade_id')}) has outputs"
+        if not m:
+            continue
+        assert m.get("schema_version") == 3, f"cell {m['grade_id']}: nbgrader metadata schema {m.get('schema_version')}"
+        if m.get("grade"):
+            assert float(m.get("points", 0)) > 0, f"graded cell {m['grade_id']} has no points"
+        if is_test_cell(cell):
+            assert m.get("locked"), f"test cell {m['grade_id']} is not locked"
+        if m.get("solution"):
+            assert not m.get("locked"), f"solution cell {m['grade_id']} is locked"
+            # every solution cell is followed by a test cell before the next solution cell
+            later = nb.cells[i + 1:]
+            nxt = next((j for j, c in enumerate(later) if meta(c).get("solution")), len(later))
+            assert any(is_test_cell(c) for c in later[:nxt]), f"solution cell {m['grade_id']} has no test cell after it"
+    assert any(is_test_cell(c) for c in nb.cells), "no graded test cell"
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_hidden_blocks_are_short_calls_in_locked_grade_cells(aid):
+    nb = load("solutions", aid)
+    found = 0
+    for cell in nb.cells:
+        blocks = regions(cell.source, BEGIN_HIDDEN, END_HIDDEN)
+        if not blocks:
+            assert BEGIN_HIDDEN not in cell.source
+            continue
+        m = meta(cell)
+        assert cell.cell_type == "code" and m.get("grade") and m.get("locked") and not m.get("solution"), (
+            f"hidden tests outside a locked grade cell: {m.get('grade_id')}")
+        for block in blocks:
+            found += 1
+            code = [line.strip() for line in block if line.strip() and not line.strip().startswith("#")]
+            # the feedback shows a hidden cell's source: it must be a call into cnnlib.grading, no case data
+            assert all(re.fullmatch(r"from cnnlib import grading|grading\.check\([^()]*\)", line) for line in code), (
+                f"{m['grade_id']}: a hidden block is more than a call into cnnlib.grading: {code}")
+    assert found, "no hidden tests"
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_exercises_leak_no_solution_or_hidden_code(aid):
+    src, ex = load("solutions", aid), load("exercises", aid)
+    ex_text = "\n".join(c.source for c in ex.cells)
+    for marker in (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN):
+        assert marker not in ex_text
+    # lines that exist only inside solution / hidden regions of the source notebook
+    outside = set()
+    inside: list[tuple[str, str]] = []
+    for cell in src.cells:
+        lines = cell.source.splitlines()
+        region = [r for rs in (regions(cell.source, BEGIN_SOLUTION, END_SOLUTION),
+                               regions(cell.source, BEGIN_HIDDEN, END_HIDDEN)) for r in rs]
+        in_region = {line for r in region for line in r}
+        inside += [(meta(cell).get("grade_id", "?"), line.strip()) for line in in_region]
+        outside |= {line.strip() for line in lines if line not in in_region}
+    secret = [(gid, line) for gid, line in inside if len(line) >= 12 and line not in outside
+              and not line.startswith("#")]
+    assert secret, "found no solution code to look for"
+    ex_lines = {line.strip() for line in ex_text.splitlines()}
+    leaked = [(gid, line) for gid, line in secret if line in ex_lines]
+    assert not leaked, f"exercises/{aid} contains solution or hidden-test lines: {leaked[:5]}"
+    # and the student version's solution cells are the stub
+    for cell in ex.cells:
+        if meta(cell).get("solution") and cell.cell_type == "code":
+            assert "raise NotImplementedError()" in cell.source, f"{meta(cell)['grade_id']} has no stub"
+
+
+def test_every_assignment_has_both_versions():
+    for aid in ASSIGNMENTS:
+        assert (REPO / "solutions" / aid / f"{aid}.ipynb").is_file()
+        assert (REPO / "exercises" / aid / f"{aid}.ipynb").is_file()
+    assert (REPO / "nbgrader_config.py").is_file()
