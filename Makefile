@@ -36,7 +36,15 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . -W --keep-going
+	@# Chapters run at build time; jupyter-cache (_build/.jupyter_cache) keys their outputs on their code
+	@# only, so when cnnlib or the requirements change the whole build is redone from scratch.
+	@deps=$$(export LC_ALL=C; cat cnnlib/*.py requirements.txt | sha256sum | cut -c1-16); \
+	if [ "$$(cat _build/.book-deps 2>/dev/null)" != "$$deps" ]; then rm -rf _build; fi; \
+	mkdir -p _build && echo "$$deps" > _build/.book-deps
+	@# matplotlib builds its font cache on first use and says so on stderr: do it before any chapter runs.
+	$(PY) -c "import matplotlib.font_manager"
+	@# One thread per kernel: LeNet's small convolutions gain little from more, and lose a lot on a busy machine.
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/jupyter-book build . -W --keep-going
 
 exercises: $(STAMP)
 	$(PY) -m cnnlib.autograde generate

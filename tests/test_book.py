@@ -1,0 +1,317 @@
+"""The book: it builds offline with zero warnings, every chapter is executed and shows figures and
+no errors, the exercises appear as released to students, and nothing from solutions/ leaks into it.
+
+One build per test session (the `book` fixture), into a temporary directory so that Sphinx starts
+from a fresh environment and reports every warning again. Executed chapters are cached by
+jupyter-cache in _build/.jupyter_cache, shared with `make book`, so a repeated run only re-executes
+chapters whose code changed; the cache is dropped when cnnlib or the requirements change (the same
+rule as the Makefile's `book` target). The figure helpers of cnnlib.plot are tested at the end.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+import cnnlib  # noqa: E402
+from cnnlib import plot as cplot  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = ["01_fc_to_conv", "02_cross_correlation", "03_padding_stride", "04_channels", "05_pooling", "06_lenet"]
+CHAPTERS = ASSIGNMENTS  # book/<id>.md goes with exercises/<id>/<id>.ipynb
+BUILD_TIMEOUT_S = 1200
+
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+# Lines too generic to say anything about a leak, even when they come from a solution region.
+COMMON_LINES = {
+    "pass", "return y", "return Y", "return X", "return out", "return net", "return total", "else:", "try:",
+    "break", "continue", "return", "return None", "net.eval()", "net.train()", "raise NotImplementedError()",
+}
+MIN_LINE_CHARS = 16
+
+
+def book_deps_hash() -> str:
+    """What the executed chapters depend on besides their own code: cnnlib and the requirements.
+
+    The same value as the Makefile's `cat cnnlib/*.py requirements.txt | sha256sum` (C-locale order),
+    so `make book` and this test share one cache without invalidating each other's.
+    """
+    paths = sorted((ROOT / "cnnlib").glob("*.py"), key=lambda p: p.name.encode()) + [ROOT / "requirements.txt"]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:16]
+
+
+def html_text(path: Path) -> str:
+    """The text of an HTML page: tags removed (code is split into many <span>s), entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", path.read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory):
+    """Build the book once; returns (html_dir, build_log)."""
+    build = ROOT / "_build"
+    stamp = build / ".book-deps"
+    deps = book_deps_hash()
+    if not stamp.exists() or stamp.read_text().strip() != deps:
+        shutil.rmtree(build, ignore_errors=True)  # outputs of an older cnnlib: rebuild from scratch
+    build.mkdir(exist_ok=True)
+    stamp.write_text(deps + "\n")
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["cache"] = str(build / ".jupyter_cache")
+    config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in config["sphinx"]["local_extensions"].items()}
+    out = tmp_path_factory.mktemp("book")
+    config_path = out / "_config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+
+    env = dict(os.environ, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    # matplotlib builds its font cache on first use and says so on stderr; do it before any chapter runs
+    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env, check=True)
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "--config", str(config_path),
+           "-W", "--keep-going"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    log = proc.stdout + "\n" + proc.stderr
+    assert proc.returncode == 0, f"jupyter-book build failed (exit {proc.returncode}):\n{log[-8000:]}"
+    return out / "_build" / "html", log
+
+
+# --- the build --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_book_builds_without_warnings(book):
+    html_dir, log = book
+    assert "build succeeded" in log
+    problems = [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)
+                and "Kernel is running over TCP" not in line]  # the kernel's own log line, not Sphinx's
+    assert not problems, "warnings in the build:\n" + "\n".join(problems)
+    assert (html_dir / "index.html").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_page_is_executed_with_figures_and_no_errors(book, chapter):
+    html_dir, _ = book
+    page = html_dir / "book" / f"{chapter}.html"
+    assert page.exists(), f"{page} was not built"
+    source = page.read_text(encoding="utf-8")
+    figures = re.findall(r'<img[^>]+src="\.\./_images/[^"]+\.png"', source)
+    assert figures, f"{chapter}: no figure from an executed cell"
+    bad = re.findall(r'class="[^"]*\boutput (?:traceback|error|stderr)\b', source)
+    assert not bad, f"{chapter}: error or stderr output: {bad}"
+    assert "Traceback (most recent call last)" not in html_text(page)
+    assert source.count('class="cell_output') >= 5, f"{chapter}: too few executed outputs"
+
+
+@pytest.mark.slow
+def test_lenet_page_names_its_dataset(book):
+    html_dir, _ = book
+    text = html_text(html_dir / "book" / "06_lenet.html")
+    assert re.search(r"dataset: (digits|fashion-mnist)", text)
+    if "dataset: digits" in text:
+        assert "NOTICE: falling back" in text  # cnnlib's own notice, printed in the cell
+        assert "could not be loaded when this page was built" in text  # and the warning box under it
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_exercise_page_is_the_unexecuted_student_version(book, assignment):
+    html_dir, _ = book
+    release = ROOT / "exercises" / assignment / f"{assignment}.ipynb"
+    if not release.exists():
+        pytest.skip(f"{release.relative_to(ROOT)} has not been generated yet")
+    page = html_dir / "exercises" / assignment / f"{assignment}.html"
+    assert page.exists(), f"{page} was not built"
+    text = html_text(page)
+    assert "YOUR CODE HERE" in text and "NotImplementedError" in text
+    source = page.read_text(encoding="utf-8")
+    assert 'class="cell_output' not in source, "exercise pages must not be executed"
+    assert f"_sources/exercises/{assignment}/{assignment}.ipynb" in source, "no download button for the notebook"
+    assert "colab.research.google.com" in source  # Colab opens .ipynb files
+
+
+@pytest.mark.slow
+def test_launch_and_repository_buttons(book):
+    html_dir, _ = book
+    page = (html_dir / "book" / "02_cross_correlation.html").read_text(encoding="utf-8")
+    assert "https://mybinder.org/v2/gh/cnn-course/cnn-course/main?urlpath=lab/tree/book/02_cross_correlation.md" in page
+    assert "colab.research.google.com" not in page  # Colab cannot open a MyST .md chapter
+    assert 'href="https://github.com/cnn-course/cnn-course"' in page
+    assert "_sources/book/02_cross_correlation.ipynb" in page  # the executed notebook, downloadable
+
+
+# --- nothing secret in the book ----------------------------------------------------------------
+
+
+def solution_lines(nb_path: Path) -> set[str]:
+    """Stripped lines of every solution region and hidden-test block of an nbgrader source notebook."""
+    nb = nbformat.read(nb_path, as_version=4)
+    lines: set[str] = set()
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        src = cell.source.splitlines()
+        inside = None
+        found_marker = False
+        for line in src:
+            stripped = line.strip()
+            if re.search(r"BEGIN (SOLUTION|HIDDEN TESTS)", stripped):
+                inside, found_marker = True, True
+                continue
+            if re.search(r"END (SOLUTION|HIDDEN TESTS)", stripped):
+                inside = False
+                continue
+            if inside:
+                lines.add(stripped)
+        if meta.get("solution") and not found_marker:
+            lines.update(line.strip() for line in src)  # a solution cell without markers is replaced whole
+    return lines
+
+
+def public_text() -> str:
+    """Everything students see anyway: the released notebooks and the reference library cnnlib.
+
+    A solution line that also appears there (a recap in an exercise's text, or the same line in
+    cnnlib, whose source the chapters include) gives nothing away.
+    """
+    parts = []
+    for nb_path in sorted((ROOT / "exercises").glob("*/*.ipynb")):
+        parts.extend(cell.source for cell in nbformat.read(nb_path, as_version=4).cells)
+    parts.extend(path.read_text(encoding="utf-8") for path in sorted((ROOT / "cnnlib").glob("*.py")))
+    return "\n".join(parts)
+
+
+def test_solution_line_extraction(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("def f(X):\n    ### BEGIN SOLUTION\n    secret = X.unfold(0, 2, 1)\n    ### END SOLUTION\n"),
+        nbformat.v4.new_code_cell("assert f(1) == 1\n### BEGIN HIDDEN TESTS\nassert hidden_check(f)\n### END HIDDEN TESTS\n"),
+        nbformat.v4.new_markdown_cell("An answer written whole.", metadata={"nbgrader": {"solution": True}}),
+    ]
+    path = tmp_path / "a.ipynb"
+    nbformat.write(nb, path)
+    assert solution_lines(path) == {"secret = X.unfold(0, 2, 1)", "assert hidden_check(f)", "An answer written whole."}
+
+
+@pytest.mark.slow
+def test_no_solution_or_hidden_test_in_the_book(book):
+    html_dir, _ = book
+    sources = sorted((ROOT / "solutions").glob("*/*.ipynb"))
+    if not sources:
+        pytest.skip("solutions/ has no notebooks yet")
+    public = public_text()
+    secret = set()
+    for nb_path in sources:
+        secret |= {line for line in solution_lines(nb_path)
+                   if len(line) >= MIN_LINE_CHARS and line not in COMMON_LINES and line not in public
+                   and not line.startswith("#")}
+    assert secret, "no solution lines were found in solutions/: the extraction is broken"
+
+    pages = [p for p in html_dir.rglob("*") if p.is_file() and p.suffix in (".html", ".txt", ".ipynb", ".md", ".js")]
+    leaks = []
+    for page in pages:
+        raw = page.read_text(encoding="utf-8", errors="replace")
+        text = html_text(page) if page.suffix == ".html" else raw
+        for marker in MARKERS:
+            if marker in raw or marker in text:
+                leaks.append(f"{page.relative_to(html_dir)}: marker {marker!r}")
+        for line in secret:
+            if line in text:
+                leaks.append(f"{page.relative_to(html_dir)}: {line!r}")
+    assert not leaks, "solution content in the built book:\n" + "\n".join(leaks[:50])
+    assert not (html_dir / "solutions").exists()
+
+
+# --- the chapters' sources -------------------------------------------------------------------
+
+
+def test_config_keeps_solutions_out_and_exercises_unexecuted():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["only_build_toc_files"] is True
+    assert "solutions/**" in config["exclude_patterns"]
+    assert config["execute"]["execute_notebooks"] == "cache"
+    assert "exercises/*/*.ipynb" in config["execute"]["exclude_patterns"]
+    assert config["execute"]["raise_on_error"] is True
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    files += [s["file"] for part in toc["parts"] for c in part["chapters"] for s in c.get("sections", [])]
+    assert not [f for f in files if f.startswith("solutions")]
+    assert [f"book/{chapter}" for chapter in CHAPTERS] == files[: len(CHAPTERS)]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_formula_section_has_an_assert(chapter):
+    """Each section of a chapter that states a display formula checks something in an executed cell."""
+    text = (ROOT / "book" / f"{chapter}.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n") and "file_format: mystnb" in text and "kernelspec:" in text
+    sections = re.split(r"^## ", text, flags=re.M)[1:]
+    assert sections, f"{chapter} has no sections"
+    for section in sections:
+        title = section.splitlines()[0]
+        if "$$" not in section or title == "Summary":
+            continue
+        cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", section, flags=re.S)
+        assert any(re.search(r"^\s*assert ", cell, flags=re.M) for cell in cells), \
+            f"{chapter}, section {title!r}: a formula without an assert cell"
+
+
+# --- figure helpers (cnnlib.plot) ---------------------------------------------------------------
+
+
+def test_show_matrix_writes_values_and_outlines_the_highlight():
+    M = torch.arange(6.0).reshape(2, 3)
+    ax = cplot.show_matrix(M, title="M", highlight=(0, 1, 2, 2))
+    assert [t.get_text() for t in ax.texts] == ["0", "1", "2", "3", "4", "5"]
+    (rect,) = ax.patches
+    assert rect.get_xy() == (0.5, -0.5) and rect.get_width() == 2 and rect.get_height() == 2
+    assert len(cplot.show_matrix(M, annotate=False).texts) == 0
+    with pytest.raises(ValueError, match="M must be a 2-D"):
+        cplot.show_matrix(torch.zeros(2, 2, 2))
+    plt.close("all")
+
+
+def test_plot_corr2d_steps_shows_every_window():
+    X = torch.arange(9.0).reshape(3, 3)
+    K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    axes = cplot.plot_corr2d_steps(X, K, cnnlib.corr2d(X, K))
+    assert axes.shape == (4, 3)
+    assert [ax.patches[0].get_xy() for ax in axes[:, 0]] == [(-0.5, -0.5), (0.5, -0.5), (-0.5, 0.5), (0.5, 0.5)]
+    assert axes[0, 2].get_title().endswith("= 19") and axes[3, 2].get_title().endswith("= 43")
+    with pytest.raises(ValueError, match="Y must have shape"):
+        cplot.plot_corr2d_steps(X, K, torch.zeros(3, 3))
+    plt.close("all")
+
+
+def test_plot_receptive_fields_plots_cnnlib_values():
+    stacks = {"a": [(3, 1)] * 3, "b": [(3, 2), (3, 2)]}
+    ax = cplot.plot_receptive_fields(stacks)
+    ys = [list(line.get_ydata()) for line in ax.lines]
+    assert ys == [[1, 3, 5, 7], [1, 3, 7]]
+    plt.close("all")
+
+
+def test_plot_feature_maps_3d_and_confusion_matrix():
+    ax = cplot.plot_feature_maps_3d(torch.rand(3, 4, 5))
+    assert len(ax.collections) == 3  # one plane per channel
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        cplot.plot_feature_maps_3d(torch.rand(4, 5))
+    cm = torch.tensor([[5, 1], [0, 4]])
+    ax = cplot.plot_confusion_matrix(cm, ["a", "b"])
+    assert ax.images[0].get_array()[0, 0] == pytest.approx(5 / 6)
+    with pytest.raises(ValueError, match="len\\(labels\\)"):
+        cplot.plot_confusion_matrix(cm, ["a", "b", "c"])
+    plt.close("all")
