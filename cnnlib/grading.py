@@ -867,7 +867,8 @@ def _check_learn_kernel(name: str, fn: Any) -> None:
             if not (err <= LEARN_TOLERANCES[dtype]):
                 _fail(f"{name} did not fit the data {where}: corr2d(X, K) is off by {err:.3g} relative to Y "
                       f"(must be below {LEARN_TOLERANCES[dtype]:g}). Each step should subtract lr times the "
-                      f"gradient of the summed (not averaged) squared error.")
+                      f"gradient of the summed (not averaged) squared error; if you use your corr2d, make sure "
+                      f"it passes its own tests first.")
     # It must learn: a single small step cannot fit Y (a closed-form solution ignores num_steps and lr).
     with _fork_rng(devices=[]):
         _manual_seed(0)
@@ -949,11 +950,8 @@ def _check_lenet(name: str, fn: Any) -> None:
     count = sum(_numel(p) for p in params)
     if count != _LENET_PARAMS:
         _fail(f"lenet() has {count:,} parameters; the classic LeNet has {_LENET_PARAMS:,}")
-    with _fork_rng(devices=[]):
-        _manual_seed(1)
-        ref = _REF["lenet"]("classic")
-        X = _randn(3, 1, 28, 28)
-    ref_params = list(_module_parameters(ref))
+    X, expected = _LENET_X, _LENET_EXPECTED
+    ref_params = list(_module_parameters(_LENET_REF))
     for i, (p, q) in enumerate(zip(params, ref_params)):
         if _shape(p) != _shape(q):
             _fail(f"lenet() parameter {i} has shape {_shape(p)}; expected {_shape(q)} "
@@ -961,8 +959,6 @@ def _check_lenet(name: str, fn: Any) -> None:
     with _no_grad():
         for p, q in zip(params, ref_params):
             p.copy_(q)
-    ref.eval()
-    expected = ref(X)
     for device in _DEVICES:
         where = f"for X of shape (3, 1, 28, 28) float32 on {device}, with the reference's parameters copied in"
         run = _invoke(_FORBID[name], lambda: _module_to(net, device=device)(_to(X, device=device)))
@@ -990,8 +986,20 @@ def _probe_setup(seed: int, batch_sizes: tuple) -> tuple:
     with _fork_rng(devices=[]):
         _manual_seed(seed)
         net = _nn.Sequential(_Probe(), _nn.Flatten(), _nn.Linear(12, 8), _nn.ReLU(), _nn.Linear(8, 3))
-    batches = [(_randn(n, 1, 3, 4, generator=g), _randint(0, 3, (n,), generator=g)) for n in batch_sizes]
+    batches = [(_randn(n, 1, 3, 4, generator=g, dtype=torch.float32), _randint(0, 3, (n,), generator=g))
+               for n in batch_sizes]
     return net, batches
+
+
+# Built now, before student code can change torch's defaults (e.g. torch.set_default_dtype).
+with _fork_rng(devices=[]):
+    _manual_seed(1)
+    _LENET_REF = _REF["lenet"]("classic").eval()
+_LENET_X = _randn(3, 1, 28, 28, generator=_gen(13), dtype=torch.float32)
+with _no_grad():
+    _LENET_EXPECTED = _LENET_REF(_LENET_X)
+_PROBE_EVAL = _probe_setup(21, (4, 4, 2))
+_PROBE_TRAIN = _probe_setup(22, (4, 4, 3))
 
 
 def _probe_reason(name: str, probe: _Probe, training: bool, grad: bool, device: Any, where: str) -> str | None:
@@ -1016,15 +1024,15 @@ def _is_number(v: Any) -> bool:
 
 def _check_evaluate_accuracy(name: str, fn: Any) -> None:
     _require_callable(name, fn)
-    net, batches = _probe_setup(21, (4, 4, 2))
+    net, batches = _PROBE_EVAL
     for device in _DEVICES:
         where = f"for 3 batches of sizes 4, 4, 2 with device={str(device)!r}"
         student, reference = _deepcopy(net), _deepcopy(net)
         _module_to(student, device=device)
         _module_to(reference, device=device)
         _module_train(student, True)
-        expected = _REF["evaluate_accuracy"](reference, batches, device)
-        run = _invoke(_FORBID[name], _call(fn, (student, list(batches), device), {}))
+        expected = _REF["evaluate_accuracy"](reference, _deepcopy(batches), device)
+        run = _invoke(_FORBID[name], _call(fn, (student, _deepcopy(batches), device), {}))
         reason = _shortcut_reason(name, run)
         if reason:
             _fail(reason)
@@ -1046,7 +1054,7 @@ def _check_evaluate_accuracy(name: str, fn: Any) -> None:
 
 def _check_train_epoch(name: str, fn: Any) -> None:
     _require_callable(name, fn)
-    net, batches = _probe_setup(22, (4, 4, 3))
+    net, batches = _PROBE_TRAIN
     for device in _DEVICES:
         where = f"for 3 batches of sizes 4, 4, 3, nn.CrossEntropyLoss() and SGD(lr=0.5) on {device}"
         student, reference = _deepcopy(net), _deepcopy(net)
@@ -1055,12 +1063,12 @@ def _check_train_epoch(name: str, fn: Any) -> None:
         _module_train(student, False)  # train_epoch must switch to training mode itself
         with _fork_rng(devices=[] if device.type == "cpu" else [device]):
             _manual_seed(5)
-            exp_loss, exp_acc = _REF["train_epoch"](reference, batches, _nn.CrossEntropyLoss(),
+            exp_loss, exp_acc = _REF["train_epoch"](reference, _deepcopy(batches), _nn.CrossEntropyLoss(),
                                                     _SGD(reference.parameters(), lr=0.5), device)
         optimizer = _SGD(student.parameters(), lr=0.5)
         with _fork_rng(devices=[] if device.type == "cpu" else [device]):
             _manual_seed(5)  # the same dropout masks as the reference
-            run = _invoke(_FORBID[name], _call(fn, (student, list(batches), _nn.CrossEntropyLoss(), optimizer,
+            run = _invoke(_FORBID[name], _call(fn, (student, _deepcopy(batches), _nn.CrossEntropyLoss(), optimizer,
                                                     device), {}))
         reason = _shortcut_reason(name, run)
         if reason:
