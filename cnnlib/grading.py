@@ -756,14 +756,20 @@ def _accept_int_or_pair(got: Any, expected: Any) -> str | None:
 
 
 # --- 02 ------------------------------------------------------------------------------------
-_CONV2D_CASES = []
-for _k, _case in enumerate(_CASES["corr2d"][::2]):
-    _b = _tensor([float(_k % 3 - 1) / 2], dtype=_F64)  # bias -0.5, 0 or 0.5
-    _X, _K = _case.args
-    _Y = _REF["corr2d"](_X, _K) + _b
-    _G = _data(_shape(_Y), _gen(100 + _k), True)  # upstream gradient: dL/dK = corr2d(X, G), dL/db = sum(G)
-    _CONV2D_CASES.append((_case._replace(expected=_Y, show=_case.show + (("bias", _b),)), _b, _G,
-                          _REF["corr2d"](_X, _G), _G.sum().reshape(1)))
+def _conv2d_layer_cases() -> list[tuple]:
+    """(case, bias, G, dL/dK, dL/db) for L = sum(Y * G): dL/dK = corr2d(X, G) and dL/db = sum(G)."""
+    out = []
+    for k, case in enumerate(_CASES["corr2d"][::2]):
+        b = _tensor([float(k % 3 - 1) / 2], dtype=_F64)  # bias -0.5, 0 or 0.5
+        X, K = case.args
+        Y = _REF["corr2d"](X, K) + b
+        G = _data(_shape(Y), _gen(100 + k), True)
+        out.append((case._replace(expected=Y, show=case.show + (("bias", b),)), b, G,
+                    _REF["corr2d"](X, G), G.sum().reshape(1)))
+    return out
+
+
+_CONV2D_CASES = _conv2d_layer_cases()
 
 
 def _check_conv2d_layer(name: str, cls: Any) -> None:
