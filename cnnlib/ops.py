@@ -286,6 +286,85 @@ def conv2d(
     return Y[0] if unbatched else Y
 
 
+def _offset_views(Xp: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]):
+    """For each offset (a, b) inside the window, in row-major order, the strided view of Xp
+    holding element (a, b) of every window: Xp[..., a + sh*i, b + sw*j] for i < H', j < W'."""
+    (kh, kw), (sh, sw), (Ho, Wo) = kernel, stride, out
+    for a in range(kh):
+        for b in range(kw):
+            yield Xp[..., a : a + sh * (Ho - 1) + 1 : sh, b : b + sw * (Wo - 1) + 1 : sw]  # (..., H', W')
+
+
+def _pool_chunk(X: torch.Tensor, kernel, stride, padding, mode: str) -> torch.Tensor:
+    """Pool a few channels X of shape (M, 1, H, W) -> (M, 1, H', W'): one elementwise step per
+    offset (a, b) inside the window, over the strided view of every window's element (a, b)."""
+    (kh, kw), (ph, pw) = kernel, padding
+    Xp = F.pad(X, (pw, pw, ph, ph), value=float("-inf") if mode == "max" else 0.0) if ph or pw else X
+    out = ((Xp.shape[-2] - kh) // stride[0] + 1, (Xp.shape[-1] - kw) // stride[1] + 1)
+    views = _offset_views(Xp, kernel, stride, out)
+    Y = next(views).clone()
+    for V in views:
+        if mode == "max":
+            torch.maximum(Y, V, out=Y)
+        else:
+            Y += V
+    if mode == "avg":
+        Y /= kh * kw  # zero padding counted, as count_include_pad=True
+    return Y
+
+
+def _pool_chunk_backward(X, Y, dY, kernel, stride, padding, mode: str) -> torch.Tensor:
+    """dL/dX for one chunk of _pool_chunk: the gradient added back through the same views."""
+    (kh, kw), (ph, pw) = kernel, padding
+    H, W = X.shape[-2:]
+    dXp = dY.new_zeros(X.shape[:-2] + (H + 2 * ph, W + 2 * pw))
+    out = tuple(Y.shape[-2:])
+    if mode == "avg":
+        g = dY / (kh * kw)
+        for dV in _offset_views(dXp, kernel, stride, out):
+            dV += g
+    else:
+        Xp = F.pad(X, (pw, pw, ph, ph), value=float("-inf")) if ph or pw else X
+        taken = torch.zeros_like(Y, dtype=torch.bool)  # windows whose maximum already has the gradient
+        for V, dV in zip(_offset_views(Xp, kernel, stride, out), _offset_views(dXp, kernel, stride, out)):
+            hit = (V == Y) & ~taken
+            taken |= hit
+            dV += dY * hit
+    return dXp[..., ph : ph + H, pw : pw + W]
+
+
+class _Pool2dFunction(torch.autograd.Function):
+    """Pooling as kh*kw elementwise steps over strided views, one per offset inside the window,
+    rather than a reduction over a 6-D view of the windows; a few channels at a time, so that
+    the running result stays in cache. The backward adds the gradient back through the same
+    views, with differentiable ops, so it can be differentiated again.
+
+    Max pooling sends each window's gradient to its first maximum in row-major order, as
+    F.max_pool2d does when a window holds ties.
+    """
+
+    @staticmethod
+    def forward(ctx, X, kernel, stride, padding, mode):
+        ctx.args = (kernel, stride, padding, mode)
+        H, W = X.shape[-2:]
+        step = _chunk(X, X.shape[0], (H + 2 * padding[0]) * (W + 2 * padding[1]) * X.element_size())
+        parts = [_pool_chunk(Xc, *ctx.args) for Xc in X.split(step)]
+        Y = parts[0] if len(parts) == 1 else torch.cat(parts)  # (M, 1, H', W')
+        ctx.save_for_backward(X, Y)
+        ctx.step = step
+        return Y
+
+    @staticmethod
+    def backward(ctx, dY):
+        X, Y = ctx.saved_tensors
+        parts = [
+            _pool_chunk_backward(Xc, Yc, dYc, *ctx.args)
+            for Xc, Yc, dYc in zip(X.split(ctx.step), Y.split(ctx.step), dY.split(ctx.step))
+        ]
+        dX = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return dX, None, None, None, None
+
+
 def pool2d(
     X: torch.Tensor,
     pool_size: IntPair,
@@ -321,10 +400,7 @@ def pool2d(
     H, W = X.shape[-2:]
     check_fits((kh, kw), (H, W), (ph, pw), "pool_size")
     X4 = X.reshape(-1, 1, H, W)  # (N*C, 1, H, W): every channel pooled alone
-    if ph or pw:
-        X4 = F.pad(X4, (pw, pw, ph, ph), value=float("-inf") if mode == "max" else 0.0)
-    win = _windows(X4, (kh, kw), (sh, sw))  # (N*C, 1, H', W', kh, kw)
-    Y = win.amax(dim=(-2, -1)) if mode == "max" else win.mean(dim=(-2, -1))  # (N*C, 1, H', W')
+    Y = _Pool2dFunction.apply(X4, (kh, kw), (sh, sw), (ph, pw), mode)  # (N*C, 1, H', W')
     return Y.reshape(*lead, Y.shape[-2], Y.shape[-1])
 
 
