@@ -123,6 +123,40 @@ def _chunk(X: torch.Tensor, count: int, bytes_each: int) -> int:
     return max(1, min(count, budget // max(1, bytes_each)))
 
 
+def _corr_flat(X: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """Stride-1 cross-correlation with columns that are whole stretches of the flattened image.
+
+    Pad each (Hp, Wp) plane and lay the planes end to end. Kernel offset (a, b) then sees the
+    stretch of Ho*Wp numbers starting at a*Wp + b: every output row plus Wp - Wo extra numbers
+    that run past the row's end. Copying such long stretches is far cheaper than copying
+    rows of Wo numbers one by one; the product computes the extra columns too, and they are
+    dropped at the end. No autograd here.
+
+    Inputs: X (N, C, H, W), weight (F, C, kh, kw), padding (ph, pw).
+    Returns: Y of shape (N, F, H', W'), contiguous.
+    """
+    N, C, H, W = X.shape
+    F_out, _, kh, kw = weight.shape
+    ph, pw = padding
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    Ho, Wo = Hp - kh + 1, Wp - kw + 1
+    P, Lw, K = Hp * Wp, Ho * Wp, C * kh * kw
+    flat = X.new_zeros(N * C * P + kw - 1)  # the last stretch runs kw - 1 past the last plane
+    flat[: N * C * P].view(N, C, Hp, Wp)[:, :, ph : ph + H, pw : pw + W] = X
+    view = flat.as_strided((N, C, kh, kw, Lw), (C * P, P, Wp, 1, 1))  # (N, C, kh, kw, H'*Wp), a view
+    W2 = weight.reshape(F_out, K)  # (F, C*kh*kw)
+    B = _chunk(X, N, K * Lw * X.element_size())
+    cols = X.new_empty((B, K, Lw))  # reused by every chunk
+    Yw = X.new_empty((B, F_out, Lw))
+    Y = X.new_empty((N, F_out, Ho, Wo))
+    for start in range(0, N, B):
+        m = min(N, start + B) - start
+        cols[:m].view(m, C, kh, kw, Lw).copy_(view[start : start + m])
+        torch.bmm(W2.expand(m, F_out, K), cols[:m], out=Yw[:m])  # (B, F, H'*Wp)
+        Y[start : start + m] = Yw[:m].view(m, F_out, Ho, Wp)[..., :Wo]  # drop the extra columns
+    return Y
+
+
 def _corr_padded(Xp: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
     """Cross-correlation of an already padded input by im2col and matrix products, in chunks.
 
@@ -198,8 +232,11 @@ class _Conv2dFunction(torch.autograd.Function):
         ph, pw = padding
         ctx.save_for_backward(X, weight)
         ctx.stride, ctx.padding = stride, padding
-        Xp = F.pad(X, (pw, pw, ph, ph)) if ph or pw else X
-        Y = _corr_padded(Xp, weight, stride)
+        _, _, kh, kw = weight.shape
+        if stride == (1, 1) and X.shape[3] + 2 * pw - kw + 1 >= kw:
+            Y = _corr_flat(X, weight, padding)
+        else:
+            Y = _corr_padded(F.pad(X, (pw, pw, ph, ph)) if ph or pw else X, weight, stride)
         if bias is not None:
             Y += bias.view(1, -1, 1, 1)
         return Y
