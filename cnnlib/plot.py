@@ -102,13 +102,13 @@ def show_matrix(
         _, ax = plt.subplots(figsize=(0.5 * A.shape[1] + 0.6, 0.5 * A.shape[0] + 0.6))
     lo = A.min() if vmin is None else vmin
     hi = A.max() if vmax is None else vmax
-    ax.imshow(A, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1)
+    image = ax.imshow(A, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1)
     if annotate:
-        mid = (lo + hi) / 2
         for i in range(A.shape[0]):
             for j in range(A.shape[1]):
+                r, g, b, _ = image.cmap(image.norm(A[i, j]))
                 # dark text on light cells, white text on dark ones
-                color = "white" if hi > lo and A[i, j] > mid else "black"
+                color = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
                 ax.text(j, i, fmt.format(A[i, j]), ha="center", va="center", fontsize=9, color=color)
     ax.set_xticks(np.arange(A.shape[1] + 1) - 0.5, minor=True)
     ax.set_yticks(np.arange(A.shape[0] + 1) - 0.5, minor=True)
