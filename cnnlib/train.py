@@ -79,7 +79,7 @@ def _epoch(net, train_iter, loss, optimizer, device) -> tuple[float, float, int]
         l.backward()
         optimizer.step()
         n = y.numel()
-        loss_sum += l.detach() * n
+        loss_sum.add_(l.detach(), alpha=n)  # one kernel on a GPU, summed in float64
         correct += (y_hat.detach().argmax(dim=1) == y).sum()
         total += n
     if total == 0:
