@@ -1,6 +1,6 @@
 """python -m benchmarks: run the benchmarks, print a table, write benchmarks/results.json.
 
-    python -m benchmarks                      # everything (about 10 minutes on 2 cores)
+    python -m benchmarks                      # everything (15 minutes or more on 2 cores)
     python -m benchmarks --only ops,train     # the torch comparisons only (a few minutes)
     python -m benchmarks --skip grade,book
     python -m benchmarks --quick --only ops   # tiny sizes: checks that the harness runs
@@ -17,7 +17,7 @@ import torch
 
 from . import book, grading, ops, training
 from .machine import machine_info, versions
-from .report import table, write_json
+from .report import Skipped, table, write_json
 
 SECTIONS = ("ops", "train", "grade", "book")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
@@ -82,9 +82,7 @@ def main(argv=None) -> int:
         log("no CUDA device: the ops and train parts have nothing to run on")
 
     results, skipped = [], []
-    if not any(d.type == "cuda" for d in devices) and args.device != "cpu":
-        from .report import Skipped
-
+    if {"ops", "train"} & set(sections) and not any(d.type == "cuda" for d in devices) and args.device != "cpu":
         skipped.append(Skipped("ops/train", "cuda: no CUDA device on this machine (torch.cuda.device_count() == 0)"))
     if "ops" in sections:
         results += ops.run(devices, args.quick, args.repeats, log=log)
