@@ -111,7 +111,7 @@ def _windows(X: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) 
 
 
 # How many bytes of im2col columns conv2d builds at a time. On the CPU a chunk small enough to
-# stay in the core's cache is read back by the matmul at cache speed instead of from memory;
+# stay in the cores' caches (this much per thread) is read back by the matmul at cache speed instead of from memory;
 # a GPU wants the whole batch in one matmul.
 _CPU_COLS_BYTES = 1 << 20
 _GPU_COLS_BYTES = 1 << 28
@@ -119,7 +119,7 @@ _GPU_COLS_BYTES = 1 << 28
 
 def _chunk(X: torch.Tensor, count: int, bytes_each: int) -> int:
     """How many of `count` items of `bytes_each` bytes make one chunk of work on X's device."""
-    budget = _GPU_COLS_BYTES if X.is_cuda else _CPU_COLS_BYTES
+    budget = _GPU_COLS_BYTES if X.is_cuda else _CPU_COLS_BYTES * torch.get_num_threads()  # per core
     return max(1, min(count, budget // max(1, bytes_each)))
 
 
@@ -147,13 +147,15 @@ def _corr_flat(X: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) 
     W2 = weight.reshape(F_out, K)  # (F, C*kh*kw)
     B = _chunk(X, N, K * Lw * X.element_size())
     cols = X.new_empty((B, K, Lw))  # reused by every chunk
-    Yw = X.new_empty((B, F_out, Lw))
+    W2e = W2.expand(B, F_out, K)
+    Yw = X.new_empty((B, F_out, Ho, Wp))
     Y = X.new_empty((N, F_out, Ho, Wo))
-    for start in range(0, N, B):
-        m = min(N, start + B) - start
-        cols[:m].view(m, C, kh, kw, Lw).copy_(view[start : start + m])
-        torch.bmm(W2.expand(m, F_out, K), cols[:m], out=Yw[:m])  # (B, F, H'*Wp)
-        Y[start : start + m] = Yw[:m].view(m, F_out, Ho, Wp)[..., :Wo]  # drop the extra columns
+    for start in range(0, N, B):  # few ops per chunk: each costs microseconds
+        m = min(B, N - start)
+        c, w, y = (cols, W2e, Yw) if m == B else (cols[:m], W2e[:m], Yw[:m])
+        c.view(m, C, kh, kw, Lw).copy_(view[start : start + m])
+        torch.bmm(w, c, out=y.view(m, F_out, Lw))  # (B, F, H'*Wp)
+        Y[start : start + m] = y[..., :Wo]  # drop the extra columns while they are in cache
     return Y
 
 
