@@ -37,6 +37,14 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "cnnlib._autograde_execute.StableCellIds",  # restored cells get a fixed id, not a random one
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 c.Autograde.create_student = True  # students appear in the gradebook when first graded
 
 # Per-cell time limit. The longest legitimate cell (a short LeNet training run) takes a few
@@ -46,6 +54,7 @@ c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 c.Execute.kernel_name = "python3"  # the course's own environment (the venv's ipykernel)
 c.Execute.shutdown_kernel = "immediate"  # a graded kernel has nothing to save; don't wait for it
+c.Execute.coalesce_streams = True  # one output per stream: the same bytes however the kernel chunked them
 c.Execute.extra_arguments = ["--HistoryManager.enabled=False", "--IPKernelApp.log_level=ERROR"]
 c.GradingExecute.max_memory_mb = 4096  # per kernel; torch + cnnlib + IPython map about 1 GiB
 c.GradingExecute.unresponsive_grace = 10.0  # seconds to come back after an interrupt

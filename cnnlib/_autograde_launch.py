@@ -7,11 +7,20 @@ libraries' thread counts, points the process's own stdout/stderr (not the notebo
 outputs: ipykernel echoes what it captures there) at PATH, then replaces itself with KERNEL_CMD (os.execv), so the kernel
 keeps the process id, the limits and the signals (interrupts) the kernel manager sends.
 
+With --zygote=SOCKET and a kernel command of the form `PYTHON ... -m ipykernel_launcher ARGS`,
+it does not exec: it asks the _autograde_zygote server on SOCKET for a kernel forked from a
+process that has torch and cnnlib imported already, forwards the signals it receives (the
+kernel manager's interrupts) to that kernel and exits with its exit code. Should the server not
+answer, it falls back to the exec.
+
 This file imports only the standard library and never `cnnlib` (whose package import
 would load torch before the limits are in place); keep it that way.
 """
+import json
 import os
 import resource
+import signal
+import socket
 import sys
 
 # Environment a grading kernel gets: thread counts for the math libraries (set to --threads),
@@ -24,7 +33,7 @@ def main(argv):
         sys.exit("usage: _autograde_launch.py [--max-memory BYTES] [--threads N] -- KERNEL_CMD...")
     split = argv.index("--")
     opts, cmd = argv[:split], argv[split + 1 :]
-    max_memory, threads, stdio = 0, 0, ""
+    max_memory, threads, stdio, zygote = 0, 0, "", ""
     for opt in opts:
         name, _, value = opt.partition("=")
         if name == "--max-memory":
@@ -33,11 +42,25 @@ def main(argv):
             threads = int(value)
         elif name == "--stdio":
             stdio = value
+        elif name == "--zygote":
+            zygote = value
         else:
             sys.exit(f"_autograde_launch.py: unknown option {opt!r}")
     if not cmd:
         sys.exit("_autograde_launch.py: no kernel command after --")
 
+    if zygote and "ipykernel_launcher" in cmd[1:]:
+        at = cmd.index("ipykernel_launcher")
+        if cmd[at - 1] == "-m":
+            env = dict(os.environ)
+            if threads > 0:
+                env.update({var: str(threads) for var in THREAD_VARS})
+            env.setdefault("MPLBACKEND", "Agg")
+            env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            request = {"args": cmd[at + 1 :], "env": env, "cwd": os.getcwd(), "max_memory": max_memory,
+                       "threads": threads, "stdio": stdio}
+            proxy(zygote, request)  # returns only if the server did not answer
     if max_memory > 0:
         for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
             _soft, hard = resource.getrlimit(limit)
@@ -56,6 +79,33 @@ def main(argv):
     # Let the kernel cache the bytecode of what it imports (cnnlib, the grading helpers).
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.execv(cmd[0], cmd)
+
+
+def proxy(path, request):
+    """Have the zygote fork the kernel; relay signals to it; exit with its exit code."""
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(path)
+        conn.sendall(json.dumps(request).encode() + b"\n")
+        replies = conn.makefile("rb")
+        pid = json.loads(replies.readline())["pid"]
+    except (OSError, ValueError, KeyError):
+        return  # no server: start the kernel the ordinary way
+
+    def relay(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, relay)
+    try:
+        line = replies.readline()  # blocks until the kernel exits (signals are relayed meanwhile)
+        code = json.loads(line)["exit"] if line.strip() else 1
+    except (OSError, ValueError, KeyError):
+        code = 1
+    os._exit(code if code >= 0 else 128 - code)
 
 
 if __name__ == "__main__":

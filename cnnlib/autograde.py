@@ -248,6 +248,7 @@ def _ensure_assignments(cfg: Config, assignments: Iterable[str], work: Path) -> 
 
 
 # -- phase 1: execute, in worker processes -------------------------------------------------
+KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond")
 _WORKER_DB: dict[tuple[int, str, str], str] = {}
 
 
@@ -278,10 +279,15 @@ def _execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: st
     c.CourseDirectory.db_url = _worker_db_url(cfg.CourseDirectory.db_url, Path(work))
     c.Autograde.autograde_preprocessors = [EXECUTE]
     c.GradingExecute.parallel_jobs = jobs
-    app = Autograde(coursedir=_coursedir(c, student_id=student, assignment_id=assignment), config=c)
-    app.force = True
-    result = _run_app(app)
-    error = None if result["success"] else (result.get("log", "") + "\n" + (result.get("error") or ""))
+    for attempt in (1, 2):
+        app = Autograde(coursedir=_coursedir(c, student_id=student, assignment_id=assignment), config=c)
+        app.force = True
+        result = _run_app(app)
+        error = None if result["success"] else (result.get("log", "") + "\n" + (result.get("error") or ""))
+        # a kernel that never came up is the machine's problem, not the student's: once more
+        if not error or not any(s in error for s in KERNEL_START_FAILURES):
+            break
+        log.warning("%s/%s: the kernel did not start (attempt %d)", student, assignment, attempt)
     return student, assignment, time.perf_counter() - t0, error
 
 
@@ -416,6 +422,11 @@ def export_grades(cfg: Config, dest: str | Path | None = None) -> Path:
     plugin.to = str(dest)
     with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
         plugin.export(gb)
+    # nbgrader lists students in the order they entered the gradebook; sort the rows (by
+    # assignment, then student) so the file depends only on the grades
+    header, *rows = dest.read_text().splitlines(keepends=True)
+    key = lambda row: (row.split(",")[0], row.split(",")[3])  # noqa: E731 (assignment, student_id)
+    dest.write_text(header + "".join(sorted(rows, key=key)))
     return dest
 
 
