@@ -110,9 +110,9 @@ def _windows(X: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) 
     return X.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])
 
 
-# How many bytes of im2col columns conv2d builds at a time. On the CPU a chunk small enough to
-# stay in the cores' caches (this much per thread) is read back by the matmul at cache speed instead of from memory;
-# a GPU wants the whole batch in one matmul.
+# How many bytes of im2col columns conv2d builds at a time (pool2d: of input). On the CPU a
+# chunk small enough to stay in the cores' caches (this much per thread) is read back by the
+# matmul at cache speed instead of from memory; a GPU wants the whole batch in one matmul.
 _CPU_COLS_BYTES = 1 << 20
 _GPU_COLS_BYTES = 1 << 28
 
