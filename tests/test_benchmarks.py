@@ -107,3 +107,15 @@ def test_bad_section_names_are_rejected(capsys):
     with pytest.raises(SystemExit):
         bench_main.parse_args(["--only", "ops,nonsense"])
     assert "nonsense" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() == 0, reason="needs a CUDA device; none present")
+def test_quick_run_on_cuda(tmp_path):
+    out = tmp_path / "results.json"
+    rc = bench_main.main(["--quick", "--only", "ops,train", "--device", "cuda", "--repeats", "1", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["machine"]["gpus"] and doc["results"]
+    assert all(r["device"].startswith("cuda") for r in doc["results"])
+    assert all(r["value"] > 0 for r in doc["results"])
