@@ -50,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads for ops and train (default: torch's own choice, one per core); "
                         "on a machine shared with other jobs, 1 avoids threads waiting on each other")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per contender (medians are reported)")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="timed repeats per contender (default 7); a ratio is the median of the repeats' ratios")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for checking the harness itself")
     p.add_argument("--students", type=int, default=8, help="generated students to grade (default 8)")
     p.add_argument("--jobs", type=int, default=2, help="workers for the parallel grading run (default 2)")

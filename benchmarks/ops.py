@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import cnnlib
 
 from .report import Result
-from .timing import compare
+from .timing import compare, paired_ratio
 
 # (label, N, C_in, C_out, H (= W), kernel, padding); stride 1 as in LeNet.
 CONV_CASES = [
@@ -103,18 +103,21 @@ def bench_loops(device, cases, repeats) -> list[Result]:
             name = f"{C}->{F_out}, {H}x{H}, k{k}"
         diff = _max_diff(loop(), vec())
         t = compare({"loop": loop, "vectorized": vec}, device, max(3, repeats // 2), min_seconds=0.01)
-        speedup = t["loop"].median / t["vectorized"].median
+        speedup = paired_ratio(t["loop"], t["vectorized"])
         out.append(Result("ops", f"speedup of conv2d over {label} loop, {name}", str(device), speedup, "x", None,
                           {"loop_s": t["loop"].median, "vectorized_s": t["vectorized"].median,
+                           "loop_samples": t["loop"].samples, "vectorized_samples": t["vectorized"].samples,
                            "max_abs_diff": diff}))
     return out
 
 
 def _ratio(section, name, device, t, target, **extra) -> Result:
+    """time(cnnlib) / time(torch): the median of the per-repeat ratios (see paired_ratio)."""
     ours, theirs = t["cnnlib"], t["torch"]
-    return Result(section, name, str(device), ours.median / theirs.median, "x", target, {
-        "cnnlib_s": ours.median, "torch_s": theirs.median,
-        "cnnlib_spread": round(ours.spread, 3), "torch_spread": round(theirs.spread, 3), **extra,
+    return Result(section, name, str(device), paired_ratio(ours, theirs), "x", target, {
+        "cnnlib_s": ours.median, "torch_s": theirs.median, "ratio_of_medians": ours.median / theirs.median,
+        "cnnlib_spread": round(ours.spread, 3), "torch_spread": round(theirs.spread, 3),
+        "cnnlib_samples": ours.samples, "torch_samples": theirs.samples, **extra,
     })
 
 

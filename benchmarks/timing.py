@@ -55,6 +55,12 @@ class Timing:
         return (q[2] - q[0]) / self.median
 
 
+def paired_ratio(a: Timing, b: Timing) -> float:
+    """Median over repeats of a's sample / b's sample. compare() takes the two samples of a
+    repeat back to back, so a burst of load from elsewhere that slows both cancels out."""
+    return statistics.median(x / y for x, y in zip(a.samples, b.samples))
+
+
 def compare(
     fns: dict[str, Callable[[], object]],
     device: torch.device,
