@@ -15,12 +15,14 @@ Grading runs in two phases, so that N workers give the very gradebook one worker
    nbgrader's Autograde converter with GradingExecute as its only autograde preprocessor,
    in a worker process with its own copy of the SQLite gradebook (SQLite takes one writer
    at a time; the copies only ever see the student/submission rows nbgrader creates);
-2. record (serial, no kernels): nbgrader's Autograde converter runs again in the course
-   directory with ReplayExecute in place of GradingExecute, so IgnorePattern, LimitOutput,
-   SaveAutoGrades and AssignLatePenalties write the gradebook in a fixed order.
+2. record (in the main process only, no kernels): as soon as a submission has run, nbgrader's
+   Autograde converter runs again in the course directory with ReplayExecute in place of
+   GradingExecute, so IgnorePattern, LimitOutput, SaveAutoGrades and AssignLatePenalties write
+   the gradebook exactly as a plain `nbgrader autograde` would; the main process is its only
+   writer. Recording overlaps with the workers' execution of the next submissions.
 
-Then feedback (nbgrader's GenerateFeedback), grades.csv (nbgrader's CSV export) and the
-analytics report (reports/). The Python API for benchmarks is grade_course() and
+Then feedback (nbgrader's GenerateFeedback; it only reads the gradebook, so the workers share
+it), grades.csv (nbgrader's CSV export, rows sorted) and the analytics report (reports/). The Python API for benchmarks is grade_course() and
 make_submissions().
 """
 from __future__ import annotations
@@ -35,7 +37,7 @@ import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -190,7 +192,9 @@ class GradeResult:
     root: Path
     jobs: int
     submissions: list[tuple[str, str]]  # (student, assignment), in grading order
-    seconds: dict[str, float] = field(default_factory=dict)  # phase -> seconds, and "total"
+    # phase -> seconds: prepare, execute (wall time of execution and recording, which overlap),
+    # record (the part of it spent recording), feedback, export, report, and total
+    seconds: dict[str, float] = field(default_factory=dict)
     execute_seconds: dict[tuple[str, str], float] = field(default_factory=dict)  # one submission's execution
     failures: list[str] = field(default_factory=list)  # submissions nbgrader could not grade (not student errors)
     grades_csv: Path | None = None
@@ -352,40 +356,61 @@ def grade_course(
             pass  # the file exists (and is complete) before the workers copy it
         result.seconds["prepare"] = time.perf_counter() - t
 
-        # phase 1: execute. Longest first would need costs; assignment order spreads them well.
+        # phases 1 and 2, pipelined: the workers execute, and this process records each
+        # submission as soon as its notebook has run (the gradebook sees one writer, here)
         t = time.perf_counter()
         tasks = sorted(subs, key=lambda sa: (sa[1], sa[0]))
-        if jobs == 1:
-            outcomes = [_execute_one(cfg, tmp, 1, s, a) for s, a in tasks]
-        else:
-            ctx = get_context("fork") if sys.platform.startswith("linux") else get_context("spawn")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                futures = [pool.submit(_execute_one, cfg, tmp, jobs, s, a) for s, a in tasks]
-                outcomes = [f.result() for f in futures]
-        for sid, aid, sec, error in outcomes:
+        recording = 0.0
+
+        def record(outcome: tuple[str, str, float, str | None]) -> None:
+            nonlocal recording
+            sid, aid, sec, error = outcome
             result.execute_seconds[(sid, aid)] = sec
-            if error:
+            if error:  # could not be executed: reported, not recorded
                 result.failures.append(f"execute {sid}/{aid}: {_last_line(error)}")
                 log.error("executing %s/%s failed:\n%s", sid, aid, error)
-        result.seconds["execute"] = time.perf_counter() - t
-
-        # phase 2: record, one student at a time, in a fixed order
-        t = time.perf_counter()
-        recorded = sorted((sid, aid) for sid, aid, _sec, error in outcomes if not error)
-        for sid, aid in recorded:  # a submission that could not be executed is reported, not recorded
+                return
+            t0 = time.perf_counter()
             error = _record(cfg, work, sid, aid)
+            recording += time.perf_counter() - t0
             if error:
                 result.failures.append(f"record {sid}/{aid}: {_last_line(error)}")
                 log.error("recording %s/%s failed:\n%s", sid, aid, error)
-        result.seconds["record"] = time.perf_counter() - t
 
-    if feedback and subs:
-        t = time.perf_counter()
-        for sid, aid in subs:
-            error = generate_feedback(cfg, sid, aid)
-            if error:
-                result.failures.append(f"feedback {sid}/{aid}: {_last_line(error)}")
-        result.seconds["feedback"] = time.perf_counter() - t
+        pool = None
+        if jobs > 1:
+            ctx = get_context("fork") if sys.platform.startswith("linux") else get_context("spawn")
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+        try:
+            if pool is None:
+                for s, a in tasks:
+                    record(_execute_one(cfg, tmp, 1, s, a))
+            else:
+                futures = [pool.submit(_execute_one, cfg, tmp, jobs, s, a) for s, a in tasks]
+                for future in as_completed(futures):
+                    record(future.result())
+            result.seconds["execute"] = time.perf_counter() - t  # wall time, recording included
+            result.seconds["record"] = recording
+
+            # feedback only reads the gradebook: the workers share it. One converter per student
+            # (its HTML templates are compiled once for all of that student's notebooks).
+            if feedback and subs:
+                t = time.perf_counter()
+                by_student: dict[str, list[str]] = {}
+                for sid, aid in sorted(set(subs)):
+                    by_student.setdefault(sid, []).append(aid)
+                args = [(cfg, sid, aids) for sid, aids in by_student.items()]
+                if pool is None:
+                    outs = [_feedback_student(*a) for a in args]
+                else:
+                    outs = list(pool.map(_feedback_student, *zip(*args)))
+                for sid, error in outs:
+                    if error:
+                        result.failures.append(f"feedback {sid}: {_last_line(error)}")
+                result.seconds["feedback"] = time.perf_counter() - t
+        finally:
+            if pool is not None:
+                pool.shutdown()
 
     t = time.perf_counter()
     result.grades_csv = export_grades(cfg)
@@ -400,11 +425,27 @@ def grade_course(
     return result
 
 
+def _feedback_student(cfg: Config, student: str, assignments: Sequence[str]) -> tuple[str, str | None]:
+    """Feedback for the student's autograded submissions among `assignments`."""
+    have = [a for a in assignments if Path(cfg.CourseDirectory.root, "autograded", student, a).is_dir()]
+    if not have:
+        return student, None  # nothing was recorded (already reported)
+    if len(have) == len(assignments) == len(_autograded(cfg, student)):
+        return student, generate_feedback(cfg, student, "*")
+    errors = [e for e in (generate_feedback(cfg, student, a) for a in have) if e]
+    return student, errors[0] if errors else None
+
+
+def _autograded(cfg: Config, student: str) -> list[str]:
+    return [p.name for p in Path(cfg.CourseDirectory.root, "autograded", student).iterdir() if p.is_dir()]
+
+
 def generate_feedback(cfg: Config, student: str, assignment: str) -> str | None:
-    """nbgrader generate_feedback for one autograded submission; the error text or None."""
+    """nbgrader generate_feedback for a student's autograded submission(s) (`assignment` may be
+    "*"); the error text or None."""
     from nbgrader.converters import GenerateFeedback
 
-    if not Path(cfg.CourseDirectory.root, "autograded", student, assignment).is_dir():
+    if assignment != "*" and not Path(cfg.CourseDirectory.root, "autograded", student, assignment).is_dir():
         return "no autograded submission"
     app = GenerateFeedback(coursedir=_coursedir(cfg, student_id=student, assignment_id=assignment), config=cfg)
     app.force = True
@@ -439,7 +480,8 @@ def _summary(result: GradeResult) -> str:
     lines = [
         f"graded {result.notebooks} notebook(s) of {len(students)} student(s) with {result.jobs} worker(s) "
         f"in {result.seconds.get('total', 0):.1f} s",
-        "  phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k != "total"),
+        "  phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k != "total")
+        + " (recording overlaps execution)",
     ]
     if result.execute_seconds:
         n = len(result.execute_seconds)

@@ -325,6 +325,7 @@ def test_grading_time_of_one_student(graded, capsys):
     assert one.notebooks == 6
     report(capsys, f"one student's six notebooks graded serially in {one.seconds['total']:.1f} s "
                    f"(target 20 s; " + ", ".join(f"{k} {v:.1f} s" for k, v in one.seconds.items() if k != 'total') +
+                   " [record is part of execute]" +
                    f"); per notebook execution {sum(one.execute_seconds.values()) / 6:.2f} s")
     report(capsys, f"{one.notebooks + graded.rest.notebooks} notebooks graded serially in "
                    f"{one.seconds['total'] + graded.rest.seconds['total']:.1f} s; {graded.par.notebooks} of them "
