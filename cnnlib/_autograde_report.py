@@ -114,6 +114,7 @@ def write_report(cfg: Config, out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,6 +183,7 @@ def write_report(cfg: Config, out: Path) -> Path:
         ax2.hist(scores, bins=min(20, max(5, len(scores))), range=(0, top), color="tab:orange", edgecolor="black")
         ax2.set_xlabel(f"score (out of {top:g})")
         ax2.set_ylabel("students")
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax2.set_title("scores")
         fig.suptitle(f"{a}: {len(scores)} submission(s)")
         fig.tight_layout()
