@@ -14,7 +14,8 @@ Grading runs in two phases, so that N workers give the very gradebook one worker
 1. execute (parallel): each (student, assignment) submission is sanitized and executed by
    nbgrader's Autograde converter with GradingExecute as its only autograde preprocessor,
    in a worker process with its own copy of the SQLite gradebook (SQLite takes one writer
-   at a time; the copies only ever see the student/submission rows nbgrader creates);
+   at a time; the copies only ever see the student/submission rows nbgrader creates; with a
+   PostgreSQL gradebook the copy is a SQLite snapshot of the assignments, see _phase1_db);
 2. record (in the main process only, no kernels): as soon as a submission has run, nbgrader's
    Autograde converter runs again in the course directory with ReplayExecute in place of
    GradingExecute, so IgnorePattern, LimitOutput, SaveAutoGrades and AssignLatePenalties write
@@ -256,10 +257,23 @@ KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel d
 _WORKER_DB: dict[tuple[int, str, str], str] = {}
 
 
-def _worker_db_url(db_url: str, work: Path) -> str:
-    """This process's private copy of a SQLite gradebook (other databases are shared as is)."""
-    if not db_url.startswith("sqlite:///"):
+def _phase1_db(cfg: Config, assignments: Iterable[str], work: Path) -> str:
+    """The SQLite gradebook the workers copy: the course's own when it is SQLite; otherwise
+    (PostgreSQL, ...) a snapshot with the assignments regenerated from the source directory,
+    so that workers never write to the course database. (If solutions/ changed since the
+    release, ReplayExecute notices that the executed cells differ and reports the submission.)"""
+    db_url = cfg.CourseDirectory.db_url
+    if db_url.startswith("sqlite:///"):
         return db_url
+    snapshot = f"sqlite:///{work / 'gradebook-phase1.db'}"
+    paths = {"source_directory": cfg.CourseDirectory.source_directory} if "source_directory" in cfg.CourseDirectory else {}
+    generate(sorted(set(assignments)), cfg.CourseDirectory.root, release_directory=work / "release-phase1",
+             db_url=snapshot, **paths)
+    return snapshot
+
+
+def _worker_db_url(db_url: str, work: Path) -> str:
+    """This process's private copy of a SQLite gradebook."""
     key = (os.getpid(), str(work), db_url)  # a forked worker inherits its parent's entries
     if key not in _WORKER_DB:
         copy = work / f"gradebook-worker{os.getpid()}.db"
@@ -273,14 +287,15 @@ def _worker_db_url(db_url: str, work: Path) -> str:
     return _WORKER_DB[key]
 
 
-def _execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str) -> tuple[str, str, float, str | None]:
+def _execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str,
+                 source_db: str | None = None) -> tuple[str, str, float, str | None]:
     """Sanitize and execute one submission into work/executed; (student, assignment, seconds, error)."""
     from nbgrader.converters import Autograde
 
     t0 = time.perf_counter()
     c = copy.deepcopy(cfg)
     c.CourseDirectory.autograded_directory = str(Path(work, "executed"))
-    c.CourseDirectory.db_url = _worker_db_url(cfg.CourseDirectory.db_url, Path(work))
+    c.CourseDirectory.db_url = _worker_db_url(source_db or cfg.CourseDirectory.db_url, Path(work))
     c.Autograde.autograde_preprocessors = [EXECUTE]
     c.GradingExecute.parallel_jobs = jobs
     for attempt in (1, 2):
@@ -354,6 +369,7 @@ def grade_course(
         _ensure_assignments(cfg, {a for _, a in subs}, work)
         with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id):
             pass  # the file exists (and is complete) before the workers copy it
+        source_db = _phase1_db(cfg, {a for _, a in subs}, work)
         result.seconds["prepare"] = time.perf_counter() - t
 
         # phases 1 and 2, pipelined: the workers execute, and this process records each
@@ -384,9 +400,9 @@ def grade_course(
         try:
             if pool is None:
                 for s, a in tasks:
-                    record(_execute_one(cfg, tmp, 1, s, a))
+                    record(_execute_one(cfg, tmp, 1, s, a, source_db))
             else:
-                futures = [pool.submit(_execute_one, cfg, tmp, jobs, s, a) for s, a in tasks]
+                futures = [pool.submit(_execute_one, cfg, tmp, jobs, s, a, source_db) for s, a in tasks]
                 for future in as_completed(futures):
                     record(future.result())
             result.seconds["execute"] = time.perf_counter() - t  # wall time, recording included

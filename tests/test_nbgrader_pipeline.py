@@ -173,6 +173,9 @@ def course(tmp_path_factory):
         shutil.copy(base / "gradebook.db", root / "gradebook.db")
         write_submissions(root, {sid: subs[sid] for sid in students})
         roots[name] = root
+    root = tmp_path_factory.mktemp("url")  # a gradebook URL that is not plain sqlite:///
+    write_submissions(root, {"solution": {AID: subs["solution"][AID]}, "dead": subs["dead"]})
+    roots["url"] = root
     return SimpleNamespace(base=base, roots=roots, subs=subs, generate_seconds=generate_seconds)
 
 
@@ -345,3 +348,17 @@ def test_plain_nbgrader_cli_from_the_repository_root(course):
     got = scores(root)
     assert got[("dead", AID, "hidden_corr2d")] == POINTS["hidden_corr2d"]
     assert got[("dead", AID, "hidden_convolve2d")] == 0
+
+
+def test_gradebook_url_other_than_sqlite_file(course):
+    """With a database URL that is not a SQLite file (PostgreSQL in production; here SQLite
+    through another driver name, which takes the same code path), the workers grade against
+    a SQLite snapshot and only this process writes to the course database."""
+    root = course.roots["url"]
+    url = f"sqlite+pysqlite:///{root / 'course.db'}"
+    result = grade_course(root, jobs=2, config=short_timeout_config(), feedback=False, report=False, db_url=url)
+    assert result.failures == []
+    got = {(r["student"], r["cell"]): r["score"] for r in gradebook_rows(course_config(root, db_url=url))}
+    assert all(got[("solution", c)] == p for c, p in POINTS.items())
+    assert got[("dead", "hidden_corr2d")] == POINTS["hidden_corr2d"] and got[("dead", "hidden_convolve2d")] == 0
+    assert not (root / "gradebook.db").exists()
