@@ -87,6 +87,13 @@ def zygote_socket(threads: int = 0, wait: float = 180.0) -> str:
     return ""
 
 
+def stop_zygote() -> None:
+    """Stop this process's kernel zygote, if it has one (it would otherwise live until exit)."""
+    found = _ZYGOTES.pop(os.getpid(), None)
+    if found:
+        _stop_zygote(found[0])
+
+
 def _stop_zygote(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.stdin.close()  # the server kills its kernels and exits

@@ -23,6 +23,7 @@ import pytest
 from traitlets.config import Config
 
 from cnnlib.autograde import ASSIGNMENTS, REPO, course_config, generate, grade_course, solution_submission
+from cnnlib._autograde_execute import stop_zygote
 from cnnlib._autograde_report import gradebook_rows
 
 pytestmark = pytest.mark.slow
@@ -187,7 +188,8 @@ def graded(course):
     others = sorted(s for s in course.subs if s != "solution")
     rest = grade_course(serial, jobs=1, students=others, config=cfg)
     par = grade_course(parallel, jobs=2, config=cfg)
-    return SimpleNamespace(one=one, rest=rest, par=par, serial=scores(serial), parallel=scores(parallel))
+    yield SimpleNamespace(one=one, rest=rest, par=par, serial=scores(serial), parallel=scores(parallel))
+    stop_zygote()  # the rest of the test session needs no grading kernels
 
 
 # -- tests -------------------------------------------------------------------------------------
