@@ -27,7 +27,8 @@ c.ClearHiddenTests.enforce_metadata = True  # hidden tests only in locked grade 
 # -- autograding ----------------------------------------------------------------------------
 # GradingExecute (cnnlib/_autograde_execute.py) is nbgrader's Execute plus: a memory cap on
 # the kernel, a dead or hung kernel scores the rest of that notebook 0 instead of dropping
-# the submission, and a cap on the output kept per cell.
+# the submission, a cap on the output kept per cell, and kernels forked from a process that
+# has torch and cnnlib imported already (cnnlib/_autograde_zygote.py).
 c.Autograde.autograde_preprocessors = [
     "cnnlib._autograde_execute.GradingExecute",
     "nbgrader.preprocessors.IgnorePattern",
@@ -56,7 +57,8 @@ c.Execute.kernel_name = "python3"  # the course's own environment (the venv's ip
 c.Execute.shutdown_kernel = "immediate"  # a graded kernel has nothing to save; don't wait for it
 c.Execute.coalesce_streams = True  # one output per stream: the same bytes however the kernel chunked them
 c.Execute.extra_arguments = ["--HistoryManager.enabled=False", "--IPKernelApp.log_level=ERROR"]
-c.GradingExecute.max_memory_mb = 4096  # per kernel; torch + cnnlib + IPython map about 1 GiB
+c.GradingExecute.max_memory_mb = 4096  # per kernel (RLIMIT_AS); a grading kernel maps about 1.4 GiB
+c.GradingExecute.preload_kernels = True  # False: every kernel a fresh Python (about 2 s more per notebook)
 c.GradingExecute.unresponsive_grace = 10.0  # seconds to come back after an interrupt
 
 # Deleted or edited test cells come back from the gradebook (their checksums differ).
