@@ -234,9 +234,10 @@ def find_submissions(cfg: Config, students: Iterable[str] | None = None,
     return found
 
 
-def _ensure_assignments(cfg: Config, assignments: Iterable[str], work: Path) -> None:
+def _ensure_assignments(cfg: Config, assignments: Iterable[str], work: Path) -> list[str]:
     """Put every assignment into the gradebook if it is not there yet (generate_assignment
-    into a scratch release directory: exercises/ stays as committed)."""
+    into a scratch release directory: exercises/ stays as committed). Returns the assignments
+    that are neither in the gradebook nor in the source directory (they cannot be graded)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     missing = []
@@ -246,10 +247,14 @@ def _ensure_assignments(cfg: Config, assignments: Iterable[str], work: Path) -> 
                 gb.find_assignment(aid)
             except MissingEntry:
                 missing.append(aid)
+    source = Path(cfg.CourseDirectory.root, cfg.CourseDirectory.get("source_directory", "source"))
+    unknown = [aid for aid in missing if not (source / aid).is_dir()]
+    missing = [aid for aid in missing if aid not in unknown]
     if missing:
         log.info("adding %s to the gradebook", ", ".join(missing))
         paths = {k: cfg.CourseDirectory[k] for k in ("source_directory", "db_url") if k in cfg.CourseDirectory}
         generate(missing, cfg.CourseDirectory.root, release_directory=work / "release", **paths)
+    return unknown
 
 
 # -- phase 1: execute, in worker processes -------------------------------------------------
@@ -366,7 +371,10 @@ def grade_course(
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
         work = Path(tmp)
         t = time.perf_counter()
-        _ensure_assignments(cfg, {a for _, a in subs}, work)
+        unknown = _ensure_assignments(cfg, {a for _, a in subs}, work)
+        for sid, aid in [sa for sa in subs if sa[1] in unknown]:
+            result.failures.append(f"unknown assignment {sid}/{aid}: not in the gradebook nor in the source directory")
+        subs = result.submissions = [sa for sa in subs if sa[1] not in unknown]
         with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id):
             pass  # the file exists (and is complete) before the workers copy it
         source_db = _phase1_db(cfg, {a for _, a in subs}, work)
