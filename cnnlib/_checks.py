@@ -31,6 +31,14 @@ def check_same(nameA: str, A: torch.Tensor, nameB: str, B: torch.Tensor) -> None
         raise ValueError(f"{nameA} and {nameB} must be on the same device, got {A.device} and {B.device}")
 
 
+def int_at_least(name: str, value: object, minimum: int) -> int:
+    """Require an int (not a bool) that is at least `minimum`: 1 for counts, 0 for indices."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "positive int" if minimum == 1 else "non-negative int" if minimum == 0 else f"int >= {minimum}"
+        raise ValueError(f"{name} must be a {kind}, got {value!r}")
+    return value
+
+
 def pair(name: str, value: object, minimum: int) -> tuple[int, int]:
     """Turn an int or a pair of ints into a pair, each at least `minimum`."""
     if isinstance(value, bool):

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from ._checks import int_at_least
+
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
 # name -> MD5, as published with the dataset.
@@ -135,12 +137,6 @@ def _loaders(X_train, y_train, X_test, y_test, batch_size: int) -> tuple[DataLoa
     return train, test
 
 
-def _check_batch_size(batch_size: object) -> int:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return batch_size
-
-
 def load_fashion_mnist(
     batch_size: int,
     root: str | os.PathLike | None = None,
@@ -152,7 +148,7 @@ def load_fashion_mnist(
     Batches are X of shape (batch, 1, 28, 28), float32 in [0, 1], and y of shape (batch,), int64.
     The files are cached in data_dir(root); a cached file that fails its MD5 is fetched again.
     """
-    batch_size = _check_batch_size(batch_size)
+    batch_size = int_at_least("batch_size", batch_size, 1)
     root = data_dir(root)
     try:
         paths = {name: fetch(name, md5, root, base_url, download) for name, md5 in FASHION_MNIST_FILES.items()}
@@ -200,7 +196,7 @@ def load_digits28(batch_size: int) -> tuple[DataLoader, DataLoader]:
 
     Real handwritten data that needs no network; the course's offline stand-in for Fashion-MNIST.
     """
-    return _loaders(*digits28(), _check_batch_size(batch_size))
+    return _loaders(*digits28(), int_at_least("batch_size", batch_size, 1))
 
 
 def load_data(

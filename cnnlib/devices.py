@@ -6,6 +6,8 @@ import random
 import numpy as np
 import torch
 
+from ._checks import int_at_least
+
 
 def devices() -> list[torch.device]:
     """The CPU, then every CUDA device present: [cpu, cuda:0, cuda:1, ...]."""
@@ -14,8 +16,7 @@ def devices() -> list[torch.device]:
 
 def try_gpu(i: int = 0) -> torch.device:
     """cuda:i if it exists; otherwise the CPU, with a printed notice saying so."""
-    if not isinstance(i, int) or isinstance(i, bool) or i < 0:
-        raise ValueError(f"i must be a non-negative int, got {i!r}")
+    int_at_least("i", i, 0)
     count = torch.cuda.device_count()
     if i < count:
         return torch.device(f"cuda:{i}")

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._checks import IntPair, pair
+from ._checks import IntPair, int_at_least, pair
 from .ops import conv2d, corr2d, pool2d
 
 
@@ -45,10 +45,8 @@ class Conv2d(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_channels = int_at_least("in_channels", in_channels, 1)
+        self.out_channels = int_at_least("out_channels", out_channels, 1)
         self.kernel_size = pair("kernel_size", kernel_size, 1)
         self.stride = pair("stride", stride, 1)
         self.padding = pair("padding", padding, 0)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from . import layers as L
+from ._checks import int_at_least
 
 VARIANTS = ("classic", "modern")
 LAYER_SOURCES = ("torch", "cnnlib")
@@ -33,8 +34,7 @@ def lenet(variant: str = "classic", layers: str = "torch", num_classes: int = 10
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if layers not in LAYER_SOURCES:
         raise ValueError(f"layers must be one of {LAYER_SOURCES}, got {layers!r}")
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    int_at_least("num_classes", num_classes, 1)
     Conv = nn.Conv2d if layers == "torch" else L.Conv2d
     if variant == "classic":
         Pool = nn.AvgPool2d if layers == "torch" else L.AvgPool2d

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._checks import int_at_least
+
 
 def _check_device(device: object) -> torch.device:
     if not isinstance(device, (torch.device, str)):
@@ -112,8 +114,7 @@ def train(
     evaluation excluded), and 'device' (a string).
     """
     net, device = _check_net(net), _check_device(device)
-    if not isinstance(num_epochs, int) or isinstance(num_epochs, bool) or num_epochs < 1:
-        raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
+    int_at_least("num_epochs", num_epochs, 1)
     if optimizer is None:
         if not isinstance(lr, (int, float)) or lr <= 0:
             raise ValueError(f"lr must be a positive number, got {lr!r}")
@@ -172,8 +173,7 @@ def learn_kernel(
             f"Y must have shape {(X.shape[0] - kh + 1, X.shape[1] - kw + 1)} for X {tuple(X.shape)} "
             f"and kernel_size {(kh, kw)}, got {tuple(Y.shape)}"
         )
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 0:
-        raise ValueError(f"num_steps must be a non-negative int, got {num_steps!r}")
+    int_at_least("num_steps", num_steps, 0)
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     K = X.new_zeros((kh, kw), requires_grad=True)
