@@ -89,6 +89,44 @@ def test_hidden_blocks_are_short_calls_in_locked_grade_cells(aid):
 
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_source_layout(aid):
+    """The locked first code cell imports the grader before any student code runs; every code cell
+    is an nbgrader cell; a solution cell has its markers and the next code cell is graded; graded
+    cells are locked; a hidden block is at most two lines, ending in grading.check(...)."""
+    nb = load("solutions", aid)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(meta(c).get("grade_id") for c in code), "every code cell needs nbgrader metadata"
+    first = meta(code[0])
+    assert first["grade_id"] == "setup" and first.get("locked") is True and first.get("grade") is False
+    assert "from cnnlib import" in code[0].source and "grading" in code[0].source
+    for k, cell in enumerate(code):
+        m = meta(cell)
+        if m.get("solution"):
+            assert BEGIN_SOLUTION in cell.source and END_SOLUTION in cell.source, f"{m['grade_id']} has no markers"
+            assert meta(code[k + 1]).get("grade"), f"{m['grade_id']} must be followed by a test cell"
+        if m.get("grade"):
+            assert m.get("locked"), f"graded cell {m['grade_id']} is not locked"
+        for block in regions(cell.source, BEGIN_HIDDEN, END_HIDDEN):
+            lines = "\n".join(block).strip().splitlines()
+            assert len(lines) <= 2 and "grading.check(" in lines[-1], f"{m['grade_id']}: hidden block {lines}"
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_release_matches_source_cells(aid):
+    """The student version has the source's graded cells (same ids, same points), stubs in place of
+    every solution, and no call into the grader."""
+    src, ex = load("solutions", aid), load("exercises", aid)
+    ex_text = "\n".join(c.source for c in ex.cells)
+    assert "grading.check" not in ex_text, "grading.check in the student version"
+    ids = lambda nb: [(meta(c).get("grade_id"), meta(c).get("points")) for c in nb.cells if meta(c)]  # noqa: E731
+    assert ids(ex) == ids(src), "exercises/ is stale: run make exercises"
+    for cell in ex.cells:
+        if meta(cell).get("solution"):
+            assert "# YOUR CODE HERE" in cell.source and "raise NotImplementedError()" in cell.source, (
+                f"{meta(cell)['grade_id']} is not the generated stub")
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_exercises_leak_no_solution_or_hidden_code(aid):
     src, ex = load("solutions", aid), load("exercises", aid)
     ex_text = "\n".join(c.source for c in ex.cells)
