@@ -1,4 +1,4 @@
-"""cnnlib.grading, in process: correct code passes, wrong code fails with a reason, shortcuts and
+"""cnngrader.kernel, the in-kernel grader, in process: correct code passes, wrong code fails with a reason, shortcuts and
 tampering do not pay, and the assignment notebooks are consistent with it."""
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import cnngrader
 import cnnlib
-from cnnlib import grading
-from cnnlib.grading import GradingError
+from cnngrader import kernel as grading
+from cnngrader.course import load_course
+from cnngrader.kernel import core
+from cnngrader.kernel.core import GradingError
 
 ROOT = Path(__file__).resolve().parents[1]
-IDS = ["01_fc_to_conv", "02_cross_correlation", "03_padding_stride", "04_channels", "05_pooling", "06_lenet"]
+IDS = list(load_course(ROOT).ids)
 HAS_CUDA = torch.cuda.device_count() > 0
 
 
@@ -157,8 +160,8 @@ def test_output_on_the_wrong_device_is_reported_before_values():
     # No GPU needed: the internal comparison with the expected output on the meta device.
     expected = torch.empty(2, 3, device="meta", dtype=torch.float64)
     got = torch.zeros(2, 3, dtype=torch.float64)
-    reason = grading._check_tensor_out("corr2d", got, expected, torch.float64, torch.device("meta"),
-                                       "for X (3, 4) and K (2, 2) on meta float64")
+    reason = core.check_tensor_out("corr2d", got, expected, torch.float64, torch.device("meta"),
+                                    "for X (3, 4) and K (2, 2) on meta float64")
     assert reason.startswith("corr2d returned a tensor on cpu for X (3, 4) and K (2, 2) on meta float64; "
                              "expected it on meta")
 
@@ -176,7 +179,7 @@ def test_a_failure_also_writes_one_line_to_the_stderr_of_import_time():
     # even when the student disabled the traceback display. The fd is duplicated at import.
     code = (
         "import os, sys\n"
-        "from cnnlib import grading\n"
+        "from cnngrader import kernel as grading\n"
         "os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # student code redirects fd 2 afterwards\n"
         "try:\n"
         "    grading.check('corr2d', lambda X, K: X[:0])\n"
@@ -274,20 +277,22 @@ def test_the_grading_module_is_read_only():
     with pytest.raises(AttributeError, match="read-only"):
         grading._fail = lambda reason: None
     with pytest.raises(AttributeError, match="read-only"):
+        core.fail = lambda reason: None
+    with pytest.raises(AttributeError, match="read-only"):
         type(grading).check = property(lambda self: (lambda *a, **k: None))
     with pytest.raises(TypeError):
         grading.TOLERANCES[torch.float32] = grading.Tol(1.0, 1.0)
     with pytest.raises(AttributeError, match="cannot be replaced"):
-        cnnlib.grading = object()
+        cnngrader.kernel = object()
     with pytest.raises(AttributeError, match="cannot be deleted"):
-        del cnnlib.grading
+        del cnngrader.kernel
     # Editing the module's __dict__ does not reach the public names: they are descriptors of its class.
     vars(grading)["check"] = lambda *a, **k: None
     try:
         assert "returned wrong values" in _reason("corr2d", _wrong_corr2d)
     finally:
         vars(grading).pop("check", None)
-    from cnnlib import grading as again
+    from cnngrader import kernel as again
 
     assert again is grading
 

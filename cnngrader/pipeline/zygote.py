@@ -2,9 +2,9 @@
 every grading kernel is a fork of this process instead of a fresh Python that imports them again
 (about 2 s of each notebook's grading time).
 
-    python -m cnnlib._autograde_zygote SOCKET       # started by GradingKernelManager, one per grader process
+    python -m cnngrader.pipeline.zygote SOCKET      # started by GradingKernelManager, one per grader process
 
-The kernel manager still launches _autograde_launch.py as "the kernel" (with --zygote=SOCKET);
+The kernel manager still launches launch.py as "the kernel" (with --zygote=SOCKET);
 that launcher becomes a proxy: it asks this server for a kernel, forwards the signals it gets
 (interrupts) to the forked kernel, and exits with the kernel's exit code. When the proxy is
 killed, its connection closes and the server kills the kernel; when the grader goes away (its

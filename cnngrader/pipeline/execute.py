@@ -3,7 +3,7 @@
 GradingExecute replaces nbgrader's Execute (nbgrader_config.py names it in
 Autograde.autograde_preprocessors). On top of Execute it:
 
-- starts every kernel through _autograde_launch.py, under a memory cap (RLIMIT_AS and
+- starts every kernel through launch.py, under a memory cap (RLIMIT_AS and
   RLIMIT_DATA) and a thread count, so one submission cannot take the machine down;
 - survives a kernel that dies (os._exit, a memory bomb the cap turns into a crash):
   nbgrader 0.9.6 lets nbclient's DeadKernelError escape, and its converter then deletes
@@ -44,7 +44,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, Unicode
 
-LAUNCHER = str(Path(__file__).with_name("_autograde_launch.py"))
+LAUNCHER = str(Path(__file__).with_name("launch.py"))
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:
@@ -56,7 +56,7 @@ _ZYGOTES: dict[int, tuple[subprocess.Popen, str]] = {}  # grader pid -> (server,
 
 
 def zygote_socket(threads: int = 0, wait: float = 180.0) -> str:
-    """The socket of this process's kernel zygote (_autograde_zygote), started on first use;
+    """The socket of this process's kernel zygote (cnngrader.pipeline.zygote), started on first use;
     "" if it cannot be started (kernels then start the ordinary way)."""
     found = _ZYGOTES.get(os.getpid())
     if found and found[0].poll() is None:
@@ -68,7 +68,7 @@ def zygote_socket(threads: int = 0, wait: float = 180.0) -> str:
     if threads > 0:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnlib._autograde_zygote", path],
+        [sys.executable, "-m", "cnngrader.pipeline.zygote", path],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, start_new_session=True,
     )
     deadline = monotonic() + wait
@@ -110,7 +110,7 @@ class GradingKernelManager(AsyncKernelManager):
     max_memory = Integer(0, help="Address-space cap of the kernel in bytes; 0 for none.").tag(config=True)
     threads = Integer(0, help="OMP/MKL threads of the kernel; 0 to leave them as they are.").tag(config=True)
     stdio = Unicode("", help="File for the kernel process's own stdout/stderr; empty to inherit.").tag(config=True)
-    preload = Bool(False, help="Fork kernels from a pre-loaded process (see _autograde_zygote).").tag(config=True)
+    preload = Bool(False, help="Fork kernels from a pre-loaded process (see cnngrader.pipeline.zygote).").tag(config=True)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
@@ -158,7 +158,7 @@ class GradingExecute(Execute):
     preload_kernels = Bool(
         True,
         help="Fork each grading kernel from a server process that has imported torch, cnnlib and "
-        "ipykernel once (cnnlib/_autograde_zygote.py), instead of a fresh Python importing them "
+        "ipykernel once (cnngrader/pipeline/zygote.py), instead of a fresh Python importing them "
         "again: about 2 s less per notebook. False: a fresh process per kernel.",
     ).tag(config=True)
 
@@ -225,6 +225,18 @@ class GradingExecute(Execute):
             await ensure_async(self.km.shutdown_kernel(now=True))
 
     # -- the notebook ----------------------------------------------------------------------
+    grader_module = Unicode(
+        "cnngrader.kernel",
+        help="Imported in every grading kernel before the notebook's first cell, so that the hidden "
+        "checks capture their references before any student code runs. Empty: import nothing.",
+    ).tag(config=True)
+
+    def _import_grader(self) -> None:
+        """Import the grader in the kernel, silently; a failure shows again in the hidden test cells."""
+        if self.grader_module:
+            assert self.kc is not None
+            self.wait_for_reply(self.kc.execute(f"import {self.grader_module}", silent=True, store_history=False))
+
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
         """Execute every cell as ExecutePreprocessor.preprocess does, but when the kernel is
         lost, score the rest of the notebook 0 instead of raising."""
@@ -240,6 +252,7 @@ class GradingExecute(Execute):
             info_msg = self.wait_for_reply(self.kc.kernel_info())
             assert info_msg is not None, "the grading kernel did not answer kernel_info"
             self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
+            self._import_grader()
             lost: str | None = None
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type != "code":

@@ -1,13 +1,7 @@
-"""The instructor's autograding pipeline, on top of nbgrader.
+"""Generating and grading the course's assignments, on top of nbgrader (the CLI: cnngrader.pipeline.__main__).
 
-    python -m cnnlib.autograde generate [ASSIGNMENT ...]      # solutions/ -> exercises/
-    python -m cnnlib.autograde grade [--jobs N] [ASSIGNMENT ...]  # submitted/ -> grades.csv, feedback/, reports/
-    python -m cnnlib.autograde report                          # reports/ from the gradebook
-    python -m cnnlib.autograde submissions --count N          # N solution-copy students (benchmarks)
-
-`make exercises` and `make grade [JOBS=N]` call the first two. Every step reads the course's
-nbgrader_config.py (repository root); only the paths change when a course directory elsewhere
-(a test's temporary one) is graded.
+Every step reads the course's nbgrader_config.py, next to course.toml; only the paths change
+when submissions in another directory (a test's temporary one) are graded.
 
 Grading runs in two phases, so that N workers give the very gradebook one worker gives:
 
@@ -48,14 +42,13 @@ import nbformat
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-REPO = Path(__file__).resolve().parents[1]
-ASSIGNMENTS = (
-    "01_fc_to_conv", "02_cross_correlation", "03_padding_stride", "04_channels", "05_pooling", "06_lenet",
-)
-EXECUTE = "cnnlib._autograde_execute.GradingExecute"
-REPLAY = "cnnlib._autograde_execute.ReplayExecute"
+from cnngrader.course import ENV_VAR, Course, load_course
+from cnngrader.pipeline import authoring
 
-log = logging.getLogger("cnnlib.autograde")
+EXECUTE = "cnngrader.pipeline.execute.GradingExecute"
+REPLAY = "cnngrader.pipeline.execute.ReplayExecute"
+
+log = logging.getLogger("cnngrader.pipeline")
 
 # nbgrader runs the `alembic` script by name when it creates a gradebook: make this
 # environment's scripts reachable even when it was not activated (.venv/bin/python -m ...).
@@ -71,23 +64,27 @@ if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
 # ---------------------------------------------------------------------------------------
 # configuration
 # ---------------------------------------------------------------------------------------
-def course_config(root: str | Path = REPO, **paths: str | Path) -> Config:
-    """The course's nbgrader configuration (nbgrader_config.py) for a course directory.
+def course_config(root: str | Path | None = None, course: Course | None = None, **paths: str | Path) -> Config:
+    """The course's nbgrader configuration (its nbgrader_config.py) for a grading directory.
 
-    root: the course directory (submitted/, autograded/, feedback/ and the gradebook live there).
-    paths: CourseDirectory overrides, e.g. source_directory=REPO / "solutions" (an absolute
-    path is used as is), release_directory=..., db_url="sqlite:///...".
-    When root is not the repository, source_directory defaults to the repository's solutions/.
+    root: where submitted/, autograded/, feedback/ and the gradebook live (default: the course
+    directory). course: default load_course(), found from $CNNGRADER_COURSE or the working
+    directory. paths: CourseDirectory overrides, e.g. release_directory=..., db_url="sqlite:///..."
+    (an absolute path is used as is). When root is not the course directory, source_directory
+    defaults to the course's solutions/ and the gradebook to root/gradebook.db.
     """
-    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
-    root = Path(root).resolve()
+    course = course or load_course()
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
+    root = Path(root).resolve() if root is not None else course.root
     cfg.CourseDirectory.root = str(root)
-    if root != REPO:
-        cfg.CourseDirectory.source_directory = str(REPO / "solutions")
-    if "db_url" not in cfg.CourseDirectory or root != REPO:
+    if root != course.root:
+        cfg.CourseDirectory.source_directory = str(course.root / "solutions")
+    if "db_url" not in cfg.CourseDirectory or root != course.root:
         cfg.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     for key, value in paths.items():
         setattr(cfg.CourseDirectory, key, str(value))
+    # Grading kernels started from here load the hidden checks of this course.
+    os.environ[ENV_VAR] = str(course.root)
     return cfg
 
 
@@ -111,14 +108,20 @@ def _run_app(app) -> dict:
 # generate: solutions/ -> exercises/ (and the gradebook's copy of each assignment)
 # ---------------------------------------------------------------------------------------
 def generate(
-    assignments: Iterable[str] = ASSIGNMENTS, root: str | Path = REPO, **paths: str | Path
+    assignments: Iterable[str] | None = None, root: str | Path | None = None, course: Course | None = None,
+    build_sources: bool = True, **paths: str | Path,
 ) -> list[str]:
-    """Run nbgrader generate_assignment --force for each assignment; returns the ids done.
+    """Build solutions/<id>/<id>.ipynb from assignments/<id>/<id>.md (build_sources), then run
+    nbgrader generate_assignment --force for each assignment; returns the ids done.
 
     paths: CourseDirectory overrides (release_directory, db_url, source_directory)."""
     from nbgrader.converters import GenerateAssignment
 
-    cfg = course_config(root, **paths)
+    course = course or load_course()
+    assignments = list(assignments or course.ids)
+    if build_sources:
+        authoring.write_sources(course, assignments)
+    cfg = course_config(root, course, **paths)
     done = []
     for aid in assignments:
         coursedir = _coursedir(cfg, assignment_id=aid)
@@ -145,12 +148,14 @@ def solution_code(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if line.strip() not in MARKERS)
 
 
-def solution_submission(assignment: str, release: str | Path | None = None) -> nbformat.NotebookNode:
+def solution_submission(assignment: str, release: str | Path | None = None,
+                        course: Course | None = None) -> nbformat.NotebookNode:
     """The released notebook of `assignment` with every solution cell filled with the reference
     solution: what a student who solved everything hands in."""
-    release = Path(release) if release else REPO / "exercises"
+    course = course or load_course()
+    release = Path(release) if release else course.root / "exercises"
     nb = nbformat.read(release / assignment / f"{assignment}.ipynb", as_version=4)
-    src = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    src = nbformat.read(course.root / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
     solutions = {
         c.metadata["nbgrader"]["grade_id"]: c.source
         for c in src.cells
@@ -166,16 +171,18 @@ def solution_submission(assignment: str, release: str | Path | None = None) -> n
 def make_submissions(
     root: str | Path,
     count: int = 8,
-    assignments: Sequence[str] = ASSIGNMENTS,
+    assignments: Sequence[str] | None = None,
     prefix: str = "student",
     release: str | Path | None = None,
+    course: Course | None = None,
 ) -> list[str]:
     """Write `count` students who hand in the reference solution for every assignment into
     root/submitted/<student>/<assignment>/; returns the student ids (prefix01, prefix02, ...)."""
     root = Path(root)
+    course = course or load_course()
     students = [f"{prefix}{i:02d}" for i in range(1, count + 1)]
-    for aid in assignments:
-        nb = solution_submission(aid, release)
+    for aid in assignments or course.ids:
+        nb = solution_submission(aid, release, course)
         for sid in students:
             dest = root / "submitted" / sid / aid
             dest.mkdir(parents=True, exist_ok=True)
@@ -253,7 +260,7 @@ def _ensure_assignments(cfg: Config, assignments: Iterable[str], work: Path) -> 
     if missing:
         log.info("adding %s to the gradebook", ", ".join(missing))
         paths = {k: cfg.CourseDirectory[k] for k in ("source_directory", "db_url") if k in cfg.CourseDirectory}
-        generate(missing, cfg.CourseDirectory.root, release_directory=work / "release", **paths)
+        generate(missing, cfg.CourseDirectory.root, build_sources=False, release_directory=work / "release", **paths)
     return unknown
 
 
@@ -272,8 +279,8 @@ def _phase1_db(cfg: Config, assignments: Iterable[str], work: Path) -> str:
         return db_url
     snapshot = f"sqlite:///{work / 'gradebook-phase1.db'}"
     paths = {"source_directory": cfg.CourseDirectory.source_directory} if "source_directory" in cfg.CourseDirectory else {}
-    generate(sorted(set(assignments)), cfg.CourseDirectory.root, release_directory=work / "release-phase1",
-             db_url=snapshot, **paths)
+    generate(sorted(set(assignments)), cfg.CourseDirectory.root, build_sources=False,
+             release_directory=work / "release-phase1", db_url=snapshot, **paths)
     return snapshot
 
 
@@ -340,13 +347,14 @@ def _name(p) -> str:
 
 
 def grade_course(
-    root: str | Path = REPO,
+    root: str | Path | None = None,
     jobs: int = 1,
     students: Iterable[str] | None = None,
     assignments: Iterable[str] | None = None,
     feedback: bool = True,
     report: bool = True,
     config: Config | None = None,
+    course: Course | None = None,
     **paths: str | Path,
 ) -> GradeResult:
     """Grade every submission in root/submitted/<student>/<assignment>/ with `jobs` workers.
@@ -359,7 +367,7 @@ def grade_course(
     from nbgrader.api import Gradebook
 
     t_start = time.perf_counter()
-    cfg = course_config(root, **paths)
+    cfg = course_config(root, course, **paths)
     if config is not None:
         cfg.merge(config)
     jobs = max(1, int(jobs))
@@ -440,7 +448,7 @@ def grade_course(
     result.grades_csv = export_grades(cfg)
     result.seconds["export"] = time.perf_counter() - t
     if report:
-        from ._autograde_report import write_report
+        from cnngrader.pipeline.report import write_report
 
         t = time.perf_counter()
         result.report_dir = write_report(cfg, root / "reports")
@@ -498,7 +506,7 @@ def export_grades(cfg: Config, dest: str | Path | None = None) -> Path:
 # ---------------------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------------------
-def _summary(result: GradeResult) -> str:
+def summary(result: GradeResult) -> str:
     students = sorted({s for s, _ in result.submissions})
     per = result.per_student()
     lines = [
@@ -518,59 +526,3 @@ def _summary(result: GradeResult) -> str:
     for failure in result.failures:
         lines.append(f"  FAILED {failure}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnnlib.autograde", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="show nbgrader's own log")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("generate", help="solutions/ -> exercises/ (nbgrader generate_assignment --force)")
-    p.add_argument("assignments", nargs="*", default=list(ASSIGNMENTS))
-    p.add_argument("--release-dir", help="write the student versions here instead of exercises/")
-    p.add_argument("--db-url", help="gradebook to register the assignments in")
-    p = sub.add_parser("grade", help="autograde submitted/, write feedback/, grades.csv and reports/")
-    p.add_argument("assignments", nargs="*")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (kernels at once)")
-    p.add_argument("--root", default=str(REPO), help="course directory (default: the repository)")
-    p.add_argument("--student", action="append", help="grade only this student (repeatable)")
-    p.add_argument("--no-feedback", action="store_true")
-    p = sub.add_parser("report", help="write reports/ from the gradebook")
-    p.add_argument("--root", default=str(REPO))
-    p = sub.add_parser("submissions", help="write solution-copy submissions (for benchmarks)")
-    p.add_argument("--count", type=int, default=8)
-    p.add_argument("--prefix", default="student")
-    p.add_argument("--root", default=str(REPO))
-    args = parser.parse_args(argv)
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("traitlets").setLevel(logging.INFO if args.verbose else logging.ERROR)
-
-    if args.cmd == "generate":
-        paths = {}
-        if args.release_dir:
-            paths["release_directory"] = Path(args.release_dir).resolve()
-        if args.db_url:
-            paths["db_url"] = args.db_url
-        for aid in generate(args.assignments, **paths):
-            log.info("generated %s", aid)
-        return 0
-    if args.cmd == "grade":
-        result = grade_course(args.root, jobs=args.jobs, students=args.student,
-                              assignments=args.assignments or None, feedback=not args.no_feedback)
-        log.info(_summary(result))
-        return 1 if result.failures else 0
-    if args.cmd == "report":
-        from ._autograde_report import write_report
-
-        cfg = course_config(args.root)
-        log.info("report: %s", write_report(cfg, Path(cfg.CourseDirectory.root) / "reports") / "report.md")
-        return 0
-    if args.cmd == "submissions":
-        students = make_submissions(args.root, args.count, prefix=args.prefix)
-        log.info("wrote %d students: %s ... %s", len(students), students[0], students[-1])
-        return 0
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Start a grading kernel under resource limits: run by path, as
 
-    python -I -S _autograde_launch.py --max-memory BYTES --threads N --stdio PATH -- KERNEL_CMD...
+    python -I -S launch.py --max-memory BYTES --threads N --stdio PATH -- KERNEL_CMD...
 
 It caps the address space (RLIMIT_AS) and the data segment (RLIMIT_DATA), sets the math
 libraries' thread counts, points the process's own stdout/stderr (not the notebook's
@@ -8,7 +8,7 @@ outputs: ipykernel echoes what it captures there) at PATH, then replaces itself 
 keeps the process id, the limits and the signals (interrupts) the kernel manager sends.
 
 With --zygote=SOCKET and a kernel command of the form `PYTHON ... -m ipykernel_launcher ARGS`,
-it does not exec: it asks the _autograde_zygote server on SOCKET for a kernel forked from a
+it does not exec: it asks the zygote server on SOCKET for a kernel forked from a
 process that has torch and cnnlib imported already, forwards the signals it receives (the
 kernel manager's interrupts) to that kernel and exits with its exit code. Should the server not
 answer, it falls back to the exec.
@@ -30,7 +30,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 def main(argv):
     if "--" not in argv:
-        sys.exit("usage: _autograde_launch.py [--max-memory BYTES] [--threads N] -- KERNEL_CMD...")
+        sys.exit("usage: launch.py [--max-memory BYTES] [--threads N] -- KERNEL_CMD...")
     split = argv.index("--")
     opts, cmd = argv[:split], argv[split + 1 :]
     max_memory, threads, stdio, zygote = 0, 0, "", ""
@@ -45,9 +45,9 @@ def main(argv):
         elif name == "--zygote":
             zygote = value
         else:
-            sys.exit(f"_autograde_launch.py: unknown option {opt!r}")
+            sys.exit(f"launch.py: unknown option {opt!r}")
     if not cmd:
-        sys.exit("_autograde_launch.py: no kernel command after --")
+        sys.exit("launch.py: no kernel command after --")
 
     if zygote and "ipykernel_launcher" in cmd[1:]:
         at = cmd.index("ipykernel_launcher")

@@ -1,0 +1,67 @@
+"""Hidden tests of assignment 03_padding_stride: output shapes, padding, strided correlation, receptive fields."""
+from cnngrader.kernel import captured as c
+from cnngrader.kernel import core
+
+REFERENCES = {
+    "conv_output_shape": c.shapes.conv_output_shape,
+    "pad2d": c.ops.pad2d,
+    "corr2d_padded": c.ops.corr2d_padded,
+    "receptive_field": c.shapes.receptive_field,
+}
+
+FORBIDDEN = {
+    "conv_output_shape": core.forbid(core.cnn("conv_output_shape")),
+    "pad2d": core.forbid(core.cnn("pad2d", "corr2d_padded", "conv2d") + core.PAD + core.CONV, core.PAD_C + core.CONV_C),
+    "corr2d_padded": core.forbid(core.cnn("corr2d_padded", "conv2d", "Conv2d") + core.CONV, core.CONV_C),
+    "receptive_field": core.forbid(core.cnn("receptive_field")),
+}
+
+
+# (H, W, kh, kw, padding, stride)
+def _build_padded(spec, g, integer):
+    H, W, kh, kw, padding, stride = spec
+    X, K = core.data((H, W), g, integer), core.data((kh, kw), g, integer)
+    kwargs = {"padding": padding, "stride": stride}
+    return (X, K), kwargs, f"X {(H, W)}, K {(kh, kw)}, padding={padding!r}, stride={stride!r}", (("X", X), ("K", K))
+
+
+_PADDED_SPECS = [
+    (3, 3, 2, 2, 0, 1), (3, 3, 3, 3, 1, 1), (4, 4, 1, 1, 0, 3), (5, 5, 2, 2, 1, 3), (4, 5, 3, 2, (0, 1), 1),
+    (5, 4, 2, 3, (1, 0), (2, 1)), (6, 7, 3, 3, 1, 2), (7, 5, 2, 2, (2, 1), (3, 2)), (3, 4, 5, 4, (1, 0), 1),
+    (6, 6, 1, 3, (0, 2), (1, 4)), (8, 7, 4, 3, 2, (2, 3)),
+]
+
+
+def _build_pad(spec, g, integer):
+    shape, padding = spec
+    X = core.data(shape, g, integer)
+    return (X,), {"padding": padding}, f"X {shape}, padding={padding!r}", (("X", X),)
+
+
+_PAD_SPECS = [((1, 1), 1), ((2, 3), 0), ((2, 3), (0, 2)), ((3, 2), (1, 0)), ((3, 4), 2), ((2, 2, 3), 1),
+              ((4, 5), (2, 1)), ((3, 3, 2), (0, 1))]
+
+
+CASES = {
+    "conv_output_shape": core.value_cases("conv_output_shape", REFERENCES["conv_output_shape"], [
+        ((8, 3), {}), ((8, 3), {"padding": 1}), ((8, 3), {"padding": 1, "stride": 2}), ((5, 5), {}),
+        ((7, 2), {"stride": 3}), ((224, 11), {"padding": 2, "stride": 4}), (((8, 6), 3), {}),
+        ((8, (3, 5)), {"padding": (1, 2)}), (((28, 28), 5), {"padding": 2}), ((6, 1), {"stride": (2, 3)}),
+        (((5, 7), (5, 2)), {"padding": (0, 1), "stride": (1, 3)}),
+    ]),
+    "pad2d": core.tensor_cases(REFERENCES["pad2d"], _PAD_SPECS, _build_pad, 5),
+    "corr2d_padded": core.tensor_cases(REFERENCES["corr2d_padded"], _PADDED_SPECS, _build_padded, 4),
+    "receptive_field": core.value_cases("receptive_field", REFERENCES["receptive_field"], [
+        (([],), {}), (([(3, 1)],), {}), (([(3, 1), (3, 1)],), {}), (([(2, 2), (3, 1)],), {}),
+        (([(5, 1), (2, 2), (5, 1), (2, 2)],), {}), (([(7, 2), (3, 2), (3, 1), (1, 1)],), {}),
+        (([[3, 2], [3, 2], [3, 2]],), {}),
+    ]),
+}
+
+CHECKS = {
+    "conv_output_shape": core.value_check(CASES["conv_output_shape"], FORBIDDEN["conv_output_shape"],
+                                          core.accept_int_or_pair),
+    "pad2d": core.simple_check(CASES["pad2d"], FORBIDDEN["pad2d"]),
+    "corr2d_padded": core.simple_check(CASES["corr2d_padded"], FORBIDDEN["corr2d_padded"]),
+    "receptive_field": core.value_check(CASES["receptive_field"], FORBIDDEN["receptive_field"], core.accept_int),
+}

@@ -1,0 +1,47 @@
+"""Hidden tests of assignment 04_channels: correlation over several input and output channels, and 1x1."""
+from cnngrader.kernel import captured as c
+from cnngrader.kernel import core
+
+REFERENCES = {
+    "corr2d_multi_in": c.ops.corr2d_multi_in,
+    "corr2d_multi_in_out": c.ops.corr2d_multi_in_out,
+    "corr2d_multi_in_out_1x1": c.ops.corr2d_multi_in_out_1x1,
+}
+
+# Single-channel corr2d is allowed (the chapter builds on it); every other convolution route is not.
+_NO_CONV = core.forbid(core.cnn(*core.CONV_OPS[1:]) + core.CONV, core.CONV_C)
+FORBIDDEN = {name: _NO_CONV for name in REFERENCES}
+
+
+# (C, H, W, kh, kw) and (Co, C, H, W, kh, kw)
+def _build_multi_in(spec, g, integer):
+    C, H, W, kh, kw = spec
+    X, K = core.data((C, H, W), g, integer), core.data((C, kh, kw), g, integer)
+    return (X, K), {}, f"X {(C, H, W)} and K {(C, kh, kw)}", (("X", X), ("K", K))
+
+
+_MULTI_IN_SPECS = [(1, 2, 2, 1, 1), (2, 3, 3, 2, 2), (3, 3, 4, 1, 2), (2, 4, 3, 4, 3), (3, 5, 4, 2, 3),
+                   (2, 2, 5, 1, 1), (4, 4, 4, 3, 3)]
+
+
+def _build_multi_in_out(spec, g, integer):
+    Co, C, H, W, kh, kw = spec
+    X, K = core.data((C, H, W), g, integer), core.data((Co, C, kh, kw), g, integer)
+    return (X, K), {}, f"X {(C, H, W)} and K {(Co, C, kh, kw)}", (("X", X), ("K", K))
+
+
+_MULTI_IN_OUT_SPECS = [(1, 1, 2, 2, 1, 1), (2, 1, 3, 3, 2, 2), (3, 2, 3, 4, 2, 1), (2, 3, 4, 3, 4, 3),
+                       (3, 2, 4, 5, 3, 2), (1, 3, 3, 3, 1, 1)]
+_ONE_BY_ONE_SPECS = [(1, 1, 1, 1, 1, 1), (2, 1, 2, 3, 1, 1), (1, 3, 3, 2, 1, 1), (3, 2, 4, 4, 1, 1),
+                     (4, 3, 3, 5, 1, 1), (2, 4, 5, 2, 1, 1)]
+
+
+CASES = {
+    "corr2d_multi_in": core.tensor_cases(REFERENCES["corr2d_multi_in"], _MULTI_IN_SPECS, _build_multi_in, 6),
+    "corr2d_multi_in_out": core.tensor_cases(REFERENCES["corr2d_multi_in_out"], _MULTI_IN_OUT_SPECS,
+                                             _build_multi_in_out, 7),
+    "corr2d_multi_in_out_1x1": core.tensor_cases(REFERENCES["corr2d_multi_in_out_1x1"], _ONE_BY_ONE_SPECS,
+                                                 _build_multi_in_out, 8),
+}
+
+CHECKS = {name: core.simple_check(CASES[name], FORBIDDEN[name]) for name in REFERENCES}

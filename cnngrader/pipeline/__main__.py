@@ -1,0 +1,74 @@
+"""The instructor's command line (`make exercises` and `make grade` call it).
+
+    python -m cnngrader.pipeline generate [ASSIGNMENT ...]        # assignments/ -> solutions/ -> exercises/
+    python -m cnngrader.pipeline grade [--jobs N] [ASSIGNMENT ...]  # submitted/ -> grades.csv, feedback/, reports/
+    python -m cnngrader.pipeline report                           # reports/ from the gradebook
+    python -m cnngrader.pipeline submissions --count N            # N solution-copy students (benchmarks)
+
+Run it from the course directory (the one holding course.toml), or set $CNNGRADER_COURSE.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from cnngrader.course import load_course
+from cnngrader.pipeline.grade import summary, course_config, generate, grade_course, log, make_submissions
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cnngrader.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show nbgrader's own log")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("generate", help="assignments/ -> solutions/ -> exercises/ (nbgrader generate_assignment)")
+    p.add_argument("assignments", nargs="*", help="assignment ids (default: all of course.toml)")
+    p.add_argument("--release-dir", help="write the student versions here instead of exercises/")
+    p.add_argument("--db-url", help="gradebook to register the assignments in")
+    p = sub.add_parser("grade", help="autograde submitted/, write feedback/, grades.csv and reports/")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (kernels at once)")
+    p.add_argument("--root", help="grading directory holding submitted/ (default: the course directory)")
+    p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    p.add_argument("--no-feedback", action="store_true")
+    p = sub.add_parser("report", help="write reports/ from the gradebook")
+    p.add_argument("--root")
+    p = sub.add_parser("submissions", help="write solution-copy submissions (for benchmarks)")
+    p.add_argument("--count", type=int, default=8)
+    p.add_argument("--prefix", default="student")
+    p.add_argument("--root", required=True, help="where to write submitted/")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("traitlets").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    course = load_course()
+
+    if args.cmd == "generate":
+        paths = {}
+        if args.release_dir:
+            paths["release_directory"] = Path(args.release_dir).resolve()
+        if args.db_url:
+            paths["db_url"] = args.db_url
+        for aid in generate(args.assignments or None, course=course, **paths):
+            log.info("generated %s", aid)
+        return 0
+    if args.cmd == "grade":
+        result = grade_course(args.root, jobs=args.jobs, students=args.student, course=course,
+                              assignments=args.assignments or None, feedback=not args.no_feedback)
+        log.info(summary(result))
+        return 1 if result.failures else 0
+    if args.cmd == "report":
+        from cnngrader.pipeline.report import write_report
+
+        cfg = course_config(args.root, course)
+        log.info("report: %s", write_report(cfg, Path(cfg.CourseDirectory.root) / "reports") / "report.md")
+        return 0
+    students = make_submissions(args.root, args.count, prefix=args.prefix, course=course)
+    log.info("wrote %d students: %s ... %s", len(students), students[0], students[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
