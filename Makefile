@@ -4,7 +4,6 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 1
-ASSIGNMENTS := 01_fc_to_conv 02_cross_correlation 03_padding_stride 04_channels 05_pooling 06_lenet
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Every tool run from here sees the same, offline-friendly settings.
@@ -16,7 +15,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 help:
 	@echo "make test       create/refresh .venv, then run every test (what CI runs)"
 	@echo "make book       create/refresh .venv, then build the HTML book into _build/html"
-	@echo "make exercises  regenerate exercises/ (student versions) from solutions/"
+	@echo "make exercises  rebuild solutions/ from assignments/, then exercises/ (student versions) from them"
 	@echo "make grade      autograde submitted/, write feedback/, grades.csv and reports/ (JOBS=N for N workers)"
 	@echo "make bench      run benchmarks/ and write benchmarks/results.json (BENCH=\"--only ops,train\" for part)"
 
@@ -26,7 +25,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps -e ".[grader]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
@@ -37,8 +36,9 @@ test: $(STAMP)
 
 book: $(STAMP)
 	@# Chapters run at build time; jupyter-cache (_build/.jupyter_cache) keys their outputs on their code
-	@# only, so when cnnlib or the requirements change the whole build is redone from scratch.
-	@deps=$$(export LC_ALL=C; cat cnnlib/*.py requirements.txt | sha256sum | cut -c1-16); \
+	@# only, so when what they import (cnnlib, the course manifest) or the requirements change, the whole
+	@# build is redone from scratch. The grader (cnngrader/) is not part of the key.
+	@deps=$$(export LC_ALL=C; cat cnnlib/*.py course.toml requirements.txt | sha256sum | cut -c1-16); \
 	if [ "$$(cat _build/.book-deps 2>/dev/null)" != "$$deps" ]; then rm -rf _build; fi; \
 	mkdir -p _build && echo "$$deps" > _build/.book-deps
 	@# matplotlib builds its font cache on first use and says so on stderr: do it before any chapter runs.
@@ -47,10 +47,10 @@ book: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/jupyter-book build . -W --keep-going
 
 exercises: $(STAMP)
-	$(PY) -m cnnlib.autograde generate
+	$(PY) -m cnngrader.pipeline generate
 
 grade: $(STAMP)
-	$(PY) -m cnnlib.autograde grade --jobs $(JOBS)
+	$(PY) -m cnngrader.pipeline grade --jobs $(JOBS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH)

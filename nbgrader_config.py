@@ -1,5 +1,5 @@
 # nbgrader configuration of the course. Run nbgrader (or `make exercises` / `make grade`,
-# which call `python -m cnnlib.autograde`) from the repository root; cnnlib.autograde loads
+# which call `python -m cnngrader.pipeline`) from the course directory; the pipeline loads
 # this same file and only redirects the paths when it grades in another directory.
 import os
 import sys
@@ -10,6 +10,10 @@ c = get_config()  # noqa: F821
 # this Python even when the virtual environment is not activated (.venv/bin/nbgrader ...).
 if os.path.dirname(sys.executable) not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+# Grading kernels load the hidden checks of this course (assignments/<id>/checks.py, listed in
+# course.toml next to this file); kernels inherit the variable from whatever nbgrader command runs.
+os.environ["CNNGRADER_COURSE"] = os.path.dirname(os.path.abspath(__file__))
 
 # -- where things are -------------------------------------------------------------------
 c.CourseDirectory.root = "."
@@ -25,12 +29,12 @@ c.ClearSolutions.enforce_metadata = True  # a BEGIN SOLUTION block outside a sol
 c.ClearHiddenTests.enforce_metadata = True  # hidden tests only in locked grade cells
 
 # -- autograding ----------------------------------------------------------------------------
-# GradingExecute (cnnlib/_autograde_execute.py) is nbgrader's Execute plus: a memory cap on
+# GradingExecute (cnngrader/pipeline/execute.py) is nbgrader's Execute plus: a memory cap on
 # the kernel, a dead or hung kernel scores the rest of that notebook 0 instead of dropping
 # the submission, a cap on the output kept per cell, and kernels forked from a process that
-# has torch and cnnlib imported already (cnnlib/_autograde_zygote.py).
+# has torch and cnnlib imported already (cnngrader/pipeline/zygote.py).
 c.Autograde.autograde_preprocessors = [
-    "cnnlib._autograde_execute.GradingExecute",
+    "cnngrader.pipeline.execute.GradingExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -43,7 +47,7 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",
-    "cnnlib._autograde_execute.StableCellIds",  # restored cells get a fixed id, not a random one
+    "cnngrader.pipeline.execute.StableCellIds",  # restored cells get a fixed id, not a random one
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.create_student = True  # students appear in the gradebook when first graded
@@ -64,7 +68,7 @@ c.GradingExecute.unresponsive_grace = 10.0  # seconds to come back after an inte
 # Deleted or edited test cells come back from the gradebook (their checksums differ).
 c.OverwriteCells.add_missing_cells = True
 
-# Any stderr output zeroes a graded cell. cnnlib.grading captures warnings inside the
+# Any stderr output zeroes a graded cell. The grader (cnngrader.kernel) captures warnings inside the
 # checks; as a second line, drop stderr outputs that consist of Python warnings only
 # ("path:line: SomethingWarning: message" plus its indented source line).
 c.IgnorePattern.enabled = True

@@ -1,4 +1,4 @@
-"""Part 3: autograding a generated class, serially and with parallel workers (cnnlib.autograde)."""
+"""Part 3: autograding a generated class, serially and with parallel workers (cnngrader.pipeline)."""
 from __future__ import annotations
 
 import tempfile
@@ -15,14 +15,12 @@ SPEEDUP_TARGET = ">= 1.7"  # serial time / time with JOBS=2
 def missing() -> str | None:
     """Why the grading benchmark cannot run here, or None."""
     try:
-        from cnnlib import autograde
+        from cnngrader.course import load_course
+        from cnngrader.pipeline import grade  # noqa: F401
     except ImportError as e:
-        return f"the grading pipeline cnnlib.autograde is not importable ({e})"
-    for fn in ("grade_course", "make_submissions"):
-        if not hasattr(autograde, fn):
-            return f"cnnlib.autograde has no {fn}()"
+        return f"the grading pipeline cnngrader.pipeline is not importable ({e})"
     absent = [
-        aid for aid in autograde.ASSIGNMENTS
+        aid for aid in load_course(REPO).ids
         if not (REPO / "solutions" / aid / f"{aid}.ipynb").exists() or not (REPO / "exercises" / aid / f"{aid}.ipynb").exists()
     ]
     if absent:
@@ -34,16 +32,18 @@ def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped
     why = missing()
     if why:
         return [], [Skipped("grade", why)]
-    from cnnlib import autograde
+    from cnngrader.course import load_course
+    from cnngrader.pipeline import grade as autograde
 
+    course = load_course(REPO)
     seconds, details = {}, {}
     for n_jobs in (1, jobs):
         with tempfile.TemporaryDirectory(prefix="cnn-bench-grade-") as tmp:
             root = Path(tmp)
-            ids = autograde.make_submissions(root, count=students)
-            log(f"[grade] {len(ids)} students x {len(autograde.ASSIGNMENTS)} notebooks with {n_jobs} worker(s)")
+            ids = autograde.make_submissions(root, count=students, course=course)
+            log(f"[grade] {len(ids)} students x {len(course.ids)} notebooks with {n_jobs} worker(s)")
             start = time.perf_counter()
-            result = autograde.grade_course(root, jobs=n_jobs)
+            result = autograde.grade_course(root, jobs=n_jobs, course=course)
             seconds[n_jobs] = time.perf_counter() - start
             if result.failures:
                 return [], [Skipped("grade", f"grading failed with {n_jobs} worker(s): {result.failures[0]}", True)]

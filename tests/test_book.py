@@ -28,11 +28,13 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 import cnnlib  # noqa: E402
+from cnngrader.course import load_course  # noqa: E402
 from cnnlib import plot as cplot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSIGNMENTS = ["01_fc_to_conv", "02_cross_correlation", "03_padding_stride", "04_channels", "05_pooling", "06_lenet"]
-CHAPTERS = ASSIGNMENTS  # book/<id>.md goes with exercises/<id>/<id>.ipynb
+COURSE = load_course(ROOT)
+ASSIGNMENTS = list(COURSE.ids)
+CHAPTERS = [Path(a.chapter).stem for a in COURSE.assignments]  # book/<chapter>.md goes with exercises/<id>/
 BUILD_TIMEOUT_S = 1200
 
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")

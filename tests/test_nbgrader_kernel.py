@@ -7,16 +7,21 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
-from cnnlib._autograde_execute import GradingExecute, stop_zygote
+from pathlib import Path
+
+from cnngrader.course import ENV_VAR
+from cnngrader.pipeline.execute import GradingExecute, stop_zygote
 
 pytestmark = pytest.mark.slow
 
-PROBE = """import os, resource
-print(resource.getrlimit(resource.RLIMIT_AS)[0], os.environ.get('OMP_NUM_THREADS'), os.environ.get('MPLBACKEND'))"""
+PROBE = """import os, resource, sys
+print(resource.getrlimit(resource.RLIMIT_AS)[0], os.environ.get('OMP_NUM_THREADS'), os.environ.get('MPLBACKEND'),
+      'cnngrader.kernel' in sys.modules)"""
 
 
 @pytest.mark.parametrize("preload", [True, False], ids=["zygote", "fresh"])
-def test_grading_kernel_limits_and_death(preload, tmp_path):
+def test_grading_kernel_limits_and_death(preload, tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_VAR, str(Path(__file__).resolve().parents[1]))  # as nbgrader_config.py sets it
     c = Config()
     c.Execute.kernel_name = "python3"
     c.Execute.timeout = 30
@@ -34,8 +39,9 @@ def test_grading_kernel_limits_and_death(preload, tmp_path):
         GradingExecute(config=c).preprocess(nb, {"metadata": {"path": str(tmp_path)}})
     finally:
         stop_zygote()
-    cap, threads, backend = nb.cells[0].outputs[0]["text"].split()
+    cap, threads, backend, grader = nb.cells[0].outputs[0]["text"].split()
     assert int(cap) == 3000 * 2**20 and threads == "1" and backend == "Agg"
+    assert grader == "True"  # imported before the first cell, so before any student code
     errors = [o for o in nb.cells[1].outputs if o.output_type == "error"]
     assert errors and "memory" in (errors[0].ename + errors[0].evalue).lower()
     assert nb.cells[2].outputs[0]["text"] == "still alive\n"

@@ -8,7 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cnnlib.autograde import ASSIGNMENTS, REPO
+from cnngrader.course import load_course
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = load_course(REPO).ids
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -82,23 +85,24 @@ def test_hidden_blocks_are_short_calls_in_locked_grade_cells(aid):
         for block in blocks:
             found += 1
             code = [line.strip() for line in block if line.strip() and not line.strip().startswith("#")]
-            # the feedback shows a hidden cell's source: it must be a call into cnnlib.grading, no case data
-            assert all(re.fullmatch(r"from cnnlib import grading|grading\.check\([^()]*\)", line) for line in code), (
-                f"{m['grade_id']}: a hidden block is more than a call into cnnlib.grading: {code}")
+            # the feedback shows a hidden cell's source: it must be a call into the grader, no case data
+            assert all(re.fullmatch(r"from cnngrader\.kernel import check|check\([^()]*\)", line) for line in code), (
+                f"{m['grade_id']}: a hidden block is more than a call into cnngrader.kernel: {code}")
     assert found, "no hidden tests"
 
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_source_layout(aid):
-    """The locked first code cell imports the grader before any student code runs; every code cell
-    is an nbgrader cell; a solution cell has its markers and the next code cell is graded; graded
-    cells are locked; a hidden block is at most two lines, ending in grading.check(...)."""
+    """The locked first code cell imports what the student needs, and not the grader (the pipeline
+    imports it before any cell runs, and students have no grader); every code cell is an nbgrader
+    cell; a solution cell has its markers and the next code cell is graded; graded cells are
+    locked; a hidden block is at most two lines, ending in check(...)."""
     nb = load("solutions", aid)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(meta(c).get("grade_id") for c in code), "every code cell needs nbgrader metadata"
     first = meta(code[0])
     assert first["grade_id"] == "setup" and first.get("locked") is True and first.get("grade") is False
-    assert "from cnnlib import" in code[0].source and "grading" in code[0].source
+    assert "import torch" in code[0].source and "cnngrader" not in code[0].source
     for k, cell in enumerate(code):
         m = meta(cell)
         if m.get("solution"):
@@ -108,7 +112,7 @@ def test_source_layout(aid):
             assert m.get("locked"), f"graded cell {m['grade_id']} is not locked"
         for block in regions(cell.source, BEGIN_HIDDEN, END_HIDDEN):
             lines = "\n".join(block).strip().splitlines()
-            assert len(lines) <= 2 and "grading.check(" in lines[-1], f"{m['grade_id']}: hidden block {lines}"
+            assert len(lines) <= 2 and lines[-1].startswith("check("), f"{m['grade_id']}: hidden block {lines}"
 
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
@@ -117,7 +121,7 @@ def test_release_matches_source_cells(aid):
     every solution, and no call into the grader."""
     src, ex = load("solutions", aid), load("exercises", aid)
     ex_text = "\n".join(c.source for c in ex.cells)
-    assert "grading.check" not in ex_text, "grading.check in the student version"
+    assert "check(" not in ex_text and "cnngrader" not in ex_text, "a call into the grader in the student version"
     ids = lambda nb: [(meta(c).get("grade_id"), meta(c).get("points")) for c in nb.cells if meta(c)]  # noqa: E731
     assert ids(ex) == ids(src), "exercises/ is stale: run make exercises"
     for cell in ex.cells:

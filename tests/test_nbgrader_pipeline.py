@@ -22,9 +22,13 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
-from cnnlib.autograde import ASSIGNMENTS, REPO, course_config, generate, grade_course, solution_submission
-from cnnlib._autograde_execute import stop_zygote
-from cnnlib._autograde_report import gradebook_rows
+from cnngrader.course import load_course
+from cnngrader.pipeline.execute import stop_zygote
+from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
+from cnngrader.pipeline.report import gradebook_rows
+
+REPO = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = load_course(REPO).ids
 
 pytestmark = pytest.mark.slow
 
@@ -284,9 +288,10 @@ def _text(path: Path) -> str:
 
 
 def test_feedback_shows_no_hidden_test_internals(graded):
-    """Feedback may show a hidden cell's source (a call into cnnlib.grading) and its verdict, but
-    no code of cnnlib.grading (case generation, references) and no tensors of hidden cases."""
-    grading_src = (REPO / "cnnlib" / "grading.py").read_text().splitlines()
+    """Feedback may show a hidden cell's source (a call into cnngrader.kernel) and its verdict, but
+    no code of the grader (case generation, references) and no tensors of hidden cases."""
+    grader_files = [*(REPO / "cnngrader" / "kernel").glob("*.py"), *(REPO / "assignments").glob("*/checks.py")]
+    grading_src = [line for path in grader_files for line in path.read_text().splitlines()]
     in_notebooks = {line.strip() for aid in ASSIGNMENTS
                     for c in nbformat.read(REPO / "solutions" / aid / f"{aid}.ipynb", as_version=4).cells
                     for line in c.source.splitlines()}
@@ -299,11 +304,11 @@ def test_feedback_shows_no_hidden_test_internals(graded):
     for page in pages:
         text = _text(page)
         shown = [line for line in internals if line in text]
-        assert not shown, f"{page.relative_to(root)} shows cnnlib.grading code: {shown[:3]}"
+        assert not shown, f"{page.relative_to(root)} shows the grader's code: {shown[:3]}"
     for path in sorted((root / "autograded").rglob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         for c in nb.cells:
-            if c.cell_type != "code" or "grading.check(" not in c.source:
+            if c.cell_type != "code" or "\ncheck(" not in c.source:
                 continue
             out = "\n".join(o.get("text", "") + o.get("evalue", "") for o in c.outputs)
             assert "tensor(" not in out, f"{path.relative_to(root)}: a hidden test printed a tensor: {out[:300]}"

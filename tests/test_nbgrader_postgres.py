@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from cnnlib._autograde_execute import stop_zygote
-from cnnlib._autograde_report import gradebook_rows
-from cnnlib.autograde import course_config, grade_course, make_submissions
+from cnngrader.pipeline.execute import stop_zygote
+from cnngrader.pipeline.report import gradebook_rows
+from cnngrader.pipeline.grade import course_config, grade_course, make_submissions
 
 pytestmark = pytest.mark.slow
 
