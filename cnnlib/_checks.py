@@ -32,10 +32,23 @@ def check_same(nameA: str, A: torch.Tensor, nameB: str, B: torch.Tensor) -> None
 
 
 def int_at_least(name: str, value: object, minimum: int) -> int:
-    """Require an int (not a bool) that is at least `minimum`: 1 for counts, 0 for indices."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        kind = "positive int" if minimum == 1 else "non-negative int" if minimum == 0 else f"int >= {minimum}"
+    """Require an int (not a bool) that is at least `minimum`: 1 for counts, 0 for indices.
+
+    A value of another type is a TypeError; an int below the minimum is a ValueError."""
+    kind = "positive int" if minimum == 1 else "non-negative int" if minimum == 0 else f"int >= {minimum}"
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a {kind}, got {value!r}")
+    if value < minimum:
         raise ValueError(f"{name} must be a {kind}, got {value!r}")
+    return value
+
+
+def positive_number(name: str, value: object) -> float:
+    """Require a real number above 0 (not a bool): a TypeError for another type, else a ValueError."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
     return value
 
 

@@ -68,7 +68,9 @@ def layer_summary(net: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[in
     """
     if not isinstance(net, nn.Module):
         raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    if not isinstance(input_shape, (tuple, list)) or not all(isinstance(d, int) and d > 0 for d in input_shape):
+    if not isinstance(input_shape, (tuple, list)) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape
+    ):
         raise ValueError(f"input_shape must be a tuple of positive ints such as (1, 1, 28, 28), got {input_shape!r}")
     param = next(net.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")

@@ -11,8 +11,8 @@ import torch
 
 
 class _LazyPyplot:
-    """matplotlib.pyplot, imported on first use: `import cnnlib` (every grading kernel does it)
-    then costs no pyplot import, about 0.6 s."""
+    """matplotlib.pyplot, imported on first use: `import cnnlib` then costs no pyplot import
+    (about 0.6 s) for code that draws nothing, such as a training script or a grading kernel."""
 
     def __getattr__(self, name: str):
         import matplotlib.pyplot

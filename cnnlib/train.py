@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._checks import int_at_least
+from ._checks import int_at_least, positive_number
 
 
 def _check_device(device: object) -> torch.device:
@@ -116,8 +116,7 @@ def train(
     net, device = _check_net(net), _check_device(device)
     int_at_least("num_epochs", num_epochs, 1)
     if optimizer is None:
-        if not isinstance(lr, (int, float)) or lr <= 0:
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        positive_number("lr", lr)
         optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     net.to(device)
     print(f"training on {device}")
@@ -152,7 +151,8 @@ def learn_kernel(
     """Recover a kernel from an input/output pair by gradient descent, as chapter 2 does.
 
     The kernel starts at zeros; each of the num_steps steps computes the loss
-    sum((corr2d(X, K) - Y) ** 2) and moves K by -lr times its gradient (no bias).
+    sum((corr2d(X, K) - Y) ** 2) and moves K by -lr times its gradient (no bias). The
+    correlation is computed with the vectorized conv2d, which gives corr2d's values faster.
 
     Inputs:
     - X: (H, W)
@@ -174,8 +174,7 @@ def learn_kernel(
             f"and kernel_size {(kh, kw)}, got {tuple(Y.shape)}"
         )
     int_at_least("num_steps", num_steps, 0)
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    positive_number("lr", lr)
     K = X.new_zeros((kh, kw), requires_grad=True)
     for _ in range(num_steps):
         l = ((conv2d(X[None, None], K[None, None])[0, 0] - Y) ** 2).sum()

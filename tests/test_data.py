@@ -329,7 +329,7 @@ def test_load_data_argument_errors(tmp_path):
         cnnlib.load_data(fallback="cifar")
     with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         cnnlib.load_digits28(0)
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got True"):
+    with pytest.raises(TypeError, match="batch_size must be a positive int, got True"):
         cnnlib.load_data("digits", batch_size=True)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(TypeError, match="batch_size must be a positive int"):
         cnnlib.load_fashion_mnist(2.5, root=tmp_path)

@@ -54,7 +54,7 @@ def test_try_gpu_on_this_machine_with_gpu(capsys):
 def test_try_gpu_rejects_bad_index():
     with pytest.raises(ValueError, match="i must be a non-negative int, got -1"):
         cnnlib.try_gpu(-1)
-    with pytest.raises(ValueError, match="i must be a non-negative int, got '0'"):
+    with pytest.raises(TypeError, match="i must be a non-negative int, got '0'"):
         cnnlib.try_gpu("0")
 
 

@@ -110,7 +110,7 @@ def test_pooling_layers_match_nn(Ours, Theirs, kwargs, device):
 def test_layer_argument_errors():
     with pytest.raises(ValueError, match="in_channels must be a positive int"):
         cnnlib.Conv2d(0, 4, 3)
-    with pytest.raises(ValueError, match="out_channels must be a positive int"):
+    with pytest.raises(TypeError, match="out_channels must be a positive int"):
         cnnlib.Conv2d(3, 2.0, 3)
     with pytest.raises(ValueError, match="kernel_size must be >= 1"):
         cnnlib.Conv2d(3, 4, 0)
@@ -240,6 +240,8 @@ def test_model_argument_errors():
         cnnlib.lenet("classic", num_classes=0)
     with pytest.raises(TypeError, match="net must be a torch.nn.Module"):
         cnnlib.layer_summary("lenet", (1, 1, 28, 28))
+    with pytest.raises(ValueError, match="input_shape must be a tuple of positive ints"):
+        cnnlib.layer_summary(cnnlib.lenet("classic"), (True, 1, 28, 28))
     with pytest.raises(ValueError, match="input_shape must be a tuple of positive ints"):
         cnnlib.layer_summary(cnnlib.lenet(), (1, 1, 28, 0))
     with pytest.raises(ValueError, match="input_shape must be a tuple of positive ints"):

@@ -156,8 +156,10 @@ def test_training_argument_errors():
         cnnlib.train(net, train_iter, test_iter, num_epochs=0, lr=0.1, device="cpu")
     with pytest.raises(ValueError, match="lr must be a positive number"):
         cnnlib.train(net, train_iter, test_iter, num_epochs=1, lr=0, device="cpu")
-    with pytest.raises(ValueError, match="lr must be a positive number"):
+    with pytest.raises(TypeError, match="lr must be a positive number"):
         cnnlib.train(net, train_iter, test_iter, num_epochs=1, lr="0.1", device="cpu")
+    with pytest.raises(TypeError, match="lr must be a positive number, got True"):
+        cnnlib.train(net, train_iter, test_iter, num_epochs=1, lr=True, device="cpu")
     with pytest.raises(TypeError, match="device must be a torch.device or a string"):
         cnnlib.train(net, train_iter, test_iter, num_epochs=1, lr=0.1, device=0)
     with pytest.raises(TypeError, match="net must be a torch.nn.Module"):
