@@ -245,7 +245,7 @@ def error_names(nb, gid) -> list[str]:
 
 def test_deleted_and_edited_test_cells_are_restored(graded):
     nb = autograded(graded.one.root, "deleted")
-    assert "grading.check('corr2d', corr2d)" in cell(nb, "hidden_corr2d").source
+    assert "check('corr2d', corr2d)" in cell(nb, "hidden_corr2d").source
     assert "assert Y.shape == (2, 2)" in cell(nb, "test_corr2d").source
 
 

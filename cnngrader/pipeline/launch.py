@@ -23,9 +23,20 @@ import signal
 import socket
 import sys
 
-# Environment a grading kernel gets: thread counts for the math libraries (set to --threads),
-# and no debugger/file validation noise on stderr (stderr in a graded cell scores 0).
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def kernel_env(env, threads):
+    """The environment a grading kernel gets: thread counts for the math libraries (when
+    threads > 0), no figures on screen, no debugger file-validation noise on stderr (stderr in a
+    graded cell scores 0), and bytecode caching of what it imports."""
+    env = dict(env)
+    if threads > 0:
+        env.update({var: str(threads) for var in THREAD_VARS})
+    env.setdefault("MPLBACKEND", "Agg")
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def main(argv):
@@ -52,33 +63,20 @@ def main(argv):
     if zygote and "ipykernel_launcher" in cmd[1:]:
         at = cmd.index("ipykernel_launcher")
         if cmd[at - 1] == "-m":
-            env = dict(os.environ)
-            if threads > 0:
-                env.update({var: str(threads) for var in THREAD_VARS})
-            env.setdefault("MPLBACKEND", "Agg")
-            env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            request = {"args": cmd[at + 1 :], "env": env, "cwd": os.getcwd(), "max_memory": max_memory,
-                       "threads": threads, "stdio": stdio}
+            request = {"args": cmd[at + 1 :], "env": kernel_env(os.environ, threads), "cwd": os.getcwd(),
+                       "max_memory": max_memory, "threads": threads, "stdio": stdio}
             proxy(zygote, request)  # returns only if the server did not answer
     if max_memory > 0:
         for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
             _soft, hard = resource.getrlimit(limit)
             cap = max_memory if hard == resource.RLIM_INFINITY else min(max_memory, hard)
             resource.setrlimit(limit, (cap, cap))
-    if threads > 0:
-        for var in THREAD_VARS:
-            os.environ[var] = str(threads)
     if stdio:
         fd = os.open(stdio, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
-    os.environ.setdefault("MPLBACKEND", "Agg")  # grading draws no figures on screen
-    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-    # Let the kernel cache the bytecode of what it imports (cnnlib, the grading helpers).
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.execv(cmd[0], cmd)
+    os.execve(cmd[0], cmd, kernel_env(os.environ, threads))
 
 
 def proxy(path, request):
