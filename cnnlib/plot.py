@@ -365,7 +365,7 @@ def show_maps_shared_scale(maps, titles: Sequence[str] | None = None, num_cols: 
         raise ValueError(f"maps must have shape (C, H, W), got {A.shape}")
     rows = -(-A.shape[0] // num_cols)
     lim = float(np.abs(A).max()) or 1.0
-    fig, axes = plt.subplots(rows, num_cols, figsize=(6.5, 2.2 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, num_cols, figsize=(6.5, 2.5 * rows + 0.6), squeeze=False)
     image = None
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -433,6 +433,12 @@ def plot_pool_per_channel(X, Y, title: str = "2×2 max pooling"):
     cmaps = ["Blues", "Oranges", "Greens", "Purples", "Reds", "Greys"]
     for c in range(C):
         show_matrix(A[c], axes[c, 0], title=f"input channel {c}", cmap=cmaps[c % len(cmaps)])
+        if A.shape[1] % B.shape[1] == 0 and A.shape[2] % B.shape[2] == 0:  # non-overlapping windows: draw them
+            wh, ww = A.shape[1] // B.shape[1], A.shape[2] // B.shape[2]
+            for k in range(1, B.shape[1]):
+                axes[c, 0].axhline(k * wh - 0.5, color="black", linewidth=2)
+            for k in range(1, B.shape[2]):
+                axes[c, 0].axvline(k * ww - 0.5, color="black", linewidth=2)
         show_matrix(B[c], axes[c, 1], title=f"{title}\nof channel {c} only", cmap=cmaps[c % len(cmaps)])
     fig.tight_layout()
     return axes
