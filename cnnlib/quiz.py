@@ -2,7 +2,7 @@
 
 A question's answer is typed into a notebook cell and compared, in place, with the value the
 chapter computes (with cnnlib or torch). Nothing is sent anywhere and nothing is graded:
-`check` prints whether the answer is right and returns True or False.
+`check` prints whether the answer is right.
 
     from cnnlib import quiz
     answer = 32                                                  # your answer
