@@ -235,3 +235,238 @@ def plot_confusion_matrix(cm, labels: Sequence[str], ax=None, title: str | None 
     if title:
         ax.set_title(title)
     return ax
+
+
+# --- Figures added for issue 11 (kernel flip, channels, 1×1, pooling per channel, global pooling) ----------
+# New functions only, appended here; each draws one compact figure (at most 7 inches wide) for a narrow column.
+
+
+def _outline(ax, row: int, col: int, height: int = 1, width: int = 1, color: str = "red"):
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((col - 0.5, row - 0.5), width, height, fill=False, edgecolor=color, linewidth=2.5))
+
+
+def _index_ticks(ax, shape: tuple[int, int]):
+    """Row and column indices on the left and top of a show_matrix panel."""
+    ax.set_xticks(range(shape[1]))
+    ax.set_yticks(range(shape[0]))
+    ax.tick_params(which="major", labelleft=True, labeltop=True, labelsize=8, length=0)
+
+
+def plot_kernel_flip(K, Z_full, Y):
+    """A true convolution as a cross-correlation with the flipped kernel, and its index shift.
+
+    Inputs:
+    - K: the kernel (kh, kw)
+    - Z_full: the full convolution X * K, (H + kh - 1, W + kw - 1)
+    - Y: corr2d(X, flip(K)), (H - kh + 1, W - kw + 1)
+
+    Draws K, K flipped, Z_full with the block Z_full[kh-1 : kh-1+H', kw-1 : kw-1+W'] outlined and
+    its indices written on the axes, and Y, which equals that block. Returns the axes, (2, 2).
+    """
+    K, Z, Y = _as_2d("K", K), _as_2d("Z_full", Z_full), _as_2d("Y", Y)
+    kh, kw = K.shape
+    H, W = Z.shape[0] - kh + 1, Z.shape[1] - kw + 1  # the input's size
+    if Y.shape != (H - kh + 1, W - kw + 1):
+        raise ValueError(f"Y must have shape {(H - kh + 1, W - kw + 1)} for this K and Z_full, got {Y.shape}")
+    fig, axes = plt.subplots(2, 2, figsize=(6, 6), gridspec_kw={"width_ratios": [Z.shape[1], Y.shape[1] + 1],
+                                                                  "height_ratios": [kh + 1, Z.shape[0]]})
+    show_matrix(K, axes[0, 0], title="kernel K", cmap="Oranges")
+    show_matrix(np.flip(K, axis=(0, 1)), axes[0, 1], title="K flipped", cmap="Oranges")
+    show_matrix(Z, axes[1, 0], cmap="Greens")
+    _index_ticks(axes[1, 0], Z.shape)
+    _outline(axes[1, 0], kh - 1, kw - 1, Y.shape[0], Y.shape[1])
+    axes[1, 0].set_title(f"full convolution X * K\nblock from ({kh - 1}, {kw - 1}) = ($k_h-1$, $k_w-1$)", fontsize=10)
+    show_matrix(Y, axes[1, 1], cmap="Greens", highlight=(0, 0, *Y.shape))
+    _index_ticks(axes[1, 1], Y.shape)
+    axes[1, 1].set_title("corr2d(X, K flipped)\nindices from (0, 0)", fontsize=10)
+    fig.tight_layout()
+    return axes
+
+
+def plot_channel_sum(X, K, fmt: str = "{:g}"):
+    """A multi-input-channel cross-correlation as one row per channel plus the sum.
+
+    Inputs: X (C, H, W) and K (C, kh, kw), small enough to write their values in.
+    Row c shows X[c], K[c] and corr2d(X[c], K[c]); the last row shows the sum over c, the output.
+    Returns: the axes, (C + 1, 3).
+    """
+    A, B = np.asarray(_to_numpy(X), dtype=float), np.asarray(_to_numpy(K), dtype=float)
+    if A.ndim != 3 or B.ndim != 3 or A.shape[0] != B.shape[0]:
+        raise ValueError(f"X and K must have shapes (C, H, W) and (C, kh, kw) with the same C, got {A.shape}, {B.shape}")
+    from .ops import corr2d
+
+    parts = [corr2d(torch.from_numpy(A[c]), torch.from_numpy(B[c])).numpy() for c in range(A.shape[0])]
+    total = np.sum(parts, axis=0)
+    C = A.shape[0]
+    fig, axes = plt.subplots(C + 1, 3, figsize=(6, 1.9 * (C + 1)), squeeze=False,
+                             gridspec_kw={"width_ratios": [A.shape[2], B.shape[2], total.shape[1]]})
+    for c in range(C):
+        show_matrix(A[c], axes[c, 0], title=f"input channel {c}", fmt=fmt)
+        show_matrix(B[c], axes[c, 1], title=f"kernel slice {c}", cmap="Oranges", fmt=fmt)
+        show_matrix(parts[c], axes[c, 2], title=f"channel {c} ⋆ slice {c}", cmap="Purples", fmt=fmt)
+    axes[C, 0].axis("off")
+    axes[C, 1].axis("off")
+    axes[C, 1].text(0.5, 0.5, "sum over\nthe channels →", ha="center", va="center", fontsize=10,
+                    transform=axes[C, 1].transAxes)
+    show_matrix(total, axes[C, 2], title="output: the sum", cmap="Greens", fmt=fmt)
+    fig.tight_layout()
+    return axes
+
+
+def plot_1x1_as_dense(X, W, pixel: tuple[int, int]):
+    """A 1×1 convolution as the same dense layer at every pixel.
+
+    Inputs: X (c_i, H, W), W (c_o, c_i) the 1×1 kernel as a matrix, pixel (i, j).
+    Top row: the c_i input maps with pixel (i, j) outlined. Middle row: the vector X[:, i, j], the
+    matrix W and the vector W @ X[:, i, j]. Bottom row: the c_o output maps, pixel (i, j) outlined.
+    Returns: the axes of the middle row (x, W, y).
+    """
+    A, M = np.asarray(_to_numpy(X), dtype=float), _as_2d("W", W)
+    if A.ndim != 3 or M.shape[1] != A.shape[0]:
+        raise ValueError(f"X must be (c_i, H, W) and W (c_o, c_i) with the same c_i, got {A.shape} and {M.shape}")
+    i, j = pixel
+    if not (0 <= i < A.shape[1] and 0 <= j < A.shape[2]):
+        raise ValueError(f"pixel must lie inside the {A.shape[1]}×{A.shape[2]} maps, got {pixel}")
+    c_i, c_o = A.shape[0], M.shape[0]
+    Y = np.einsum("oc,chw->ohw", M, A)
+    lim = max(np.abs(A).max(), np.abs(Y).max())
+    fig = plt.figure(figsize=(6.5, 7))
+    grid = fig.add_gridspec(3, 1, height_ratios=[1, 1.3, 1])
+    top = grid[0].subgridspec(1, max(c_i, c_o))
+    mid = grid[1].subgridspec(1, 3, width_ratios=[1, c_i, 1])
+    bottom = grid[2].subgridspec(1, max(c_i, c_o))
+    for c in range(c_i):
+        ax = fig.add_subplot(top[0, c])
+        show_matrix(A[c], ax, title=f"input channel {c}", cmap="RdBu_r", vmin=-lim, vmax=lim, annotate=False)
+        _outline(ax, i, j)
+    x, y = A[:, i, j][:, None], Y[:, i, j][:, None]
+    ax_x, ax_w, ax_y = (fig.add_subplot(mid[0, k]) for k in range(3))
+    show_matrix(x, ax_x, title=f"X[:, {i}, {j}]", fmt="{:.1f}", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    show_matrix(M, ax_w, title=f"W ({c_o}×{c_i})", fmt="{:.1f}", cmap="Oranges")
+    show_matrix(y, ax_y, title=f"W @ X[:, {i}, {j}]", fmt="{:.1f}", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    for c in range(c_o):
+        ax = fig.add_subplot(bottom[0, c])
+        show_matrix(Y[c], ax, title=f"output channel {c}", cmap="RdBu_r", vmin=-lim, vmax=lim, annotate=False)
+        _outline(ax, i, j)
+    fig.tight_layout()
+    return ax_x, ax_w, ax_y
+
+
+def show_maps_shared_scale(maps, titles: Sequence[str] | None = None, num_cols: int = 3, cmap: str = "RdBu_r",
+                           label: str = "response"):
+    """Feature maps (C, H, W) on one colour scale, symmetric around 0, with one colour bar.
+
+    Returns: the axes, (ceil(C / num_cols), num_cols).
+    """
+    A = np.asarray(_to_numpy(maps), dtype=float)
+    if A.ndim != 3:
+        raise ValueError(f"maps must have shape (C, H, W), got {A.shape}")
+    rows = -(-A.shape[0] // num_cols)
+    lim = float(np.abs(A).max()) or 1.0
+    fig, axes = plt.subplots(rows, num_cols, figsize=(6.5, 2.5 * rows + 0.6), squeeze=False)
+    image = None
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < A.shape[0]:
+            image = ax.imshow(A[k], cmap=cmap, vmin=-lim, vmax=lim)
+            if titles is not None and k < len(titles):
+                ax.set_title(titles[k], fontsize=10)
+    fig.tight_layout()
+    fig.colorbar(image, ax=axes, orientation="horizontal", fraction=0.05, pad=0.04, label=label)
+    return axes
+
+
+def plot_layer_io_3d(image, maps, title_in: str = "input", title_out: str = "output", cmap: str = "RdBu_r"):
+    """A layer's input (H, W) on the left and its output (C, H', W') on the right, drawn as a stack
+    of C planes in 3-D, all on one colour scale symmetric around 0, with a colour bar.
+
+    Returns: (input axes, 3-D output axes).
+    """
+    img = _as_2d("image", image)
+    A = np.asarray(_to_numpy(maps), dtype=float)
+    if A.ndim != 3:
+        raise ValueError(f"maps must have shape (C, H, W), got {A.shape}")
+    from matplotlib.colors import Normalize
+    from matplotlib.cm import ScalarMappable
+
+    C, H, W = A.shape
+    lim = float(np.abs(A).max()) or 1.0
+    norm, colormap = Normalize(-lim, lim), plt.get_cmap(cmap)
+    fig = plt.figure(figsize=(7, 3.6))
+    ax_in = fig.add_subplot(1, 5, (1, 2))
+    ax_in.imshow(img, cmap="gray")
+    ax_in.set_title(title_in, fontsize=10)
+    ax_in.axis("off")
+    ax = fig.add_subplot(1, 5, (3, 5), projection="3d")
+    cols, rows = np.meshgrid(np.arange(W + 1), np.arange(H + 1))
+    for c in range(C):
+        depth = np.full(cols.shape, 2.0 * c)
+        ax.plot_surface(depth, cols, H - rows, facecolors=colormap(norm(A[c])), shade=False, rstride=1, cstride=1,
+                        edgecolor="none", linewidth=0, antialiased=False)
+    ax.set_xlabel("channel")
+    ax.set_xticks(2.0 * np.arange(C))
+    ax.set_xticklabels([str(c) for c in range(C)])
+    ax.set_yticks([0, W])
+    ax.set_zticks([0, H])
+    ax.set_box_aspect((2.6, 1, H / W))
+    ax.view_init(elev=15, azim=-50)
+    ax.set_title(title_out, fontsize=10)
+    fig.colorbar(ScalarMappable(norm, colormap), ax=ax, shrink=0.6, pad=0.12, label="response")
+    fig.text(0.42, 0.5, "→", fontsize=22, ha="center", va="center")
+    return ax_in, ax
+
+
+def plot_pool_per_channel(X, Y, title: str = "2×2 max pooling"):
+    """Pooling acts on each channel alone: row c shows X[c] and its pooled map Y[c].
+
+    Inputs: X (C, H, W), Y (C, H', W'), small enough to write their values in.
+    Returns: the axes, (C, 2).
+    """
+    A, B = np.asarray(_to_numpy(X), dtype=float), np.asarray(_to_numpy(Y), dtype=float)
+    if A.ndim != 3 or B.ndim != 3 or A.shape[0] != B.shape[0]:
+        raise ValueError(f"X and Y must have shapes (C, H, W) and (C, H', W') with the same C, got {A.shape}, {B.shape}")
+    C = A.shape[0]
+    fig, axes = plt.subplots(C, 2, figsize=(5.5, 2.2 * C), squeeze=False,
+                             gridspec_kw={"width_ratios": [A.shape[2], B.shape[2] + 1]})
+    cmaps = ["Blues", "Oranges", "Greens", "Purples", "Reds", "Greys"]
+    for c in range(C):
+        show_matrix(A[c], axes[c, 0], title=f"input channel {c}", cmap=cmaps[c % len(cmaps)])
+        if A.shape[1] % B.shape[1] == 0 and A.shape[2] % B.shape[2] == 0:  # non-overlapping windows: draw them
+            wh, ww = A.shape[1] // B.shape[1], A.shape[2] // B.shape[2]
+            for k in range(1, B.shape[1]):
+                axes[c, 0].axhline(k * wh - 0.5, color="black", linewidth=2)
+            for k in range(1, B.shape[2]):
+                axes[c, 0].axvline(k * ww - 0.5, color="black", linewidth=2)
+        show_matrix(B[c], axes[c, 1], title=f"{title}\nof channel {c} only", cmap=cmaps[c % len(cmaps)])
+    fig.tight_layout()
+    return axes
+
+
+def plot_global_avg_pool(X, titles: Sequence[str] | None = None):
+    """Global average pooling: each channel of X (C, H, W) becomes one number, its mean.
+
+    Top: the C maps on one colour scale; bottom: the C means as a 1 × C row.
+    Returns: (axes of the maps, axes of the means).
+    """
+    A = np.asarray(_to_numpy(X), dtype=float)
+    if A.ndim != 3:
+        raise ValueError(f"X must have shape (C, H, W), got {A.shape}")
+    C = A.shape[0]
+    means = A.mean(axis=(1, 2))
+    lo, hi = float(A.min()), float(A.max())
+    fig = plt.figure(figsize=(6.5, 3.6))
+    grid = fig.add_gridspec(2, C, height_ratios=[2.2, 1])
+    map_axes = []
+    for c in range(C):
+        ax = fig.add_subplot(grid[0, c])
+        ax.imshow(A[c], cmap="viridis", vmin=lo, vmax=hi)
+        ax.set_title(titles[c] if titles is not None and c < len(titles) else f"channel {c}", fontsize=10)
+        ax.axis("off")
+        map_axes.append(ax)
+    ax_mean = fig.add_subplot(grid[1, :])
+    show_matrix(means[None, :], ax_mean, fmt="{:.2f}", cmap="viridis", vmin=lo, vmax=hi)
+    ax_mean.set_title(f"global average pooling: ({C}, H, W) → ({C}, 1, 1), one mean per channel", fontsize=10)
+    fig.tight_layout()
+    return map_axes, ax_mean
