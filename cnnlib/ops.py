@@ -9,8 +9,8 @@ H' = (H + 2*ph - kh) // sh + 1 and W' = (W + 2*pw - kw) // sw + 1.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from . import _engine
 from ._checks import IntPair, check_fits, check_same, check_tensor, pair
 
 
@@ -105,179 +105,6 @@ def corr2d_multi_in_out_1x1(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return Y.reshape(c_o, h, w)
 
 
-def _windows(X: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
-    """A strided view of every (kh, kw) window: (N, C, H, W) -> (N, C, H', W', kh, kw). No copy."""
-    return X.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])
-
-
-# How many bytes of im2col columns conv2d builds at a time (pool2d: of input). On the CPU a
-# chunk small enough to stay in the cores' caches (this much per thread) is read back by the
-# matmul at cache speed instead of from memory; a GPU wants the whole batch in one matmul.
-_CPU_COLS_BYTES = 1 << 20
-_GPU_COLS_BYTES = 1 << 28
-
-
-def _chunk(X: torch.Tensor, count: int, bytes_each: int) -> int:
-    """How many of `count` items of `bytes_each` bytes make one chunk of work on X's device."""
-    budget = _GPU_COLS_BYTES if X.is_cuda else _CPU_COLS_BYTES * torch.get_num_threads()  # per core
-    return max(1, min(count, budget // max(1, bytes_each)))
-
-
-def _corr_flat(X: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
-    """Stride-1 cross-correlation with columns that are whole stretches of the flattened image.
-
-    Pad each (Hp, Wp) plane and lay the planes end to end. Kernel offset (a, b) then sees the
-    stretch of Ho*Wp numbers starting at a*Wp + b: every output row plus Wp - Wo extra numbers
-    that run past the row's end. Copying such long stretches is far cheaper than copying
-    rows of Wo numbers one by one; the product computes the extra columns too, and they are
-    dropped at the end. No autograd here.
-
-    Inputs: X (N, C, H, W), weight (F, C, kh, kw), padding (ph, pw).
-    Returns: Y of shape (N, F, H', W'), contiguous.
-    """
-    N, C, H, W = X.shape
-    F_out, _, kh, kw = weight.shape
-    ph, pw = padding
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    Ho, Wo = Hp - kh + 1, Wp - kw + 1
-    P, Lw, K = Hp * Wp, Ho * Wp, C * kh * kw
-    flat = X.new_zeros(N * C * P + kw - 1)  # the last stretch runs kw - 1 past the last plane
-    flat[: N * C * P].view(N, C, Hp, Wp)[:, :, ph : ph + H, pw : pw + W] = X
-    view = flat.as_strided((N, C, kh, kw, Lw), (C * P, P, Wp, 1, 1))  # (N, C, kh, kw, H'*Wp), a view
-    W2 = weight.reshape(F_out, K)  # (F, C*kh*kw)
-    B = _chunk(X, N, K * Lw * X.element_size())
-    cols = X.new_empty((B, K, Lw))  # reused by every chunk
-    W2e = W2.expand(B, F_out, K)
-    Yw = X.new_empty((B, F_out, Ho, Wp))
-    Y = X.new_empty((N, F_out, Ho, Wo))
-    for start in range(0, N, B):  # few ops per chunk: each costs microseconds
-        m = min(B, N - start)
-        c, w, y = (cols, W2e, Yw) if m == B else (cols[:m], W2e[:m], Yw[:m])
-        c.view(m, C, kh, kw, Lw).copy_(view[start : start + m])
-        torch.bmm(w, c, out=y.view(m, F_out, Lw))  # (B, F, H'*Wp)
-        Y[start : start + m] = y[..., :Wo]  # drop the extra columns while they are in cache
-    return Y
-
-
-def _corr_padded(Xp: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
-    """Cross-correlation of an already padded input by im2col and matrix products, in chunks.
-
-    No autograd here: _Conv2dFunction calls it and supplies the backward.
-
-    Inputs:
-    - Xp: (N, C, Hp, Wp), any strides
-    - weight: (F, C, kh, kw), any strides
-
-    Returns: Y of shape (N, F, H', W'), contiguous, H' = (Hp - kh) // sh + 1.
-
-    Two ways to cut the work into cache-sized chunks of columns:
-    - output rows at least as wide as the kernel (the usual layer): a few images at a time,
-      one (F, C*kh*kw) x (C*kh*kw, H'*W') product per image;
-    - kernels wider than the output (the weight gradient, where the kernel is dL/dY): all
-      images at once, a few channels at a time, summing (N*H'*W', c*kh*kw) x (c*kh*kw, F) products.
-    Either way the copy runs along the longer contiguous stretch of the input.
-    """
-    N, C, _, _ = Xp.shape
-    F_out, _, kh, kw = weight.shape
-    win = _windows(Xp, (kh, kw), stride)  # (N, C, H', W', kh, kw), a view
-    Ho, Wo = win.shape[2], win.shape[3]
-    K, L = C * kh * kw, Ho * Wo
-    size = Xp.element_size()
-    if Wo >= kw:
-        W2 = weight.reshape(F_out, K)  # (F, C*kh*kw)
-        view = win.permute(0, 1, 4, 5, 2, 3)  # (N, C, kh, kw, H', W')
-        B = _chunk(Xp, N, K * L * size)
-        buf = Xp.new_empty((B, C, kh, kw, Ho, Wo))  # reused by every chunk
-        Y = Xp.new_empty((N, F_out, L))
-        for start in range(0, N, B):
-            stop = min(N, start + B)
-            cols = buf[: stop - start]
-            cols.copy_(view[start:stop])
-            torch.bmm(W2.expand(stop - start, F_out, K), cols.view(-1, K, L), out=Y[start:stop])  # (B, F, L)
-        return Y.view(N, F_out, Ho, Wo)
-    view = win.permute(0, 2, 3, 1, 4, 5)  # (N, H', W', C, kh, kw)
-    Cc = _chunk(Xp, C, N * L * kh * kw * size)
-    buf = Xp.new_empty((N, Ho, Wo, Cc, kh, kw))
-    Yt = Xp.new_zeros((N * L, F_out))
-    for start in range(0, C, Cc):
-        stop = min(C, start + Cc)
-        cols = buf[:, :, :, : stop - start]
-        cols.copy_(view[:, :, :, start:stop])
-        Wc = weight[:, start:stop].reshape(F_out, -1)  # (F, c*kh*kw)
-        Yt.addmm_(cols.reshape(N * L, -1), Wc.T)  # (N*L, F)
-    return Yt.view(N, Ho, Wo, F_out).permute(0, 3, 1, 2).contiguous()
-
-
-def _dilate(dY: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
-    """Spread the rows and columns of dY apart by the stride, zeros in between: a stride-1 grid."""
-    sh, sw = stride
-    if sh == sw == 1:
-        return dY
-    N, F_out, Ho, Wo = dY.shape
-    D = dY.new_zeros((N, F_out, (Ho - 1) * sh + 1, (Wo - 1) * sw + 1))
-    D[:, :, ::sh, ::sw] = dY
-    return D
-
-
-class _Conv2dFunction(torch.autograd.Function):
-    """conv2d with a backward written out, from differentiable ops, so gradients of gradients work too.
-
-    - dL/dX: each image's columns get W^T @ dL/dY (a matrix product), and F.fold adds every
-      window's column back onto the pixels it was copied from (col2im, the transpose of im2col).
-    - dL/dW: a cross-correlation again, computed by this same function: the padded input,
-      with batch and channel axes swapped, correlated with dL/dY (spread out by the stride) as
-      the kernel. Summing over images and output pixels is what that correlation does.
-    """
-
-    @staticmethod
-    def forward(ctx, X, weight, bias, stride, padding):
-        ph, pw = padding
-        ctx.save_for_backward(X, weight)
-        ctx.stride, ctx.padding = stride, padding
-        _, _, kh, kw = weight.shape
-        if stride == (1, 1) and X.shape[3] + 2 * pw - kw + 1 >= kw:
-            Y = _corr_flat(X, weight, padding)
-        else:
-            Y = _corr_padded(F.pad(X, (pw, pw, ph, ph)) if ph or pw else X, weight, stride)
-        if bias is not None:
-            Y += bias.view(1, -1, 1, 1)
-        return Y
-
-    @staticmethod
-    def backward(ctx, dY):
-        X, weight = ctx.saved_tensors
-        (ph, pw), stride = ctx.padding, ctx.stride
-        N, C, H, W = X.shape
-        F_out, _, kh, kw = weight.shape
-        K, L = C * kh * kw, dY.shape[2] * dY.shape[3]
-        need_X, need_W, need_b = ctx.needs_input_grad[:3]
-        dX = dW = db = None
-        if need_X:
-            W2t = weight.reshape(F_out, K).T.contiguous()  # (C*kh*kw, F); bmm is slow on a transposed expand
-            dY3 = dY.reshape(N, F_out, L)  # (N, F, L)
-            B = _chunk(X, N, K * L * X.element_size())
-            parts = [
-                F.fold(
-                    torch.bmm(W2t.expand(len(d), K, F_out), d),  # (B, C*kh*kw, L): dL/d(columns)
-                    (H + 2 * ph, W + 2 * pw), (kh, kw), stride=stride,
-                )  # (B, C, Hp, Wp)
-                for d in dY3.split(B)
-            ]
-            dXp = parts[0] if len(parts) == 1 else torch.cat(parts)
-            dX = dXp[:, :, ph : ph + H, pw : pw + W]  # (N, C, H, W): padding gets no gradient
-        if need_W:
-            Xp = F.pad(X, (pw, pw, ph, ph)) if ph or pw else X
-            D = _dilate(dY, stride)  # (N, F, Hd, Wd)
-            dWt = _conv2d(Xp.transpose(0, 1), D.transpose(0, 1), None, (1, 1), (0, 0))  # (C, F, >= kh, >= kw)
-            dW = dWt[:, :, :kh, :kw].transpose(0, 1)  # (F, C, kh, kw)
-        if need_b:
-            db = dY.sum(dim=(0, 2, 3))
-        return dX, dW, db, None, None
-
-
-_conv2d = _Conv2dFunction.apply
-
-
 def conv2d(
     X: torch.Tensor,
     weight: torch.Tensor,
@@ -288,9 +115,9 @@ def conv2d(
     """Vectorized 2-D convolution layer (cross-correlation), as torch.nn.functional.conv2d.
 
     The windows are a strided view of the padded input (im2col without a Python loop over
-    pixels); copied a few images at a time, they meet the flattened kernels in one batched
-    matrix product. The backward pass (_Conv2dFunction) is a matrix product followed by col2im
-    for the input and another such cross-correlation for the weight.
+    pixels); copied a few images at a time, they meet the flattened kernels in batched
+    matrix products. The backward pass is a matrix product followed by col2im for the input
+    and another such cross-correlation for the weight (cnnlib._engine).
 
     Inputs:
     - X: (N, C, H, W) or (C, H, W)
@@ -321,87 +148,8 @@ def conv2d(
             raise ValueError(f"bias must be a tensor of shape ({F_out},), got {got}")
         check_same("X", X, "bias", bias)
 
-    Y = _conv2d(X, weight, bias, (sh, sw), (ph, pw))  # (N, F, H', W')
+    Y = _engine.conv2d(X, weight, bias, (sh, sw), (ph, pw))  # (N, F, H', W')
     return Y[0] if unbatched else Y
-
-
-def _offset_views(Xp: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int]):
-    """For each offset (a, b) inside the window, in row-major order, the strided view of Xp
-    holding element (a, b) of every window: Xp[..., a + sh*i, b + sw*j] for i < H', j < W'."""
-    (kh, kw), (sh, sw), (Ho, Wo) = kernel, stride, out
-    for a in range(kh):
-        for b in range(kw):
-            yield Xp[..., a : a + sh * (Ho - 1) + 1 : sh, b : b + sw * (Wo - 1) + 1 : sw]  # (..., H', W')
-
-
-def _pool_chunk(X: torch.Tensor, kernel, stride, padding, mode: str) -> torch.Tensor:
-    """Pool a few channels X of shape (M, 1, H, W) -> (M, 1, H', W'): one elementwise step per
-    offset (a, b) inside the window, over the strided view of every window's element (a, b)."""
-    (kh, kw), (ph, pw) = kernel, padding
-    Xp = F.pad(X, (pw, pw, ph, ph), value=float("-inf") if mode == "max" else 0.0) if ph or pw else X
-    out = ((Xp.shape[-2] - kh) // stride[0] + 1, (Xp.shape[-1] - kw) // stride[1] + 1)
-    views = _offset_views(Xp, kernel, stride, out)
-    Y = next(views).clone()
-    for V in views:
-        if mode == "max":
-            torch.maximum(Y, V, out=Y)
-        else:
-            Y += V
-    if mode == "avg":
-        Y /= kh * kw  # zero padding counted, as count_include_pad=True
-    return Y
-
-
-def _pool_chunk_backward(X, Y, dY, kernel, stride, padding, mode: str) -> torch.Tensor:
-    """dL/dX for one chunk of _pool_chunk: the gradient added back through the same views."""
-    (kh, kw), (ph, pw) = kernel, padding
-    H, W = X.shape[-2:]
-    dXp = dY.new_zeros(X.shape[:-2] + (H + 2 * ph, W + 2 * pw))
-    out = tuple(Y.shape[-2:])
-    if mode == "avg":
-        g = dY / (kh * kw)
-        for dV in _offset_views(dXp, kernel, stride, out):
-            dV += g
-    else:
-        Xp = F.pad(X, (pw, pw, ph, ph), value=float("-inf")) if ph or pw else X
-        taken = torch.zeros_like(Y, dtype=torch.bool)  # windows whose maximum already has the gradient
-        for V, dV in zip(_offset_views(Xp, kernel, stride, out), _offset_views(dXp, kernel, stride, out)):
-            hit = (V == Y) & ~taken
-            taken |= hit
-            dV += dY * hit
-    return dXp[..., ph : ph + H, pw : pw + W]
-
-
-class _Pool2dFunction(torch.autograd.Function):
-    """Pooling as kh*kw elementwise steps over strided views, one per offset inside the window,
-    rather than a reduction over a 6-D view of the windows; a few channels at a time, so that
-    the running result stays in cache. The backward adds the gradient back through the same
-    views, with differentiable ops, so it can be differentiated again.
-
-    Max pooling sends each window's gradient to its first maximum in row-major order, as
-    F.max_pool2d does when a window holds ties.
-    """
-
-    @staticmethod
-    def forward(ctx, X, kernel, stride, padding, mode):
-        ctx.args = (kernel, stride, padding, mode)
-        H, W = X.shape[-2:]
-        step = _chunk(X, X.shape[0], (H + 2 * padding[0]) * (W + 2 * padding[1]) * X.element_size())
-        parts = [_pool_chunk(Xc, *ctx.args) for Xc in X.split(step)]
-        Y = parts[0] if len(parts) == 1 else torch.cat(parts)  # (M, 1, H', W')
-        ctx.save_for_backward(X, Y)
-        ctx.step = step
-        return Y
-
-    @staticmethod
-    def backward(ctx, dY):
-        X, Y = ctx.saved_tensors
-        parts = [
-            _pool_chunk_backward(Xc, Yc, dYc, *ctx.args)
-            for Xc, Yc, dYc in zip(X.split(ctx.step), Y.split(ctx.step), dY.split(ctx.step))
-        ]
-        dX = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return dX, None, None, None, None
 
 
 def pool2d(
@@ -439,7 +187,7 @@ def pool2d(
     H, W = X.shape[-2:]
     check_fits((kh, kw), (H, W), (ph, pw), "pool_size")
     X4 = X.reshape(-1, 1, H, W)  # (N*C, 1, H, W): every channel pooled alone
-    Y = _Pool2dFunction.apply(X4, (kh, kw), (sh, sw), (ph, pw), mode)  # (N*C, 1, H', W')
+    Y = _engine.pool2d(X4, (kh, kw), (sh, sw), (ph, pw), mode)  # (N*C, 1, H', W')
     return Y.reshape(*lead, Y.shape[-2], Y.shape[-1])
 
 

@@ -22,11 +22,9 @@ make_submissions().
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 import os
-import shutil
 import sqlite3
 import sys
 import tempfile
