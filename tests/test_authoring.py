@@ -16,7 +16,7 @@ import pytest
 from cnngrader.course import load_course
 from cnngrader.pipeline.authoring import NOTE, build_notebook, target, write_sources
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO as ROOT  # noqa: E402
 COURSE = load_course(ROOT)
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 

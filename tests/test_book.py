@@ -29,15 +29,16 @@ import yaml  # noqa: E402
 
 import cnnlib  # noqa: E402
 from cnngrader.course import load_course  # noqa: E402
+from cnngrader.pipeline.authoring import HIDDEN_MARKERS, SOLUTION_MARKERS  # noqa: E402
 from cnnlib import plot as cplot  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO as ROOT  # noqa: E402
 COURSE = load_course(ROOT)
 ASSIGNMENTS = list(COURSE.ids)
 CHAPTERS = [Path(a.chapter).stem for a in COURSE.assignments]  # book/<chapter>.md goes with exercises/<id>/
 BUILD_TIMEOUT_S = 1200
 
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+MARKERS = tuple(m.removeprefix("### ") for m in SOLUTION_MARKERS + HIDDEN_MARKERS)
 # Lines too generic to say anything about a leak, even when they come from a solution region.
 COMMON_LINES = {
     "pass", "return y", "return Y", "return X", "return out", "return net", "return total", "else:", "try:",

@@ -22,7 +22,7 @@ from cnngrader.course import load_course
 from cnngrader.kernel import core
 from cnngrader.kernel.core import GradingError
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO as ROOT  # noqa: E402
 IDS = list(load_course(ROOT).ids)
 HAS_CUDA = torch.cuda.device_count() > 0
 

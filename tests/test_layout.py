@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO  # noqa: E402
 GRADER_ONLY = ("nbgrader", "nbformat", "nbconvert", "nbclient", "jupyter_client", "traitlets", "ipykernel",
                "jupytext", "cnngrader")
 # Import names of cnnlib's declared dependencies (pyproject.toml) that differ from their distribution names.

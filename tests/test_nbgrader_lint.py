@@ -9,12 +9,12 @@ import nbformat
 import pytest
 
 from cnngrader.course import load_course
+from cnngrader.pipeline.authoring import HIDDEN_MARKERS, SOLUTION_MARKERS
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO  # noqa: E402
 ASSIGNMENTS = load_course(REPO).ids
 
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
-BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+(BEGIN_SOLUTION, END_SOLUTION), (BEGIN_HIDDEN, END_HIDDEN) = SOLUTION_MARKERS, HIDDEN_MARKERS
 
 
 def load(kind: str, aid: str) -> nbformat.NotebookNode:

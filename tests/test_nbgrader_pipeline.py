@@ -27,7 +27,7 @@ from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
 from cnngrader.pipeline.report import gradebook_rows
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO  # noqa: E402
 ASSIGNMENTS = load_course(REPO).ids
 
 pytestmark = pytest.mark.slow

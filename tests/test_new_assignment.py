@@ -17,7 +17,7 @@ from cnngrader.pipeline.report import gradebook_rows
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO  # noqa: E402
 AID = "07_toy"
 
 CHAPTER = """\

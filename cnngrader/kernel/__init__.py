@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 from cnngrader.course import load_course
 from cnngrader.kernel import captured, core
-from cnngrader.kernel.core import DTYPES, TOLERANCES, GradingError, Tol
+from cnngrader.kernel.core import DTYPES, GradingError
+from cnngrader.tolerances import TOLERANCES, Tol
 
 __all__ = ["check", "GradingError", "TOLERANCES", "Tol", "DTYPES", "CHECKS", "ASSIGNMENT_OF"]
 

@@ -21,28 +21,19 @@ from __future__ import annotations
 import contextlib
 import os
 import types
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cnngrader.kernel import captured as c
+from cnngrader.tolerances import TOLERANCES, Tol
 
 class GradingError(AssertionError):
     """A hidden test failed; the message says why, with one failing case small enough to check by hand."""
 
 
-class Tol(NamedTuple):
-    rtol: float
-    atol: float
-
-
-# |got - expected| <= atol + rtol * |expected|, elementwise; inputs are O(1), so atol is on that scale.
-TOLERANCES: Mapping[torch.dtype, Tol] = types.MappingProxyType({
-    torch.float32: Tol(rtol=1e-5, atol=1e-5),
-    torch.float64: Tol(rtol=1e-10, atol=1e-10),
-})
 DTYPES = (torch.float32, torch.float64)
 
 # ---------------------------------------------------------------------------------------------

@@ -138,12 +138,9 @@ def generate(
 # ---------------------------------------------------------------------------------------
 # submissions for tests and benchmarks
 # ---------------------------------------------------------------------------------------
-MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-
-
 def solution_code(source: str) -> str:
     """A solution cell's source as a student who solved it would hand it in: markers removed."""
-    return "\n".join(line for line in source.splitlines() if line.strip() not in MARKERS)
+    return "\n".join(line for line in source.splitlines() if line.strip() not in authoring.SOLUTION_MARKERS)
 
 
 def solution_submission(assignment: str, release: str | Path | None = None,
