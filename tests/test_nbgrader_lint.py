@@ -86,8 +86,8 @@ def test_hidden_blocks_are_short_calls_in_locked_grade_cells(aid):
             found += 1
             code = [line.strip() for line in block if line.strip() and not line.strip().startswith("#")]
             # the feedback shows a hidden cell's source: it must be a call into the grader, no case data
-            assert all(re.fullmatch(r"from cnngrader\.kernel import check|check\([^()]*\)", line) for line in code), (
-                f"{m['grade_id']}: a hidden block is more than a call into cnngrader.kernel: {code}")
+            assert all(re.fullmatch(r"from cnngrader\.grading import check|check\([^()]*\)", line) for line in code), (
+                f"{m['grade_id']}: a hidden block is more than a call into cnngrader.grading: {code}")
     assert found, "no hidden tests"
 
 
@@ -107,9 +107,16 @@ def test_source_layout(aid):
         m = meta(cell)
         if m.get("solution"):
             assert BEGIN_SOLUTION in cell.source and END_SOLUTION in cell.source, f"{m['grade_id']} has no markers"
-            assert meta(code[k + 1]).get("grade"), f"{m['grade_id']} must be followed by a test cell"
+            after = meta(code[k + 1])
+            assert after.get("locked") and after.get("grade_id", "").startswith("test_"), (
+                f"{m['grade_id']} must be followed by its visible test cell")
         if m.get("grade"):
             assert m.get("locked"), f"graded cell {m['grade_id']} is not locked"
+        # points sit on the hidden checks only: a visible test is the student's self-check
+        if m.get("grade_id", "").startswith("test_"):
+            assert not m.get("grade"), f"visible test cell {m['grade_id']} carries points"
+        if m.get("grade"):
+            assert regions(cell.source, BEGIN_HIDDEN, END_HIDDEN), f"graded cell {m['grade_id']} has no hidden tests"
         for block in regions(cell.source, BEGIN_HIDDEN, END_HIDDEN):
             lines = "\n".join(block).strip().splitlines()
             assert len(lines) <= 2 and lines[-1].startswith("check("), f"{m['grade_id']}: hidden block {lines}"

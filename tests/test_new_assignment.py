@@ -105,7 +105,7 @@ nbgrader:
 ---
 # Hidden tests (2 points): random tensors, float32 and float64, every device.
 ### BEGIN HIDDEN TESTS
-from cnngrader.kernel import check
+from cnngrader.grading import check
 check('double', double)
 ### END HIDDEN TESTS
 ```
@@ -113,7 +113,7 @@ check('double', double)
 
 CHECKS = '''\
 """Hidden tests of the toy assignment."""
-from cnngrader.kernel import core
+from cnngrader.grading import core
 
 REFERENCES = {"double": lambda X: 2 * X}
 FORBIDDEN = {"double": core.forbid([])}

@@ -1,6 +1,6 @@
 """Hidden tests of assignment 01_fc_to_conv: parameter counts, and a convolution as a dense matrix."""
 from cnngrader.kernel import captured as c
-from cnngrader.kernel import core
+from cnngrader.grading import core
 
 # References: cnnlib's own versions, captured when the grader is imported.
 REFERENCES = {
@@ -13,7 +13,8 @@ REFERENCES = {
 FORBIDDEN = {
     "fc_param_count": core.forbid(core.cnn("fc_param_count")),
     "conv_param_count": core.forbid(core.cnn("conv_param_count")),
-    "conv_as_matrix": core.forbid(core.cnn(*core.CONV_OPS) + core.CONV, core.CONV_C),
+    "conv_as_matrix": core.forbid(core.cnn(*core.CONV_OPS) + core.CONV, core.CONV_C, core.CONV_ATEN,
+                                  core.LOW_LEVEL + core.NUMPY_CONV),
 }
 
 

@@ -1,14 +1,15 @@
 """Hidden tests of assignment 02_cross_correlation: corr2d, a Conv2D layer, convolve2d and learn_kernel."""
 from __future__ import annotations
 
+import functools
 import math
 import types
 from typing import Any, Mapping
 
 import torch
 
+from cnngrader.grading import core
 from cnngrader.kernel import captured as c
-from cnngrader.kernel import core
 
 REFERENCES = {
     "corr2d": c.ops.corr2d,
@@ -17,12 +18,13 @@ REFERENCES = {
 }
 
 # Every convolution route, cnnlib's and torch's; learn_kernel may not solve the least-squares problem.
-_NO_CONV = core.forbid(core.cnn(*core.CONV_OPS) + core.CONV, core.CONV_C)
+_NO_CONV = core.forbid(core.cnn(*core.CONV_OPS) + core.CONV, core.CONV_C, core.CONV_ATEN,
+                       core.LOW_LEVEL + core.NUMPY_CONV)
 FORBIDDEN = {
     "corr2d": _NO_CONV,
     "Conv2D": _NO_CONV,
     "convolve2d": _NO_CONV,
-    "learn_kernel": core.forbid(core.cnn("learn_kernel") + core.SOLVE),
+    "learn_kernel": core.forbid(core.cnn("learn_kernel") + core.SOLVE, (), core.SOLVE_ATEN, ["numpy.linalg", "scipy"]),
 }
 
 # Shapes (H, W, kh, kw): 1x1 kernels, kernels as large as the input, non-square everything.
@@ -44,66 +46,53 @@ CASES = {
 }
 
 
-def _conv2d_layer_cases() -> list[tuple]:
+def _conv2d_layer_cases(secret: int | None) -> list[tuple]:
     """(case, bias, G, dL/dK, dL/db) for L = sum(Y * G): dL/dK = corr2d(X, G) and dL/db = sum(G)."""
     out = []
-    for k, case in enumerate(CASES["corr2d"][::2]):
+    for k, case in enumerate(CASES["corr2d"](secret)[::2]):
         b = c.tensor([float(k % 3 - 1) / 2], dtype=c.F64)  # bias -0.5, 0 or 0.5
         X, K = case.args
         Y = REFERENCES["corr2d"](X, K) + b
-        G = core.data(core.shape(Y), core.gen(100 + k), True)
+        G = core.data(core.shape(Y), core.gen(core.seed(100 + k, secret)), True)
         out.append((case._replace(expected=Y, show=case.show + (("bias", b),)), b, G,
                     REFERENCES["corr2d"](X, G), G.sum().reshape(1)))
     return out
 
 
-_CONV2D_CASES = _conv2d_layer_cases()
-
-
-def _check_conv2d_layer(name: str, cls: Any) -> None:
-    core.require_callable(name, cls)
+def _check_conv2d_layer(name: str, runner: Any) -> None:
+    core.require_callable(name, runner)
     forbidden = FORBIDDEN["Conv2D"]
     for device in core.DEVICES:
         for dtype in core.DTYPES:
-            for case, b, G, dK, db in _CONV2D_CASES:
+            for case, b, G, dK, db in _conv2d_layer_cases(runner.secret):
                 X, K = case.args
                 where = core.combo_where(case, device, dtype) + f" with bias {b.item():g}"
-                state = {}
-
-                def forward():
-                    layer = cls(core.shape(K))
-                    c.module_to(layer, device=device, dtype=dtype)
-                    with c.no_grad():
-                        layer.weight.copy_(K)
-                        layer.bias.copy_(b)
-                    state["layer"] = layer
-                    return layer(c.to(X, device=device, dtype=dtype))
-
-                run = core.invoke(forbidden, forward)
+                to = lambda t: c.to(t, device=device, dtype=dtype)  # noqa: E731
+                out = runner.layer(name, forbidden, ctor_args=[core.shape(K)], params={"weight": to(K), "bias": to(b)},
+                                   X=to(X), G=to(G))
+                run = out["forward"]
                 core.require_clean(name, run, where, label=f"{name}.forward")
                 reason = core.check_tensor_out(f"{name}.forward", run.value, case.expected, dtype, device, where)
                 if reason:
                     core.fail(reason + core.example(case, case.expected, run.value if type(run.value) is c.Tensor else None))
-                if not c.requires_grad_of(run.value):
+                if not out["requires_grad"]:
                     core.fail(f"{name}.forward returned a tensor without a gradient {where}: build the output from "
-                          f"self.weight and self.bias with tensor operations so autograd can train the layer "
-                          f"(no .item(), .detach() or torch.tensor(...) of results)")
-                layer = state["layer"]
-                # (Y * G).sum() rather than Y.backward(G): the latter imports half of torch on first use.
-                grad_run = core.invoke(forbidden, lambda: c.backward((run.value * c.to(G, device=device, dtype=dtype)).sum()))
-                if grad_run.error is not None:
-                    core.fail(core.error_reason(f"backward through {name}.forward", grad_run, where))
+                              f"self.weight and self.bias with tensor operations so autograd can train the layer "
+                              f"(no .item(), .detach() or torch.tensor(...) of results)")
+                grad_run = out["backward"]
+                core.require_clean(name, grad_run, where, label=f"backward through {name}.forward")
                 for pname, expected in (("weight", dK), ("bias", db)):
-                    grad = c.grad_of(getattr(layer, pname))
+                    grad = out["grads"].get(pname)
                     if grad is None:
                         core.fail(f"{name}.forward does not use self.{pname} {where}: its gradient is None")
                     if core.check_tensor_out(f"{name}", grad, expected, dtype, device, where):
                         core.fail(f"the gradient of {name}'s {pname} is wrong {where}; does forward compute "
-                              f"corr2d(X, self.weight) + self.bias?")
+                                  f"corr2d(X, self.weight) + self.bias?")
 
 
-def _learn_problem() -> dict:
-    g = core.gen(12)
+@functools.lru_cache(maxsize=2)
+def _learn_problem(secret: int | None) -> dict:
+    g = core.gen(core.seed(12, secret))
     X = core.data((6, 6), g, False)
     K = core.data((2, 2), g, True) / 2
     Y = REFERENCES["corr2d"](X, K)
@@ -115,7 +104,6 @@ def _learn_problem() -> dict:
     return {"X": X, "Y": Y, "kernel_size": (2, 2), "lr": lr, "steps": steps}
 
 
-_LEARN = _learn_problem()
 # The fit must reproduce Y to this relative error (norm of residual / norm of Y), per dtype.
 LEARN_TOLERANCES: Mapping[torch.dtype, float] = types.MappingProxyType({torch.float32: 1e-4, torch.float64: 1e-8})
 
@@ -127,23 +115,21 @@ def _residual(X: torch.Tensor, K: torch.Tensor, Y: torch.Tensor) -> float:
     return c.sqrt(c.fsum(v * v for v in r)) / c.sqrt(c.fsum(v * v for v in y))
 
 
-def _check_learn_kernel(name: str, fn: Any) -> None:
-    core.require_callable(name, fn)
-    P = _LEARN
+def _check_learn_kernel(name: str, runner: Any) -> None:
+    core.require_callable(name, runner)
+    P = _learn_problem(runner.secret)
     X, Y, ks = P["X"], P["Y"], P["kernel_size"]
     desc = (f"X {core.shape(X)}, Y {core.shape(Y)}, kernel_size={ks}, num_steps={P['steps']}, lr={P['lr']:.4g}")
     for device in core.DEVICES:
         for dtype in core.DTYPES:
             where = f"for {desc} on {core.dev(device)} {core.dt(dtype)}"
             Xd, Yd = c.to(X, device=device, dtype=dtype), c.to(Y, device=device, dtype=dtype)
-            with c.fork_rng(devices=[]):
-                c.manual_seed(0)
-                run = core.invoke(FORBIDDEN[name], core.call(fn, (Xd, Yd, ks, P["steps"], P["lr"]), {}))
+            run = runner.call(name, FORBIDDEN[name], [Xd, Yd, ks, P["steps"], P["lr"]], {}, seed=0)
             core.require_clean(name, run, where,
                                hint=" Learn the kernel by gradient descent, not by solving the equations.")
             K = run.value
             if type(K) is not c.Tensor and type(K) is not c.Parameter:
-                core.fail(f"{name} returned {type(K).__name__} {where}; expected a torch.Tensor of shape {ks}")
+                core.fail(f"{name} returned {core.type_name(K)} {where}; expected a torch.Tensor of shape {ks}")
             if core.shape(K) != ks:
                 core.fail(f"{name} returned shape {core.shape(K)} {where}; expected {ks}")
             if c.dtype_of(K) != dtype:
@@ -157,9 +143,7 @@ def _check_learn_kernel(name: str, fn: Any) -> None:
                       f"gradient of the summed (not averaged) squared error; if you use your corr2d, make sure "
                       f"it passes its own tests first.")
     # It must learn: a single small step cannot fit Y (a closed-form solution ignores num_steps and lr).
-    with c.fork_rng(devices=[]):
-        c.manual_seed(0)
-        run = core.invoke(FORBIDDEN[name], core.call(fn, (X, Y, ks, 1, P["lr"] / 10), {}))
+    run = runner.call(name, FORBIDDEN[name], [X, Y, ks, 1, P["lr"] / 10], {}, seed=0)
     if run.error is not None:
         core.fail(core.error_reason(name, run, "for num_steps=1"))
     if type(run.value) is c.Tensor and core.shape(run.value) == ks and _residual(X, run.value, Y) < 0.3:

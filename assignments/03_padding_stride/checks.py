@@ -1,6 +1,6 @@
 """Hidden tests of assignment 03_padding_stride: output shapes, padding, strided correlation, receptive fields."""
 from cnngrader.kernel import captured as c
-from cnngrader.kernel import core
+from cnngrader.grading import core
 
 REFERENCES = {
     "conv_output_shape": c.shapes.conv_output_shape,
@@ -11,8 +11,10 @@ REFERENCES = {
 
 FORBIDDEN = {
     "conv_output_shape": core.forbid(core.cnn("conv_output_shape")),
-    "pad2d": core.forbid(core.cnn("pad2d", "corr2d_padded", "conv2d") + core.PAD + core.CONV, core.PAD_C + core.CONV_C),
-    "corr2d_padded": core.forbid(core.cnn("corr2d_padded", "conv2d", "Conv2d") + core.CONV, core.CONV_C),
+    "pad2d": core.forbid(core.cnn("pad2d", "corr2d_padded", "conv2d") + core.PAD + core.CONV, core.PAD_C + core.CONV_C,
+                         core.PAD_ATEN + core.CONV_ATEN, core.LOW_LEVEL + core.NUMPY_PAD + core.NUMPY_CONV),
+    "corr2d_padded": core.forbid(core.cnn("corr2d_padded", "conv2d", "Conv2d") + core.CONV, core.CONV_C,
+                                 core.CONV_ATEN, core.LOW_LEVEL + core.NUMPY_CONV),
     "receptive_field": core.forbid(core.cnn("receptive_field")),
 }
 

@@ -1,6 +1,6 @@
 """Hidden tests of assignment 04_channels: correlation over several input and output channels, and 1x1."""
 from cnngrader.kernel import captured as c
-from cnngrader.kernel import core
+from cnngrader.grading import core
 
 REFERENCES = {
     "corr2d_multi_in": c.ops.corr2d_multi_in,
@@ -9,7 +9,8 @@ REFERENCES = {
 }
 
 # Single-channel corr2d is allowed (the chapter builds on it); every other convolution route is not.
-_NO_CONV = core.forbid(core.cnn(*core.CONV_OPS[1:]) + core.CONV, core.CONV_C)
+_NO_CONV = core.forbid(core.cnn(*core.CONV_OPS[1:]) + core.CONV, core.CONV_C, core.CONV_ATEN,
+                       core.LOW_LEVEL + core.NUMPY_CONV)
 FORBIDDEN = {name: _NO_CONV for name in REFERENCES}
 
 

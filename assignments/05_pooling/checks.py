@@ -1,6 +1,6 @@
 """Hidden tests of assignment 05_pooling: max and average pooling, and global average pooling."""
 from cnngrader.kernel import captured as c
-from cnngrader.kernel import core
+from cnngrader.grading import core
 
 REFERENCES = {
     "pool2d": c.ops.pool2d,
@@ -9,8 +9,9 @@ REFERENCES = {
 
 _POOLS = core.cnn("pool2d", "global_avg_pool2d", "MaxPool2d", "AvgPool2d") + core.POOL
 FORBIDDEN = {
-    "pool2d": core.forbid(_POOLS + core.CONV, core.POOL_C + core.CONV_C),
-    "global_avg_pool2d": core.forbid(_POOLS, core.POOL_C),
+    "pool2d": core.forbid(_POOLS + core.CONV, core.POOL_C + core.CONV_C, core.POOL_ATEN + core.CONV_ATEN,
+                          core.LOW_LEVEL + core.NUMPY_POOL + core.NUMPY_CONV),
+    "global_avg_pool2d": core.forbid(_POOLS, core.POOL_C, core.POOL_ATEN, core.LOW_LEVEL + core.NUMPY_POOL),
 }
 
 

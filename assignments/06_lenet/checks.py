@@ -1,12 +1,15 @@
 """Hidden tests of assignment 06_lenet: the classic LeNet, evaluate_accuracy and train_epoch."""
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import torch
 
+from cnngrader.grading import core
 from cnngrader.kernel import captured as c
-from cnngrader.kernel import core
+from cnngrader.kernel.probes import probe_net
 
 REFERENCES = {
     "lenet": c.models.lenet,
@@ -16,12 +19,12 @@ REFERENCES = {
 
 _TRAINING = core.cnn("evaluate_accuracy", "train_epoch", "train")
 FORBIDDEN = {
-    "lenet": core.forbid(core.cnn("lenet")),
+    "lenet": core.forbid(core.cnn("lenet"), static=["cnnlib.models"]),
     "evaluate_accuracy": core.forbid(_TRAINING),
-    "train_epoch": core.forbid(_TRAINING + [(c.training, "_epoch")]),
+    "train_epoch": core.forbid(_TRAINING + ["cnnlib.train._epoch"]),
 }
 
-# The classic LeNet layer by layer, as _describe_layer writes a layer.
+# The classic LeNet layer by layer, as cnngrader.kernel.probes.describe_layer writes a layer.
 _LENET_LAYOUT = (
     ("conv", 1, 6, (5, 5), (1, 1), (2, 2)), ("sigmoid",), ("avgpool", (2, 2), (2, 2)),
     ("conv", 6, 16, (5, 5), (1, 1), (0, 0)), ("sigmoid",), ("avgpool", (2, 2), (2, 2)),
@@ -30,23 +33,8 @@ _LENET_LAYOUT = (
 _LENET_PARAMS = 61_706
 
 
-def _pair(v: Any) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
-def _describe_layer(m: Any) -> tuple:
-    if isinstance(m, (c.nn.Conv2d, c.layers.Conv2d)):
-        return ("conv", m.in_channels, m.out_channels, _pair(m.kernel_size), _pair(m.stride), _pair(m.padding))
-    if isinstance(m, c.nn.Sigmoid):
-        return ("sigmoid",)
-    if isinstance(m, (c.nn.AvgPool2d, c.layers.AvgPool2d)):
-        stride = m.kernel_size if m.stride in (None, ()) else m.stride
-        return ("avgpool", _pair(m.kernel_size), _pair(stride))
-    if isinstance(m, c.nn.Flatten):
-        return ("flatten",) if m.start_dim == 1 and m.end_dim == -1 else ("flatten", m.start_dim, m.end_dim)
-    if isinstance(m, c.nn.Linear):
-        return ("linear", m.in_features, m.out_features)
-    return (type(m).__name__,)
+def _tup(x: Any) -> Any:
+    return tuple(_tup(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 def _layer_text(d: tuple) -> str:
@@ -60,45 +48,49 @@ def _layer_text(d: tuple) -> str:
     return {"sigmoid": "Sigmoid", "flatten": "Flatten"}.get(kind, " ".join(map(str, d)))
 
 
-def _leaves(net: Any) -> list:
-    return [m for m in c.module_modules(net) if next(iter(c.module_children(m)), None) is None]
-
-
-def _check_lenet(name: str, fn: Any) -> None:
-    core.require_callable(name, fn)
+@functools.lru_cache(maxsize=2)
+def _lenet_reference(secret: int | None) -> tuple:
+    """The reference net's parameters, an input batch and the reference's output on it."""
     with c.fork_rng(devices=[]):
-        c.manual_seed(0)
-        run = core.invoke(FORBIDDEN[name], fn)
-    core.require_clean(name, run, "for lenet()")
-    net = run.value
-    if not isinstance(net, c.Module):
-        core.fail(f"lenet() returned {type(net).__name__}; expected a torch.nn.Module (an nn.Sequential)")
-    got = [_describe_layer(m) for m in _leaves(net)]
+        c.manual_seed(core.seed(1, secret))
+        net = REFERENCES["lenet"]("classic").eval()
+    X = c.randn(3, 1, 28, 28, generator=core.gen(core.seed(13, secret)), dtype=torch.float32)
+    with c.no_grad():
+        expected = net(X)
+    return [c.detach(p) for p in c.module_parameters(net)], X, expected
+
+
+def _check_lenet(name: str, runner: Any) -> None:
+    core.require_callable(name, runner)
+    params, X, expected = _lenet_reference(runner.secret)
+    out = runner.model(name, FORBIDDEN[name], seed=0)
+    core.require_clean(name, out["build"], "for lenet()")
+    if not out["is_module"]:
+        core.fail(f"lenet() returned {out['type']}; expected a torch.nn.Module (an nn.Sequential)")
+    got = [_tup(d) for d in out["layers"]]
     for i, want in enumerate(_LENET_LAYOUT):
         if i >= len(got):
             core.fail(f"lenet() has {len(got)} layers; layer {i} should be {_layer_text(want)} "
-                  f"(expected {len(_LENET_LAYOUT)} layers)")
+                      f"(expected {len(_LENET_LAYOUT)} layers)")
         if got[i] != want:
             core.fail(f"lenet() layer {i} is {_layer_text(got[i])}; expected {_layer_text(want)}")
     if len(got) > len(_LENET_LAYOUT):
         core.fail(f"lenet() has {len(got)} layers; the classic LeNet has {len(_LENET_LAYOUT)} "
-              f"(layer {len(_LENET_LAYOUT)} is an extra {_layer_text(got[len(_LENET_LAYOUT)])})")
-    params = list(c.module_parameters(net))
-    count = sum(c.numel(p) for p in params)
+                  f"(layer {len(_LENET_LAYOUT)} is an extra {_layer_text(got[len(_LENET_LAYOUT)])})")
+    shapes = [tuple(s) for s in out["shapes"]]
+    count = sum(math.prod(s) for s in shapes)
     if count != _LENET_PARAMS:
         core.fail(f"lenet() has {count:,} parameters; the classic LeNet has {_LENET_PARAMS:,}")
-    X, expected = _LENET_X, _LENET_EXPECTED
-    ref_params = list(c.module_parameters(_LENET_REF))
-    for i, (p, q) in enumerate(zip(params, ref_params)):
-        if core.shape(p) != core.shape(q):
-            core.fail(f"lenet() parameter {i} has shape {core.shape(p)}; expected {core.shape(q)} "
-                  f"(parameters in the order of the layers, weight before bias)")
-    with c.no_grad():
-        for p, q in zip(params, ref_params):
-            p.copy_(q)
+    for i, (s, q) in enumerate(zip(shapes, params)):
+        if s != core.shape(q):
+            core.fail(f"lenet() parameter {i} has shape {s}; expected {core.shape(q)} "
+                      f"(parameters in the order of the layers, weight before bias)")
     for device in core.DEVICES:
         where = f"for X of shape (3, 1, 28, 28) float32 on {device}, with the reference's parameters copied in"
-        run = core.invoke(FORBIDDEN[name], lambda: c.module_to(net, device=device)(c.to(X, device=device)))
+        out = runner.model(name, FORBIDDEN[name], seed=0, params=params, X=c.to(X, device=device))
+        run = out.get("forward")
+        if run is None:
+            core.fail(f"lenet() built a different net the second time {where}")
         if run.error is not None:
             core.fail(core.error_reason("lenet()'s forward", run, where))
         reason = core.check_tensor_out("lenet()'s forward", run.value, expected, torch.float32, device, where)
@@ -106,44 +98,29 @@ def _check_lenet(name: str, fn: Any) -> None:
             core.fail(reason)
 
 
-class _Probe(torch.nn.Module):
-    """Records, for every forward, whether the net was in training mode, grads were on, and X's device."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.log: list = []
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        self.log.append((self.training, c.is_grad_enabled(), c.device_of(X)))
-        return X
-
-
-def _probe_setup(seed: int, batch_sizes: tuple) -> tuple:
-    g = core.gen(seed)
+@functools.lru_cache(maxsize=4)
+def _probe_setup(base: int, batch_sizes: tuple, secret: int | None) -> tuple:
+    """The probe net's parameters and a few batches, drawn for this run."""
+    s = core.seed(base, secret)
+    g = core.gen(s)
     with c.fork_rng(devices=[]):
-        c.manual_seed(seed)
-        net = c.nn.Sequential(_Probe(), c.nn.Flatten(), c.nn.Linear(12, 8), c.nn.ReLU(), c.nn.Linear(8, 3))
+        c.manual_seed(s)
+        net = c.nn.Sequential(c.nn.Flatten(), c.nn.Linear(12, 8), c.nn.ReLU(), c.nn.Linear(8, 3))
+    state = {"params": [c.detach(p) for p in c.module_parameters(net)]}
     batches = [(c.randn(n, 1, 3, 4, generator=g, dtype=torch.float32), c.randint(0, 3, (n,), generator=g))
                for n in batch_sizes]
-    return net, batches
+    return state, batches
 
 
-# Built now, before student code can change torch's defaults (e.g. torch.set_default_dtype).
-with c.fork_rng(devices=[]):
-    c.manual_seed(1)
-    _LENET_REF = REFERENCES["lenet"]("classic").eval()
-_LENET_X = c.randn(3, 1, 28, 28, generator=core.gen(13), dtype=torch.float32)
-with c.no_grad():
-    _LENET_EXPECTED = _LENET_REF(_LENET_X)
-_PROBE_EVAL = _probe_setup(21, (4, 4, 2))
-_PROBE_TRAIN = _probe_setup(22, (4, 4, 3))
+def _on(batches: list, device: Any) -> list:
+    return [(c.to(X, device=device), c.to(y, device=device)) for X, y in batches]
 
 
-def _probe_reason(name: str, probe: _Probe, training: bool, grad: bool, device: Any, where: str) -> str | None:
-    if not probe.log:
+def _probe_reason(name: str, log: list, training: bool, grad: bool, device: Any, where: str) -> str | None:
+    if not log:
         return f"{name} never ran the net {where}"
-    for t, gr, dev in probe.log:
-        if dev != device:
+    for t, gr, dev in log:
+        if dev != str(device):
             return (f"{name} fed the net a batch on {dev} {where}; move each batch to `device` ({device}) "
                     f"with X.to(device), y.to(device)")
         if t != training:
@@ -155,72 +132,66 @@ def _probe_reason(name: str, probe: _Probe, training: bool, grad: bool, device: 
     return None
 
 
-def _check_evaluate_accuracy(name: str, fn: Any) -> None:
-    core.require_callable(name, fn)
-    net, batches = _PROBE_EVAL
+def _check_evaluate_accuracy(name: str, runner: Any) -> None:
+    core.require_callable(name, runner)
+    state, batches = _probe_setup(21, (4, 4, 2), runner.secret)
     for device in core.DEVICES:
         where = f"for 3 batches of sizes 4, 4, 2 with device={str(device)!r}"
-        student, reference = c.deepcopy(net), c.deepcopy(net)
-        c.module_to(student, device=device)
-        c.module_to(reference, device=device)
-        c.module_train(student, True)
-        expected = REFERENCES["evaluate_accuracy"](reference, c.deepcopy(batches), device)
-        run = core.invoke(FORBIDDEN[name], core.call(fn, (student, c.deepcopy(batches), device), {}))
+        reference = c.module_to(probe_net(state), device=device)
+        expected = REFERENCES["evaluate_accuracy"](reference, _on(batches, device), device)
+        out = runner.fit("evaluate", name, FORBIDDEN[name], state=state, batches=batches, device=str(device))
+        run = out["run"]
         core.require_clean(name, run, where)
         got = run.value
         if not core.is_number(got):
-            core.fail(f"{name} returned {type(got).__name__} {where}; expected a Python float "
-                  f"(use .item() to turn a one-element tensor into a number)")
-        reason = _probe_reason(name, student[0], False, False, device, where)
+            core.fail(f"{name} returned {core.type_name(got)} {where}; expected a Python float "
+                      f"(use .item() to turn a one-element tensor into a number)")
+        reason = _probe_reason(name, out["log"], False, False, device, where)
         if reason:
             core.fail(reason)
         if abs(got - expected) > 1e-9:
             core.fail(f"{name} returned {got!r} {where}; expected {expected!r} (correct predictions / examples)")
-        if not c.module_training(student):
+        if out["training_after"] is not True:
             core.fail(f"{name} left the net in eval mode {where}; it was in training mode before the call, "
-                  f"restore that mode at the end")
+                      f"restore that mode at the end")
 
 
-def _check_train_epoch(name: str, fn: Any) -> None:
-    core.require_callable(name, fn)
-    net, batches = _PROBE_TRAIN
+def _check_train_epoch(name: str, runner: Any) -> None:
+    core.require_callable(name, runner)
+    state, batches = _probe_setup(22, (4, 4, 3), runner.secret)
     for device in core.DEVICES:
         where = f"for 3 batches of sizes 4, 4, 3, nn.CrossEntropyLoss() and SGD(lr=0.5) on {device}"
-        student, reference = c.deepcopy(net), c.deepcopy(net)
-        c.module_to(student, device=device)
-        c.module_to(reference, device=device)
-        c.module_train(student, False)  # train_epoch must switch to training mode itself
+        reference = c.module_to(probe_net(state), device=device)
+        c.module_train(reference, False)
         with c.fork_rng(devices=[] if device.type == "cpu" else [device]):
             c.manual_seed(5)
-            exp_loss, exp_acc = REFERENCES["train_epoch"](reference, c.deepcopy(batches), c.nn.CrossEntropyLoss(),
-                                                    c.SGD(reference.parameters(), lr=0.5), device)
-        optimizer = c.SGD(student.parameters(), lr=0.5)
-        with c.fork_rng(devices=[] if device.type == "cpu" else [device]):
-            c.manual_seed(5)  # the same dropout masks as the reference
-            run = core.invoke(FORBIDDEN[name], core.call(fn, (student, c.deepcopy(batches), c.nn.CrossEntropyLoss(), optimizer,
-                                                    device), {}))
+            exp_loss, exp_acc = REFERENCES["train_epoch"](reference, _on(batches, device), c.nn.CrossEntropyLoss(),
+                                                          c.SGD(reference.parameters(), lr=0.5), device)
+        out = runner.fit("train_epoch", name, FORBIDDEN[name], state=state, batches=batches, device=str(device),
+                         lr=0.5, seed=5)  # the same dropout masks as the reference
+        run = out["run"]
         core.require_clean(name, run, where)
         got = run.value
         if not isinstance(got, (tuple, list)) or len(got) != 2 or not all(core.is_number(v) for v in got):
-            core.fail(f"{name} returned {got!r} {where}; expected a pair of Python floats (mean loss, accuracy)")
-        reason = _probe_reason(name, student[0], True, True, device, where)
+            shown = repr(got) if not isinstance(got, core.Opaque) else f"a {got.type_name}"
+            core.fail(f"{name} returned {shown} {where}; expected a pair of Python floats (mean loss, accuracy)")
+        reason = _probe_reason(name, out["log"], True, True, device, where)
         if reason:
             core.fail(reason)
-        for p, q, pname in zip(c.module_parameters(student), c.module_parameters(reference),
+        for p, q, pname in zip(out["params"], c.module_parameters(reference),
                                ("first weight", "first bias", "second weight", "second bias")):
-            if core.check_tensor_out(name, c.detach(p), c.detach(q), torch.float32, device, where):
+            if core.check_tensor_out(name, p, c.detach(q), torch.float32, device, where):
                 core.fail(f"after {name} the net's {pname} differs from the reference {where}: per batch, "
-                      f"call optimizer.zero_grad(), compute the loss, l.backward(), then optimizer.step()")
+                          f"call optimizer.zero_grad(), compute the loss, l.backward(), then optimizer.step()")
         loss, acc = got
         if abs(loss - exp_loss) > 1e-5 * max(1.0, abs(exp_loss)):
             sizes = [len(y) for _, y in batches]
             core.fail(f"{name} returned mean loss {loss:.6g} {where}; expected {exp_loss:.6g}: the mean over "
-                  f"examples, so weight each batch's mean loss by its size ({sizes}) before dividing by "
-                  f"{sum(sizes)}")
+                      f"examples, so weight each batch's mean loss by its size ({sizes}) before dividing by "
+                      f"{sum(sizes)}")
         if abs(acc - exp_acc) > 1e-9:
             core.fail(f"{name} returned accuracy {acc!r} {where}; expected {exp_acc!r}: the fraction of training "
-                  f"examples whose arg-max logit is the label, using the logits computed before each step")
-
+                      f"examples whose arg-max logit is the label, using the logits computed before each step")
 
 
 CHECKS = {

@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -43,6 +44,8 @@ from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, Unicode
+
+from cnngrader.pipeline import verdict
 
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
 
@@ -227,9 +230,96 @@ class GradingExecute(Execute):
     # -- the notebook ----------------------------------------------------------------------
     grader_module = Unicode(
         "cnngrader.kernel",
-        help="Imported in every grading kernel before the notebook's first cell, so that the hidden "
-        "checks capture their references before any student code runs. Empty: import nothing.",
+        help="Imported in every grading kernel before the notebook's first cell, so that the kernel side "
+        "of the grader captures torch and cnnlib before any student code runs. Empty: import nothing.",
     ).tag(config=True)
+
+    secret = Integer(
+        None, allow_none=True,
+        help="The seed the hidden checks draw their cases from. None (the default): a fresh random one "
+        "for each grading process, kept in memory only. Set it only to reproduce a run.",
+    ).tag(config=True)
+
+    max_reply_bytes = Integer(64 * 2**20, help="Largest reply a kernel may send to one check request.").tag(config=True)
+
+    def _hidden_cells(self, resources: Any) -> tuple[dict[str, list[str]], set[str]]:
+        """grade_id -> the checks its hidden cell runs, and the ids of the locked cells, both from
+        the gradebook (the instructor's source); nothing when not run by nbgrader's autograde."""
+        info = (resources or {}).get("nbgrader") or {}
+        if not all(info.get(k) for k in ("db_url", "notebook", "assignment")):
+            return {}, set()
+        from nbgrader.api import Gradebook, MissingEntry
+
+        hidden = verdict.gradebook_hidden_cells(info["db_url"], info["notebook"], info["assignment"])
+        with Gradebook(info["db_url"]) as gb:
+            try:
+                source_cells = gb.find_notebook(info["notebook"], info["assignment"]).source_cells
+                locked = {c.name for c in source_cells if c.locked}
+            except MissingEntry:
+                locked = set()
+        return hidden, locked | set(hidden)
+
+    def _grade_hidden(self, cell: NotebookNode, calls: list[str], trusted: set[str]) -> None:
+        """The trusted side grades a hidden test cell; its source never reaches the kernel."""
+        if self._secret is None:
+            self._secret = self.secret if self.secret is not None else secrets.randbits(62)
+        self._cell_deadline = monotonic() + (self.timeout or 60)
+        cell.outputs = verdict.grade_cell(calls, self._send, self._secret, verdict.student_sources(self.nb, trusted))
+        cell.execution_count = None
+
+    def _send(self, request: str) -> str:
+        from cnngrader.grading.runners import KernelGone
+
+        if self._lost is not None:
+            raise KernelGone(self._lost)
+        self._timeout_note = None
+        reply = run_sync(self._async_rpc)(request)
+        if reply is None:
+            raise KernelGone(self._lost or self._timeout_note or "the kernel sent no reply to a check request")
+        return reply
+
+    async def _async_rpc(self, request: str) -> str | None:
+        """Run one request in the kernel; its reply, or None (self._lost says why, if the kernel is gone)."""
+        from cnngrader.kernel import REPLY_MIME
+
+        assert self.kc is not None and self.km is not None
+        code = f"__import__('cnngrader.kernel', fromlist=['serve']).serve({request!r})"
+        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False)
+        reply, idle, answered = None, False, False
+        while not (idle and answered):
+            remaining = self._cell_deadline - monotonic()
+            if remaining <= 0:
+                await self._async_hidden_timeout()
+                return None
+            channel = self.kc.shell_channel if idle else self.kc.iopub_channel
+            try:
+                msg = await ensure_async(channel.get_msg(timeout=min(remaining, 1.0)))
+            except Empty:
+                if not await ensure_async(self.km.is_alive()):
+                    self._lost = "the kernel died"
+                    return None
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if idle:
+                answered = msg["msg_type"] == "execute_reply"
+            elif msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                idle = True
+            elif msg["msg_type"] == "display_data":
+                data = msg["content"].get("data", {}).get(REPLY_MIME)
+                if isinstance(data, str) and len(data) <= self.max_reply_bytes:
+                    reply = data
+        return reply
+
+    async def _async_hidden_timeout(self) -> None:
+        """A check ran past the cell's time limit: interrupt; a kernel that does not come back is killed."""
+        assert self.km is not None
+        self.log.warning("A hidden check ran past %s s; interrupting the kernel", self.timeout)
+        await ensure_async(self.km.interrupt_kernel())
+        if not await self._async_kernel_responds(self.unresponsive_grace):
+            self._lost = "the kernel stopped responding after a timeout"
+            await self._async_kill_kernel()
+        self._timeout_note = f"the hidden tests ran past the time limit ({self.timeout} s)"
 
     def _import_grader(self) -> None:
         """Import the grader in the kernel, silently; a failure shows again in the hidden test cells."""
@@ -247,6 +337,8 @@ class GradingExecute(Execute):
         self._check_assign_resources(resources)
         self._timed_out = False
         self._stream_chars = {}
+        self._secret, self._lost, self._timeout_note = None, None, None
+        hidden, trusted = self._hidden_cells(resources)
         with self.setup_kernel():
             assert self.kc is not None
             info_msg = self.wait_for_reply(self.kc.kernel_info())
@@ -260,6 +352,11 @@ class GradingExecute(Execute):
                 if lost is not None:
                     cell.outputs = [error_output("NotRun", f"not run: {lost} in an earlier cell")]
                     cell.execution_count = None
+                    continue
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if grade_id in hidden:
+                    self._grade_hidden(cell, hidden[grade_id], trusted)
+                    lost = self._lost
                     continue
                 try:
                     self.preprocess_cell(cell, resources, index)

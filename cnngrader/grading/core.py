@@ -1,0 +1,448 @@
+"""The trusted side of the hidden tests: policies, cases, comparison and verdicts.
+
+Each assignment's checks module (assignments/<id>/checks.py) builds its hidden tests from these
+parts: its references and cases (tensor_cases, value_cases), the operations it forbids (forbid,
+with the shared lists CONV, POOL, PAD, SOLVE), and checks made with simple_check, value_check or
+custom code. A check is check(name, runner): the runner (cnngrader.grading.runners) has the
+student's code run, in the grading kernel or in process, and returns plain outputs; the check
+compares them with its references here, in the trusted process, and raises GradingError with the
+reason, or returns.
+
+Cases are drawn per run from a secret (runner.secret), so a notebook cannot know them in advance;
+with no secret (an instructor's local check) they are the fixed cases of each check's base seed.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+from cnngrader.kernel import captured as c
+from cnngrader.kernel.guard import Policy
+from cnngrader.kernel.serialize import Opaque
+from cnngrader.tolerances import TOLERANCES, Tol
+
+
+class GradingError(AssertionError):
+    """A hidden test failed; the message says why, with one failing case small enough to check by hand."""
+
+
+DTYPES = (torch.float32, torch.float64)
+DEVICES = tuple(c.devices_mod.devices())
+
+
+# ---------------------------------------------------------------------------------------------
+# What a function may not use.
+class Forbidden(NamedTuple):
+    policy: Policy  # sent to the kernel: tripwires, watched C functions, blocked aten operators
+    static: tuple[str, ...]  # dotted names the static scan refuses in the function's code
+
+
+def forbid(attrs: list[str], extra: list[str] = (), aten: list[str] = (), static: list[str] = ()) -> Forbidden:
+    """Tripwires for the dotted names `attrs`; `extra` C functions are only watched, never replaced;
+    `aten` operators are blocked at the dispatcher; the static scan refuses all of them and `static`."""
+    policy = Policy(tuple(attrs), tuple(extra), tuple(aten))
+    return Forbidden(policy, tuple(dict.fromkeys([*attrs, *extra, *static])))
+
+
+def cnn(*names: str) -> list[str]:
+    """cnnlib's own versions, on the package and on the module that defines them."""
+    out = []
+    for name in names:
+        out.append(f"cnnlib.{name}")
+        for mod in (c.ops, c.shapes, c.training, c.models):
+            if name in vars(mod) and f"{mod.__name__}.{name}" not in out:
+                out.append(f"{mod.__name__}.{name}")
+    return out
+
+
+_F, _NN = "torch.nn.functional", "torch.nn"
+# Python routes to a convolution, and the C functions behind them (watched only).
+CONV = [
+    "torch.conv1d", "torch.conv2d", "torch.conv3d", f"{_F}.conv1d", f"{_F}.conv2d", f"{_F}.conv3d",
+    "torch.convolution", "torch.conv_transpose1d", "torch.conv_transpose2d", "torch.conv_transpose3d",
+    f"{_F}.conv_transpose1d", f"{_F}.conv_transpose2d", f"{_F}.conv_transpose3d", f"{_F}.unfold", f"{_F}.fold",
+    f"{_NN}.Conv1d", f"{_NN}.Conv2d", f"{_NN}.Conv3d", f"{_NN}.LazyConv2d", f"{_NN}.ConvTranspose2d",
+    f"{_NN}.Unfold", f"{_NN}.Fold", "torch.nn.grad.conv2d_input", "torch.nn.grad.conv2d_weight",
+    "cnnlib._engine.conv2d",
+]
+CONV_C = ["torch._convolution", "torch._C._nn.im2col", "torch._C._nn.col2im"]
+CONV_ATEN = [
+    "conv1d", "conv2d", "conv2d.padding", "conv3d", "convolution", "_convolution", "convolution_overrideable",
+    "convolution_backward", "conv_transpose1d", "conv_transpose2d.input", "conv_transpose3d.input", "im2col",
+    "col2im", "mkldnn_convolution", "_slow_conv2d_forward", "slow_conv3d_forward", "thnn_conv2d",
+    "cudnn_convolution", "cudnn_convolution_transpose", "_nnpack_spatial_convolution", "conv_tbc",
+    "slow_conv_transpose2d", "slow_conv_dilated2d",
+]
+POOL = [
+    f"{_F}.max_pool1d", f"{_F}.max_pool2d", f"{_F}.max_pool3d", f"{_F}.avg_pool1d", f"{_F}.avg_pool2d",
+    f"{_F}.avg_pool3d", f"{_F}.adaptive_avg_pool1d", f"{_F}.adaptive_avg_pool2d", f"{_F}.adaptive_max_pool1d",
+    f"{_F}.adaptive_max_pool2d", f"{_F}.max_pool2d_with_indices", f"{_F}.lp_pool2d", "torch.max_pool1d",
+    "torch.max_pool2d", "torch.avg_pool1d", "torch.adaptive_avg_pool1d", f"{_NN}.MaxPool2d", f"{_NN}.AvgPool2d",
+    f"{_NN}.AdaptiveAvgPool2d", f"{_NN}.AdaptiveMaxPool2d", f"{_NN}.LPPool2d", "cnnlib._engine.pool2d",
+]
+POOL_C = ["torch._C._nn.avg_pool2d", "torch._C._nn.adaptive_avg_pool2d", "torch._C._nn.max_pool2d_with_indices",
+          "torch._C._nn.adaptive_max_pool2d"]
+POOL_ATEN = [
+    "max_pool1d", "max_pool1d_with_indices", "max_pool2d", "max_pool2d_with_indices", "max_pool3d",
+    "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+    "mkldnn_max_pool2d", "mkldnn_adaptive_avg_pool2d", "fractional_max_pool2d",
+]
+PAD = [f"{_F}.pad", "torch.constant_pad_nd", f"{_NN}.ZeroPad2d", f"{_NN}.ConstantPad2d", f"{_NN}.ReflectionPad2d",
+       f"{_NN}.ReplicationPad2d"]
+PAD_C = ["torch._C._nn.pad"]
+PAD_ATEN = ["constant_pad_nd", "pad", "_pad_enum", "_pad_circular", "reflection_pad1d", "reflection_pad2d",
+            "reflection_pad3d", "replication_pad1d", "replication_pad2d", "replication_pad3d"]
+SOLVE = ["torch.linalg.lstsq", "torch.linalg.pinv", "torch.linalg.solve", "torch.linalg.inv", "torch.pinverse",
+         "torch.inverse"]
+SOLVE_ATEN = ["linalg_lstsq", "linalg_pinv", "linalg_solve", "linalg_solve_ex", "_linalg_solve_ex", "linalg_inv",
+              "linalg_inv_ex", "pinverse", "inverse", "cholesky_solve", "triangular_solve",
+              "linalg_solve_triangular"]
+# Routes the static scan refuses wherever the grader forbids a convolution, pooling or padding:
+# the NumPy and SciPy equivalents, PyTorch's raw operator namespaces, cnnlib's private engine.
+LOW_LEVEL = ["torch.ops", "torch._C", "cnnlib._engine", "torch.library"]
+NUMPY_CONV = ["numpy.convolve", "numpy.correlate", "numpy.lib.stride_tricks", "scipy.signal", "scipy.ndimage",
+              "numpy.fft", "scipy.fft"]
+NUMPY_POOL = ["numpy.lib.stride_tricks", "scipy.ndimage", "skimage.measure.block_reduce"]
+NUMPY_PAD = ["numpy.pad"]
+CONV_OPS = ("corr2d", "convolve2d", "conv2d", "corr2d_multi_in", "corr2d_multi_in_out",
+            "corr2d_multi_in_out_1x1", "corr2d_padded", "conv_as_matrix", "Conv2D", "Conv2d")
+
+
+class RemoteError(NamedTuple):
+    """An exception the student's code raised, as it crossed: its type's name and message."""
+    type_name: str
+    message: str
+    not_implemented: bool
+
+
+class Run(NamedTuple):
+    """One call of the student's code, as the runner reports it."""
+    value: Any
+    error: RemoteError | None
+    where: str  # "line N: source" of the student's frame that raised, or ""
+    shortcuts: list
+    warned: list
+    tampered: bool
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Run":
+        e = d.get("error")
+        error = None if e is None else RemoteError(str(e.get("type", "?")), str(e.get("message", "")),
+                                                   e.get("not_implemented") is True)
+        return cls(d.get("value"), error, str(d.get("where", "")), [str(s) for s in d.get("shortcuts", [])],
+                   [str(w) for w in d.get("warned", [])], d.get("tampered") is True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting and comparison in plain Python.
+def fmt_num(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, float) and c.isfinite(v) and v == int(v) and abs(v) < 1e6:
+        return str(int(v))
+    return f"{v:.4g}"
+
+
+def fmt(t: Any) -> str:
+    """A small tensor as rows of numbers, one line per row (a 3-D tensor: one block per channel)."""
+    if type(t) is not c.Tensor and type(t) is not c.Parameter:
+        return repr(t)
+    data = c.tolist(c.detach(c.to(t, device=c.CPU)))
+    if not isinstance(data, list):
+        return fmt_num(data)
+    if not data or not isinstance(data[0], list):
+        return "[" + ", ".join(fmt_num(v) for v in data) + "]"
+
+    def rows2d(m):
+        cells = [[fmt_num(v) for v in row] for row in m]
+        width = max((len(c) for row in cells for c in row), default=1)
+        return "\n".join("  [" + " ".join(c.rjust(width) for c in row) + "]" for row in cells)
+
+    if isinstance(data[0][0], list):  # 3-D: channel blocks; deeper tensors are never printed
+        if data[0][0] and isinstance(data[0][0][0], list):
+            return f"<tensor of shape {tuple(c.size(t))}>"
+        return "\n".join(f"  channel {c}:\n" + rows2d(m) for c, m in enumerate(data))
+    return rows2d(data)
+
+
+def flat(x: Any) -> list:
+    if isinstance(x, list):
+        out = []
+        for v in x:
+            out.extend(flat(v))
+        return out
+    return [x]
+
+
+def where_differs(got: list, expected: list, tol: Tol) -> tuple[int, float, float] | None:
+    """The first index where got and expected differ beyond tol, or None."""
+    for i, (g, e) in enumerate(zip(got, expected)):
+        if c.isnan(e) or c.isnan(g):
+            if c.isnan(e) and c.isnan(g):
+                continue
+            return i, g, e
+        if g == e:
+            continue  # equal infinities included
+        if not (c.isfinite(g) and c.isfinite(e)) or abs(g - e) > tol.atol + tol.rtol * abs(e):
+            return i, g, e
+    return None
+
+
+def dev(d: Any) -> str:
+    return str(d)
+
+
+def dt(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def shape(t: Any) -> tuple:
+    return tuple(c.size(t))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases.
+class Case(NamedTuple):
+    args: tuple  # tensors are CPU float64; converted per device and dtype
+    kwargs: dict
+    desc: str  # "X (4, 4) and K (2, 2)"
+    show: tuple  # (name, tensor or value) printed for a failing case
+    expected: Any  # CPU float64 tensor, or a plain value
+    size: int
+
+
+def gen(seed: int) -> torch.Generator:
+    return c.Generator().manual_seed(seed)
+
+
+def data(shape: tuple, g: torch.Generator, integer: bool) -> torch.Tensor:
+    """Small integers in [-3, 3] (checkable by hand) or values in [-1, 1) rounded to 2 decimals."""
+    if integer:
+        return c.randint(-3, 4, shape, generator=g).to(c.F64)
+    return torch.round((c.rand(shape, generator=g, dtype=c.F64) * 2 - 1) * 100) / 100
+
+
+def seed(base: int, secret: int | None) -> int:
+    """The seed of a run: `base` itself without a secret, else a 63-bit mix of both."""
+    if secret is None:
+        return base
+    digest = hashlib.sha256(f"{secret}:{base}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class Draw:
+    """Cases drawn from a seed: draw(secret) is the list for one run (cached per secret)."""
+
+    def __init__(self, make: Callable[[int], list[Case]], base: int) -> None:
+        self._make, self._base, self._cache = make, base, {}
+
+    def __call__(self, secret: int | None) -> list[Case]:
+        if secret not in self._cache:
+            self._cache = {secret: self._make(seed(self._base, secret))}  # one run at a time
+        return self._cache[secret]
+
+
+def tensor_cases(ref: Callable, specs: list, build: Callable, base: int) -> Draw:
+    """specs: tuples handed to build(spec, g, integer) -> (args, kwargs, desc, show); ref fills expected.
+
+    Cases alternate small integers and two-decimal values, and are sorted smallest first."""
+
+    def make(s: int) -> list[Case]:
+        g = gen(s)
+        cases = []
+        for k, spec in enumerate(specs):
+            integer = k % 2 == 0
+            args, kwargs, desc, show = build(spec, g, integer)
+            expected = ref(*args, **kwargs)
+            size = sum(c.numel(a) for a in args if type(a) is c.Tensor)
+            cases.append(Case(tuple(args), dict(kwargs), desc, tuple(show), c.detach(expected), size))
+        cases.sort(key=lambda case: case.size)
+        return cases
+
+    return Draw(make, base)
+
+
+def value_cases(fn_name: str, ref: Callable, calls: list[tuple[tuple, dict]]) -> list[Case]:
+    """Cases of a function of plain values: (args, kwargs) pairs, described as the call itself."""
+    out = []
+    for args, kwargs in calls:
+        shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+        out.append(Case(args, kwargs, f"{fn_name}({shown})", (), ref(*args, **kwargs), 0))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts.
+def fail(reason: str) -> None:
+    """Raise the verdict."""
+    raise GradingError(reason)
+
+
+def type_name(v: Any) -> str:
+    """The type's name of a value the student's code returned (an Opaque carries its own)."""
+    return v.type_name if isinstance(v, Opaque) else type(v).__name__
+
+
+def shortcut_reason(name: str, run: Run) -> str | None:
+    if run.shortcuts:
+        used = ", ".join(dict.fromkeys(run.shortcuts))
+        return (f"{name} called {used} while the hidden tests ran: the assignment asks you to write {name} "
+                f"yourself, without that shortcut.")
+    if run.tampered:
+        return f"{name} changed the interpreter's profile hook (sys.setprofile) while it ran; the grader needs it."
+    return None
+
+
+def require_clean(name: str, run: Run, where: str, label: str | None = None, hint: str = "") -> None:
+    """Fail when the run used a shortcut (reason + hint), then when it raised (as `label`, default name)."""
+    reason = shortcut_reason(name, run)
+    if reason:
+        fail(reason + hint)
+    if run.error is not None:
+        fail(error_reason(label or name, run, where))
+
+
+def error_reason(name: str, run: Run, where: str) -> str:
+    e = run.error
+    if e.not_implemented:
+        return f"{name} raised NotImplementedError {where}: replace `raise NotImplementedError()` with your code."
+    at = f" (at {run.where})" if run.where else ""
+    return f"{name} raised {e.type_name}: {e.message} {where}{at}"
+
+
+def check_tensor_out(name: str, got: Any, expected: torch.Tensor, dtype: torch.dtype, device: Any,
+                      where: str) -> str | None:
+    """Type, shape, dtype, device, then values; None when got matches."""
+    if type(got) is not c.Tensor and type(got) is not c.Parameter:
+        return f"{name} returned {type_name(got)} {where}; expected a torch.Tensor"
+    if shape(got) != shape(expected):
+        return f"{name} returned shape {shape(got)} {where}; expected shape {shape(expected)}"
+    got_dtype = c.dtype_of(got)
+    if got_dtype != dtype:
+        return (f"{name} returned dtype {dt(got_dtype)} {where}; expected {dt(dtype)}, the input's dtype "
+                f"(create new tensors with the input's dtype, e.g. X.new_zeros(...))")
+    got_device = c.device_of(got)
+    if got_device != device:
+        return (f"{name} returned a tensor on {got_device} {where}; expected it on {device}, the input's device "
+                f"(create new tensors on the input's device, e.g. X.new_zeros(...) or device=X.device)")
+    tol = TOLERANCES.get(dtype, TOLERANCES[torch.float64])
+    g = flat(c.tolist(c.detach(c.to(got, device=c.CPU, dtype=c.F64))))
+    e = flat(c.tolist(c.to(expected, device=c.CPU, dtype=c.F64)))
+    bad = where_differs(g, e, tol)
+    if bad is not None:
+        i, gv, ev = bad
+        return (f"{name} returned wrong values {where}: element {i} (flattened) is {gv:.10g}, expected "
+                f"{ev:.10g}, off by {abs(gv - ev):.3g} (tolerance {dt(dtype)}: rtol={tol.rtol:g}, atol={tol.atol:g})")
+    return None
+
+
+def example(case: Case, expected: Any, got: Any) -> str:
+    parts = ["\nThe smallest failing case:"]
+    for label, value in case.show:
+        parts.append(f"{label} =\n{fmt(value)}" if type(value) is c.Tensor else f"{label} = {value!r}")
+    parts.append(f"expected =\n{fmt(expected)}")
+    if got is not None:
+        parts.append(f"got =\n{fmt(got)}")
+    return "\n".join(parts)
+
+
+def combo_where(case: Case, device: Any, dtype: torch.dtype) -> str:
+    return f"for {case.desc} on {dev(device)} {dt(dtype)}"
+
+
+def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forbidden) -> None:
+    """Every case on every device and dtype; report the smallest failing case of the first failing combination."""
+    require_callable(name, runner)
+    first = None  # (reason, case, expected, got, warnings)
+    failing_combos = []
+    for device in DEVICES:
+        for dtype in DTYPES:
+            for case in cases:
+                args = [c.to(a, device=device, dtype=dtype, copy=True) if type(a) is c.Tensor else a
+                        for a in case.args]
+                run = runner.call(name, forbidden, args, case.kwargs)
+                reason = shortcut_reason(name, run)
+                if reason:
+                    fail(reason)  # at once; an error, below, is only this combination's reason
+                where = combo_where(case, device, dtype)
+                got = run.value if run.error is None else None
+                if run.error is not None:
+                    reason = error_reason(name, run, where)
+                else:
+                    reason = check_tensor_out(name, got, case.expected, dtype, device, where)
+                if reason:
+                    failing_combos.append(f"{dev(device)} {dt(dtype)}")
+                    if first is None:
+                        shown = got if type(got) is c.Tensor and c.dim(got) <= 3 and c.numel(got) <= 200 else None
+                        first = (reason, case, shown, run.warned)
+                    break
+    if first is not None:
+        reason, case, got, warned = first
+        msg = reason
+        if len(failing_combos) > 1:
+            msg += f"\nIt fails on: {', '.join(failing_combos)}."
+        msg += example(case, case.expected, got)
+        if warned:
+            msg += "\nYour code emitted warnings: " + "; ".join(dict.fromkeys(warned))
+        fail(msg)
+
+
+def require_callable(name: str, runner: Any) -> None:
+    found = runner.describe(name)
+    if found["kind"] == "missing":
+        fail(f"{name} is not defined: define {name} in the cell above, and run that cell.")
+    if found["kind"] == "other":
+        fail(f"{name} is {found['type']}, not a function: define {name} in the cell above.")
+
+
+Check = Callable[[str, Any], None]  # check(name, runner): returns, or raises GradingError
+
+
+def cases_of(cases: Draw | list[Case], runner: Any) -> list[Case]:
+    return cases(runner.secret) if isinstance(cases, Draw) else cases
+
+
+def simple_check(cases: Draw, forbidden: Forbidden) -> Check:
+    """A tensor function called on each case's arguments, on every device and dtype."""
+    return lambda name, runner: run_tensor_checks(name, runner, cases_of(cases, runner), forbidden)
+
+
+def value_check(cases: list[Case], forbidden: Forbidden, accept: Callable[[Any, Any], str | None]) -> Check:
+    """A function of plain values; accept(got, expected) is None when right, else "" or a hint."""
+
+    def check(name: str, runner: Any) -> None:
+        require_callable(name, runner)
+        for case in cases_of(cases, runner):
+            run = runner.call(name, forbidden, list(case.args), dict(case.kwargs))
+            require_clean(name, run, f"in {case.desc}")
+            problem = accept(run.value, case.expected)
+            if problem is not None:
+                shown = repr(run.value) if not isinstance(run.value, Opaque) else f"a {run.value.type_name}"
+                fail(f"{case.desc} returned {shown}; expected {case.expected!r}{problem}")
+
+    return check
+
+
+def is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def accept_int(got: Any, expected: Any) -> str | None:
+    if not is_int(got):
+        return f" (an int, got {type_name(got)})"
+    return None if got == expected else ""
+
+
+def accept_int_or_pair(got: Any, expected: Any) -> str | None:
+    if is_int(expected):
+        return accept_int(got, expected)
+    if not isinstance(got, (tuple, list)) or len(got) != 2 or not all(is_int(v) for v in got):
+        return " (a pair of ints, since one of the arguments was a pair)"
+    return None if tuple(got) == tuple(expected) else ""
+
+
+def is_number(v: Any) -> bool:
+    return type(v) in (int, float)

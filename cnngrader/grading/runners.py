@@ -1,0 +1,90 @@
+"""Where the student's code runs for a check: in the grading kernel (RemoteRunner), or in this
+process (LocalRunner: an instructor running a notebook's hidden cells, and the tests).
+
+Both hand the kernel side's probes (cnngrader.kernel.probes) the same plain inputs and read back
+the same plain outputs, through the same serialization, so a check sees identical data either
+way. Only a RemoteRunner keeps the student's code out of the process that reaches the verdict.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from cnngrader.grading.core import Forbidden, GradingError, Run
+from cnngrader.kernel import probes, serialize
+
+
+class Runner:
+    """The probes a check can ask for; secret: the run's secret (None: each check's fixed cases)."""
+
+    secret: int | None = None
+
+    def ask(self, op: str, name: str, forbidden: Forbidden | None, **args: Any) -> Any:
+        raise NotImplementedError
+
+    def describe(self, name: str) -> dict:
+        return self.ask("describe", name, None)
+
+    def call(self, name: str, forbidden: Forbidden, args: list, kwargs: dict, seed: int | None = None) -> Run:
+        return Run.from_dict(self.ask("call", name, forbidden, args=args, kwargs=kwargs, seed=seed))
+
+    def layer(self, name: str, forbidden: Forbidden, **args: Any) -> dict:
+        out = self.ask("layer", name, forbidden, **args)
+        out["forward"] = Run.from_dict(out["forward"])
+        out["backward"] = None if out["backward"] is None else Run.from_dict(out["backward"])
+        return out
+
+    def model(self, name: str, forbidden: Forbidden, **args: Any) -> dict:
+        out = self.ask("model", name, forbidden, **args)
+        out["build"] = Run.from_dict(out["build"])
+        if "forward" in out:
+            out["forward"] = Run.from_dict(out["forward"])
+        return out
+
+    def fit(self, op: str, name: str, forbidden: Forbidden, **args: Any) -> dict:
+        out = self.ask(op, name, forbidden, **args)
+        out["run"] = Run.from_dict(out["run"])
+        return out
+
+
+def _policy(forbidden: Forbidden | None) -> dict:
+    return {} if forbidden is None else forbidden.policy._asdict()
+
+
+class LocalRunner(Runner):
+    """Runs the probes here, on the objects of `namespace`."""
+
+    def __init__(self, namespace: dict[str, Any], secret: int | None = None) -> None:
+        self.namespace, self.secret = namespace, secret
+
+    def ask(self, op: str, name: str, forbidden: Forbidden | None, **args: Any) -> Any:
+        from cnngrader.kernel.guard import Policy
+
+        obj = self.namespace.get(name, probes.MISSING)
+        inputs = serialize.loads(serialize.dumps(args))  # copies, as a kernel would receive them
+        out = probes.PROBES[op](obj, Policy.from_json(_policy(forbidden)), **inputs)
+        return serialize.loads(serialize.dumps(out))
+
+
+class KernelGone(Exception):
+    """The kernel gave no reply: it died, hung or answered something else. The message says which."""
+
+
+class RemoteRunner(Runner):
+    """Sends each request to a grading kernel: send(request_json) returns the reply's JSON or raises
+    KernelGone. A reply that is not well-formed fails the check; it is never trusted further."""
+
+    def __init__(self, send: Callable[[str], str], secret: int | None) -> None:
+        self.send, self.secret = send, secret
+
+    def ask(self, op: str, name: str, forbidden: Forbidden | None, **args: Any) -> Any:
+        request = json.dumps({"op": op, "name": name, "policy": _policy(forbidden), "args": serialize.encode(args)},
+                             separators=(",", ":"))
+        try:
+            reply = self.send(request)
+        except KernelGone as e:
+            raise GradingError(f"{name} could not be checked: {e}") from None
+        try:
+            return serialize.loads(reply)
+        except serialize.SerializeError as e:
+            raise GradingError(f"{name} could not be checked: the kernel's reply was malformed ({e})") from None

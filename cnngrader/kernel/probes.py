@@ -1,0 +1,210 @@
+"""What the grading kernel does with a student's object, one probe per kind of hidden check.
+
+Each probe takes the object, the Policy and plain inputs (decoded from the trusted process's
+request), runs the student's code under guard.invoke, and returns plain outputs: values, the
+errors and forbidden uses recorded, never a verdict. The trusted process compares them with its
+references. The same probes run in process for an instructor's local check (runners.LocalRunner).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from cnngrader.kernel import captured as c
+from cnngrader.kernel.guard import Policy, Run, invoke
+
+
+class _Missing:
+    """What a name that the notebook never defined is bound to."""
+
+
+MISSING = _Missing()
+
+
+def run_dict(run: Run) -> dict:
+    """A Run as plain data: the error as its type's name, message and whether it is a
+    NotImplementedError (the unattempted stub)."""
+    error = None
+    if run.error is not None:
+        e = run.error
+        try:
+            message = str(e)
+        except Exception:  # noqa: BLE001 - a student's exception whose __str__ raises
+            message = "<its message could not be read>"
+        error = {"type": type(e).__name__, "message": message[:4000],
+                 "not_implemented": isinstance(e, NotImplementedError)}
+    return {"value": run.value, "error": error, "where": run.where, "shortcuts": list(run.shortcuts),
+            "warned": list(run.warned), "tampered": run.tampered}
+
+
+@contextlib.contextmanager
+def full_float32():
+    """No TF32 on GPUs while grading: cuDNN convolutions would otherwise round float32 to ~1e-3."""
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None, devices: list | tuple = ()):
+    """Torch's global RNG at `seed` for the block (and as before afterwards); no-op for None."""
+    if seed is None:
+        yield
+        return
+    with c.fork_rng(devices=list(devices)):
+        c.manual_seed(seed)
+        yield
+
+
+def describe(obj: Any, policy: Policy) -> dict:
+    """What the name is bound to: a function, a class, something else (and its type), or nothing."""
+    if obj is MISSING:
+        return {"kind": "missing", "type": ""}
+    kind = "class" if isinstance(obj, type) else "function" if callable(obj) else "other"
+    return {"kind": kind, "type": type(obj).__name__}
+
+
+def call(obj: Any, policy: Policy, args: list, kwargs: dict, seed: int | None = None) -> dict:
+    """obj(*args, **kwargs) once."""
+    with full_float32(), seeded(seed):
+        return run_dict(invoke(policy, lambda: obj(*args, **kwargs)))
+
+
+def layer(obj: Any, policy: Policy, ctor_args: list, params: dict, X: torch.Tensor, G: torch.Tensor) -> dict:
+    """Build obj(*ctor_args) on X's device and dtype, load `params`, run forward(X), then
+    backward of sum(Y * G); report Y, whether it carries a gradient, and each parameter's grad."""
+    state: dict = {}
+
+    def forward():
+        module = obj(*ctor_args)
+        c.module_to(module, device=c.device_of(X), dtype=c.dtype_of(X))
+        with c.no_grad():
+            for pname, value in params.items():
+                getattr(module, pname).copy_(value)
+        state["module"] = module
+        return module(X)
+
+    with full_float32():
+        fwd = invoke(policy, forward)
+        out = {"forward": run_dict(fwd), "requires_grad": False, "backward": None, "grads": {}}
+        Y = fwd.value
+        if fwd.error is not None or type(Y) not in (c.Tensor, c.Parameter):
+            return out
+        out["requires_grad"] = bool(c.requires_grad_of(Y))
+        if not out["requires_grad"]:
+            return out
+        # (Y * G).sum() rather than Y.backward(G): the latter imports half of torch on first use.
+        back = invoke(policy, lambda: c.backward((Y * G).sum()))
+        out["backward"] = run_dict(back)
+        module = state["module"]
+        for pname in params:
+            param = getattr(module, pname, None)
+            out["grads"][pname] = c.grad_of(param) if type(param) in (c.Tensor, c.Parameter) else None
+    return out
+
+
+# -- models ---------------------------------------------------------------------------------
+def _pair(v: Any) -> list:
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
+
+
+def describe_layer(m: Any) -> list:
+    """A leaf module as a list: ["conv", in, out, kernel, stride, padding], ["sigmoid"], ...;
+    anything unknown as [its class name]."""
+    if isinstance(m, (c.nn.Conv2d, c.layers.Conv2d)):
+        return ["conv", m.in_channels, m.out_channels, _pair(m.kernel_size), _pair(m.stride), _pair(m.padding)]
+    if isinstance(m, c.nn.Sigmoid):
+        return ["sigmoid"]
+    if isinstance(m, (c.nn.AvgPool2d, c.layers.AvgPool2d)):
+        stride = m.kernel_size if m.stride in (None, ()) else m.stride
+        return ["avgpool", _pair(m.kernel_size), _pair(stride)]
+    if isinstance(m, c.nn.Flatten):
+        return ["flatten"] if m.start_dim == 1 and m.end_dim == -1 else ["flatten", m.start_dim, m.end_dim]
+    if isinstance(m, c.nn.Linear):
+        return ["linear", m.in_features, m.out_features]
+    return [type(m).__name__]
+
+
+def _leaves(net: Any) -> list:
+    return [m for m in c.module_modules(net) if next(iter(c.module_children(m)), None) is None]
+
+
+def model(obj: Any, policy: Policy, seed: int, params: list | None = None, X: torch.Tensor | None = None) -> dict:
+    """Build obj() at `seed` and describe it; with params and X, also copy the params in (in
+    order) and run the net on X, on X's device."""
+    with full_float32(), seeded(seed):
+        built = invoke(policy, obj)
+    out = {"build": run_dict(built), "is_module": isinstance(built.value, c.Module),
+           "type": type(built.value).__name__, "layers": [], "shapes": []}
+    out["build"]["value"] = None  # the net itself does not cross
+    net = built.value
+    if built.error is not None or not out["is_module"]:
+        return out
+    out["layers"] = [describe_layer(m) for m in _leaves(net)]
+    mine = list(c.module_parameters(net))
+    out["shapes"] = [list(c.size(p)) for p in mine]
+    if params is not None and X is not None:
+        if [list(c.size(p)) for p in params] != out["shapes"]:
+            return out
+        with c.no_grad():
+            for p, q in zip(mine, params):
+                p.copy_(q)
+        with full_float32():
+            out["forward"] = run_dict(invoke(policy, lambda: c.module_to(net, device=c.device_of(X))(X)))
+    return out
+
+
+# -- training functions ----------------------------------------------------------------------
+class _Probe(torch.nn.Module):
+    """Records, for every forward, whether the net was in training mode, grads were on, and X's device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list = []
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        self.log.append([self.training, c.is_grad_enabled(), str(c.device_of(X))])
+        return X
+
+
+def probe_net(state: dict) -> torch.nn.Module:
+    """The small net the training checks feed: a probe, then 12 -> 8 -> 3 with a ReLU."""
+    net = c.nn.Sequential(_Probe(), c.nn.Flatten(), c.nn.Linear(12, 8), c.nn.ReLU(), c.nn.Linear(8, 3))
+    with c.no_grad():
+        for p, value in zip(c.module_parameters(net), state["params"]):
+            p.copy_(value)
+    return net
+
+
+def _batches(batches: list) -> list:
+    return [(X, y) for X, y in batches]
+
+
+def evaluate(obj: Any, policy: Policy, state: dict, batches: list, device: str) -> dict:
+    """obj(net, batches, device) on a probe net that starts in training mode."""
+    dev = c.device_type(device)
+    net = c.module_to(probe_net(state), device=dev)
+    c.module_train(net, True)
+    run = invoke(policy, lambda: obj(net, _batches(batches), dev))
+    return {"run": run_dict(run), "log": net[0].log, "training_after": c.module_training(net)}
+
+
+def train_epoch(obj: Any, policy: Policy, state: dict, batches: list, device: str, lr: float, seed: int) -> dict:
+    """obj(net, batches, CrossEntropyLoss(), SGD(lr), device) on a probe net that starts in eval
+    mode; reports the value, what the probe saw and the parameters afterwards."""
+    dev = c.device_type(device)
+    net = c.module_to(probe_net(state), device=dev)
+    c.module_train(net, False)  # train_epoch must switch to training mode itself
+    optimizer = c.SGD(net.parameters(), lr=lr)
+    with seeded(seed, [] if dev.type == "cpu" else [dev]):
+        run = invoke(policy, lambda: obj(net, _batches(batches), c.nn.CrossEntropyLoss(), optimizer, dev))
+    return {"run": run_dict(run), "log": net[0].log, "params": [c.detach(p) for p in c.module_parameters(net)]}
+
+
+PROBES = {"describe": describe, "call": call, "layer": layer, "model": model, "evaluate": evaluate,
+          "train_epoch": train_epoch}

@@ -1,0 +1,142 @@
+"""Hidden test cells, graded by the trusted process: the kernel never runs them.
+
+GradingExecute hands each hidden test cell to grade_cell(). The calls it makes come from the
+gradebook's copy of the cell (the instructor's source, out of the sandbox's reach), never from
+the submission: `check("<name>", <name>)` lines inside the hidden-tests block. For each call:
+
+1. the static scan (cnngrader.grading.scan) looks at the submission's own code: tampering
+   anywhere, or a forbidden route in the code the function runs, fails the check;
+2. otherwise cnngrader.grading.run_check runs the check with a RemoteRunner, which has the
+   kernel run only the student's function on inputs drawn here from the run's secret;
+3. the cell's outputs are written here: a line per passing check, or an error output with the
+   reason, which nbgrader scores 0. Nothing the kernel prints or raises reaches them.
+"""
+from __future__ import annotations
+
+import ast
+from typing import Any, Callable
+
+import nbformat
+from nbformat.notebooknode import NotebookNode
+
+from cnngrader.pipeline.authoring import HIDDEN_MARKERS
+
+CHECK_IMPORT = "from cnngrader.grading import check"
+
+
+class HiddenCellError(ValueError):
+    """A hidden test cell in the gradebook that is not a list of check("<name>", <name>) calls."""
+
+
+def hidden_calls(source: str) -> list[str]:
+    """The names checked by a hidden test cell's source (check("corr2d", corr2d) checks the
+    notebook's corr2d with the checks named corr2d); [] when it has no hidden-tests block."""
+    begin, end = HIDDEN_MARKERS
+    lines, inside, found = source.splitlines(), False, []
+    block: list[str] = []
+    for line in lines:
+        if line.strip() == begin:
+            inside, block = True, []
+        elif line.strip() == end:
+            inside = False
+            found.append("\n".join(block))
+        elif inside:
+            block.append(line)
+    calls = []
+    for text in found:
+        for stmt in ast.parse(text).body:
+            if isinstance(stmt, ast.ImportFrom) and ast.unparse(stmt) == CHECK_IMPORT:
+                continue
+            call = stmt.value if isinstance(stmt, ast.Expr) else None
+            if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "check"
+                    and len(call.args) == 2 and not call.keywords and isinstance(call.args[0], ast.Constant)
+                    and isinstance(call.args[1], ast.Name) and call.args[0].value == call.args[1].id):
+                calls.append(call.args[1].id)
+            else:
+                raise HiddenCellError(f"a hidden tests block may only hold {CHECK_IMPORT!r} and "
+                                      f"check('<name>', <name>) lines, not {ast.unparse(stmt)!r}")
+    return calls
+
+
+def gradebook_hidden_cells(db_url: str, notebook: str, assignment: str) -> dict[str, list[str]]:
+    """grade_id -> its calls, for every grade cell of the notebook whose gradebook source has a
+    hidden-tests block."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    out = {}
+    with Gradebook(db_url) as gb:
+        try:
+            nb = gb.find_notebook(notebook, assignment)
+        except MissingEntry:
+            return {}
+        for cell in nb.grade_cells:
+            try:
+                source = gb.find_source_cell(cell.name, notebook, assignment).source
+            except MissingEntry:
+                continue
+            calls = hidden_calls(source)
+            if calls:
+                out[cell.name] = calls
+    return out
+
+
+def student_sources(nb: NotebookNode, trusted_ids: set[str]) -> list[tuple[int, str]]:
+    """(index, source) of the code cells whose source is the student's: every code cell but the
+    locked ones the gradebook restores (trusted_ids)."""
+    out = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("locked") and meta.get("grade_id") in trusted_ids:
+            continue
+        out.append((index, cell.source))
+    return out
+
+
+def grade_cell(calls: list[str], send: Callable[[str], str], secret: int,
+               sources: list[tuple[int, str]]) -> list[NotebookNode]:
+    """The outputs of a hidden test cell: its checks (of the course find_root() gives), run
+    through the kernel with `send`."""
+    from cnngrader import grading
+    from cnngrader.grading import scan
+    from cnngrader.grading.core import GradingError
+    from cnngrader.grading.runners import RemoteRunner
+
+    reg = grading.registry()
+    cells = scan.parse(sources)
+    tamper = scan.tampering(cells)
+    outputs: list[NotebookNode] = []
+    passed = []
+    for name in calls:
+        reason = None
+        if tamper is not None:
+            reason = (f"the notebook reaches into the grader or the interpreter ({tamper.name}, at "
+                      f"{tamper.where()}), so its hidden tests cannot be trusted: remove that code.")
+        else:
+            reason = _route_reason(name, cells, reg.forbidden.get(name))
+        if reason is None:
+            try:
+                grading.run_check(name, RemoteRunner(send, secret), reg)
+            except GradingError as e:
+                reason = str(e)
+        if reason is None:
+            passed.append(name)
+        else:
+            outputs.append(nbformat.v4.new_output("error", ename="GradingError", evalue=reason,
+                                                  traceback=[f"GradingError: {reason}"]))
+            break  # the cell scores 0; its later checks would not change that
+    if not outputs:
+        outputs.append(nbformat.v4.new_output("stream", name="stdout",
+                                              text="".join(f"hidden tests of {n}: passed\n" for n in passed)))
+    return outputs
+
+
+def _route_reason(name: str, cells: list, forbidden: Any) -> str | None:
+    from cnngrader.grading import scan
+
+    found = scan.route(cells, name, forbidden.static if forbidden is not None else ())
+    if found is None:
+        return None
+    return (f"{name} uses {found.name} (at {found.where()}): the assignment asks you to write {name} yourself, "
+            f"without that shortcut.")
