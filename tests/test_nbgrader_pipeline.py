@@ -34,18 +34,22 @@ pytestmark = pytest.mark.slow
 
 TIMEOUT = 10  # seconds per cell in these tests (the course uses 60); a legitimate cell takes < 3 s
 AID = "02_cross_correlation"  # the crafted submissions edit this one
-POINTS = {"test_corr2d": 2, "hidden_corr2d": 3, "test_Conv2D": 1, "hidden_Conv2D": 2,
-          "test_convolve2d": 1, "hidden_convolve2d": 2, "test_learn_kernel": 1, "hidden_learn_kernel": 3}
-CORR2D = ("test_corr2d", "hidden_corr2d")
-BEFORE_CONVOLVE = ("test_corr2d", "hidden_corr2d", "test_Conv2D", "hidden_Conv2D")
-CONVOLVE = ("test_convolve2d", "hidden_convolve2d")
-LEARN = ("test_learn_kernel", "hidden_learn_kernel")
+# Points sit on the hidden checks only (the visible tests are the student's self-check).
+POINTS = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+          for c in nbformat.read(REPO / "solutions" / AID / f"{AID}.ipynb", as_version=4).cells
+          if c.metadata.get("nbgrader", {}).get("grade")}
+CORR2D = ("hidden_corr2d",)
+BEFORE_CONVOLVE = ("hidden_corr2d", "hidden_Conv2D")
+CONVOLVE = ("hidden_convolve2d",)
+LEARN = ("hidden_learn_kernel",)
+SECRET = 20261201  # a fixed secret, so that two runs draw the same cases and give the same feedback
 
 
 def short_timeout_config() -> Config:
     c = Config()
     c.Execute.timeout = TIMEOUT
     c.GradingExecute.unresponsive_grace = 3.0
+    c.GradingExecute.secret = SECRET
     return c
 
 

@@ -240,6 +240,11 @@ class GradingExecute(Execute):
         "for each grading process, kept in memory only. Set it only to reproduce a run.",
     ).tag(config=True)
 
+    course_root = Unicode(
+        "", help="The course directory whose checks grade the hidden cells (course_config sets it); "
+        "empty: found from $CNNGRADER_COURSE or the working directory.",
+    ).tag(config=True)
+
     max_reply_bytes = Integer(64 * 2**20, help="Largest reply a kernel may send to one check request.").tag(config=True)
 
     def _hidden_cells(self, resources: Any) -> tuple[dict[str, list[str]], set[str]]:
@@ -264,7 +269,8 @@ class GradingExecute(Execute):
         if self._secret is None:
             self._secret = self.secret if self.secret is not None else secrets.randbits(62)
         self._cell_deadline = monotonic() + (self.timeout or 60)
-        cell.outputs = verdict.grade_cell(calls, self._send, self._secret, verdict.student_sources(self.nb, trusted))
+        cell.outputs = verdict.grade_cell(calls, self._send, self._secret, verdict.student_sources(self.nb, trusted),
+                                          self.course_root or None)
         cell.execution_count = None
 
     def _send(self, request: str) -> str:

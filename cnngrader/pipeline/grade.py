@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import secrets
 import sqlite3
 import sys
 import tempfile
@@ -81,8 +82,9 @@ def course_config(root: str | Path | None = None, course: Course | None = None, 
         cfg.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     for key, value in paths.items():
         setattr(cfg.CourseDirectory, key, str(value))
-    # Grading kernels started from here load the hidden checks of this course.
+    # The hidden checks of this course, for the grading process and its workers.
     os.environ[ENV_VAR] = str(course.root)
+    cfg.GradingExecute.course_root = str(course.root)
     return cfg
 
 
@@ -365,6 +367,8 @@ def grade_course(
     cfg = course_config(root, course, **paths)
     if config is not None:
         cfg.merge(config)
+    if cfg.GradingExecute.get("secret") is None:
+        cfg.GradingExecute.secret = secrets.randbits(62)  # one per run, in memory: the workers get it with cfg
     jobs = max(1, int(jobs))
     root = Path(cfg.CourseDirectory.root)
     subs = find_submissions(cfg, students, assignments)
@@ -406,7 +410,11 @@ def grade_course(
 
         pool = None
         if jobs > 1:
-            ctx = get_context("fork") if sys.platform.startswith("linux") else get_context("spawn")
+            # Workers compute the hidden checks' references with torch: fork them from a clean
+            # forkserver, never from this process, whose torch thread pools a fork would deadlock.
+            ctx = get_context("forkserver") if sys.platform.startswith("linux") else get_context("spawn")
+            if sys.platform.startswith("linux"):
+                ctx.set_forkserver_preload(["torch", "nbgrader.converters"])
             pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
         try:
             if pool is None:

@@ -94,16 +94,16 @@ def student_sources(nb: NotebookNode, trusted_ids: set[str]) -> list[tuple[int, 
     return out
 
 
-def grade_cell(calls: list[str], send: Callable[[str], str], secret: int,
-               sources: list[tuple[int, str]]) -> list[NotebookNode]:
-    """The outputs of a hidden test cell: its checks (of the course find_root() gives), run
-    through the kernel with `send`."""
+def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, sources: list[tuple[int, str]],
+               course_root: str | None = None) -> list[NotebookNode]:
+    """The outputs of a hidden test cell: its checks (those of the course in course_root, default
+    find_root()), run through the kernel with `send`."""
     from cnngrader import grading
     from cnngrader.grading import scan
     from cnngrader.grading.core import GradingError
     from cnngrader.grading.runners import RemoteRunner
 
-    reg = grading.registry()
+    reg = grading.registry(course_root)
     cells = scan.parse(sources)
     tamper = scan.tampering(cells)
     outputs: list[NotebookNode] = []
