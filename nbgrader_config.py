@@ -46,7 +46,7 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "nbgrader.preprocessors.OverwriteCells",
+    "cnngrader.pipeline.execute.RestoreCells",  # nbgrader's OverwriteCells; restores deleted cells anywhere
     "cnngrader.pipeline.execute.StableCellIds",  # restored cells get a fixed id, not a random one
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
@@ -66,7 +66,7 @@ c.GradingExecute.preload_kernels = True  # False: every kernel a fresh Python (a
 c.GradingExecute.unresponsive_grace = 10.0  # seconds to come back after an interrupt
 
 # Deleted or edited test cells come back from the gradebook (their checksums differ).
-c.OverwriteCells.add_missing_cells = True
+c.RestoreCells.add_missing_cells = True
 
 # Any stderr output zeroes a graded cell. The grader (cnngrader.kernel) captures warnings inside the
 # checks; as a second line, drop stderr outputs that consist of Python warnings only

@@ -42,7 +42,7 @@ from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float, Integer, Unicode
 
 from cnngrader.pipeline import verdict
@@ -387,6 +387,30 @@ class GradingExecute(Execute):
                         run_sync(self._async_kill_kernel)()
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+
+class RestoreCells(OverwriteCells):
+    """nbgrader's OverwriteCells, restoring a deleted grade cell after the nearest earlier source
+    cell that the submission still has (a locked visible test, a solution, another grade cell),
+    where nbgrader 0.9 fails unless that cell is a grade or solution cell."""
+
+    def add_missing_grade_cells(self, nb: NotebookNode, resources: ResourcesDict):
+        source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
+        source_cells = source_nb.source_cells
+        order = [c.name for c in source_cells]
+        solutions = {c.name for c in source_nb.solution_cells}
+        for grade_cell in source_nb.grade_cells:
+            present = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)
+                       if c.metadata.get("nbgrader", {}).get("grade_id")}
+            if grade_cell.name in present:
+                continue
+            self.log.warning("Missing grade cell %s encountered, adding to notebook", grade_cell.name)
+            at = order.index(grade_cell.name)
+            restored = self.missing_cell_transform(source_cells[at], grade_cell.max_score,
+                                                   is_solution=grade_cell.name in solutions)
+            earlier = [present[name] for name in order[:at] if name in present]
+            nb.cells.insert(earlier[-1] + 1 if earlier else 0, restored)
+        return nb, resources
 
 
 class ReplayExecute(NbGraderPreprocessor):
