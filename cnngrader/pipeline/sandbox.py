@@ -56,6 +56,7 @@ V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
 MASKED_ETC = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers")
 KERNEL_SOURCES = ("cnngrader/__init__.py", "cnngrader/tolerances.py", "cnngrader/course.py", "cnngrader/kernel")
 RUNTIME_TMPFS_BYTES = 1 << 20  # connection sockets only
+READ_ONLY_ROOT = ("--remount-ro", "/dev", "--remount-ro", "/")  # after every mount: bwrap's own tmpfs root and /dev
 
 INSTALL_HINT = """\
 Grading runs every submission in a sandbox (bubblewrap + cgroups), and it cannot be set up here:
@@ -291,7 +292,7 @@ def _checked() -> str:
     """"" if a trivial sandbox runs; otherwise why not (cached per process)."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed or not on PATH"
-    cmd = ["bwrap", *_base_flags(), *_system_binds(), "--size", "1048576", "--tmpfs", "/tmp", "--", "true"]
+    cmd = ["bwrap", *_base_flags(), *_system_binds(), "--size", "1048576", "--tmpfs", "/tmp", *READ_ONLY_ROOT, "--", "true"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -414,7 +415,7 @@ class Sandbox:
         args += ["--ro-bind", str(INIT_SOURCE), INIT_INSIDE]
         for dev in self.gpus:
             args += ["--dev-bind", dev, dev]
-        args += ["--clearenv"]
+        args += [*READ_ONLY_ROOT, "--clearenv"]
         for key, value in self.env(env).items():
             args += ["--setenv", key, value]
         address_space = lim.memory_bytes if lim.address_space and not self.gpus else 0
