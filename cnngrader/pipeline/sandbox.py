@@ -387,6 +387,8 @@ class Sandbox:
     # the submission
     def copy_in(self, source: str | os.PathLike) -> None:
         """Copy a submission's folder into the inbox (the launcher copies it on to /submission)."""
+        if self.inbox.resolve().is_relative_to(Path(source).resolve()):
+            raise ValueError(f"the submission folder {source} contains the sandbox's own folder")
         shutil.copytree(source, self.inbox, copy_function=shutil.copyfile, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
 
