@@ -422,7 +422,7 @@ class Sandbox:
             args += ["--setenv", key, value]
         address_space = lim.memory_bytes if lim.address_space and not self.gpus else 0
         init = [sys.executable, "-I", "-S", INIT_INSIDE, f"--inbox={INBOX_INSIDE}", f"--dest={SUBMISSION}",
-                f"--as={address_space}", f"--cpu={lim.cpu_seconds}"]
+                f"--as={address_space}", f"--cpu={lim.cpu_seconds + 2 if lim.cpu_seconds else 0}"]  # backstop just above the watchdog
         return [*args, "--", *init, "--", *argv]
 
     def preexec(self) -> None:
