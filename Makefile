@@ -16,7 +16,7 @@ help:
 	@echo "make test       create/refresh .venv, then run every test (what CI runs)"
 	@echo "make book       create/refresh .venv, then build the HTML book into _build/html"
 	@echo "make exercises  rebuild solutions/ from assignments/, then exercises/ (student versions) from them"
-	@echo "make grade      autograde submitted/, write feedback/, grades.csv and reports/ (JOBS=N for N workers)"
+	@echo "make grade      autograde submitted/, write feedback/, grades.csv and reports/ (JOBS=N for N workers; UNSAFE=1: no sandbox)"
 	@echo "make bench      run benchmarks/ and write benchmarks/results.json (BENCH=\"--only ops,train\" for part)"
 
 # The stamp is newer than both inputs once they are installed, so an unchanged
@@ -50,7 +50,7 @@ exercises: $(STAMP)
 	$(PY) -m cnngrader.pipeline generate
 
 grade: $(STAMP)
-	$(PY) -m cnngrader.pipeline grade --jobs $(JOBS)
+	$(PY) -m cnngrader.pipeline grade --jobs $(JOBS) $(if $(UNSAFE),--unsandboxed)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH)

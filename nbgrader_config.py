@@ -61,7 +61,11 @@ c.Execute.kernel_name = "python3"  # the course's own environment (the venv's ip
 c.Execute.shutdown_kernel = "immediate"  # a graded kernel has nothing to save; don't wait for it
 c.Execute.coalesce_streams = True  # one output per stream: the same bytes however the kernel chunked them
 c.Execute.extra_arguments = ["--HistoryManager.enabled=False", "--IPKernelApp.log_level=ERROR"]
-c.GradingExecute.max_memory_mb = 4096  # per kernel (RLIMIT_AS); a grading kernel maps about 1.4 GiB
+# Every kernel runs in a sandbox of its own (cnngrader/pipeline/sandbox.py: bubblewrap + cgroups);
+# grading stops with what to install if it cannot be set up. False only with a reason (UNSAFE=1).
+c.GradingExecute.sandbox = True
+c.GradingExecute.notebook_timeout = 600  # seconds per notebook, all cells together
+c.GradingExecute.max_memory_mb = 4096  # per kernel's process tree (cgroup); a grading kernel maps about 1.4 GiB
 c.GradingExecute.preload_kernels = True  # False: every kernel a fresh Python (about 2 s more per notebook)
 c.GradingExecute.unresponsive_grace = 10.0  # seconds to come back after an interrupt
 

@@ -1,5 +1,6 @@
 """GradingExecute on its own: the grading kernel's limits and its handling of a dying kernel,
-with kernels forked from the zygote and started as fresh processes (the fallback)."""
+with kernels forked from the zygote and started as fresh processes (both unsandboxed), and a kernel
+in its sandbox (cnngrader/pipeline/sandbox.py) with the notebook-wide time limit."""
 from __future__ import annotations
 
 import nbformat
@@ -26,6 +27,7 @@ def test_grading_kernel_limits_and_death(preload, tmp_path, monkeypatch):
     c.Execute.kernel_name = "python3"
     c.Execute.timeout = 30
     c.GradingExecute.preload_kernels = preload
+    c.GradingExecute.sandbox = False  # the unsandboxed paths (the sandboxed one: test_sandboxed_kernel)
     c.GradingExecute.max_memory_mb = 3000
     c.GradingExecute.kernel_threads = 1
     nb = new_notebook(cells=[
@@ -47,4 +49,45 @@ def test_grading_kernel_limits_and_death(preload, tmp_path, monkeypatch):
     assert nb.cells[2].outputs[0]["text"] == "still alive\n"
     assert [o.ename for o in nb.cells[3].outputs if o.output_type == "error"] == ["DeadKernelError"]
     assert [o.ename for o in nb.cells[4].outputs] == ["NotRun"]
+    nbformat.validate(nb)
+
+
+def _sandboxed_config() -> Config:
+    c = Config()
+    c.Execute.kernel_name = "python3"
+    c.Execute.timeout = 30
+    c.GradingExecute.kernel_threads = 1
+    c.GradingExecute.grader_module = ""  # the in-kernel grader needs the course's checks, which a sandbox hides
+    return c
+
+
+def _outputs(cell) -> list[str]:
+    return [o.get("text") or f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs]
+
+
+def test_sandboxed_kernel(tmp_path):
+    pytest.importorskip("cnngrader.pipeline.sandbox").check_available()
+    (tmp_path / "data.txt").write_text("from the submission\n")
+    secret = Path(__file__).resolve().parents[1] / "solutions"
+    nb = new_notebook(cells=[
+        new_code_cell("import os\nprint(os.getuid())"),
+        new_code_cell("print(open('data.txt').read(), end='')"),
+        new_code_cell(f"print(sorted(os.listdir({str(secret)!r})))"),
+    ])
+    GradingExecute(config=_sandboxed_config()).preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    assert _outputs(nb.cells[0]) == ["65534\n"]
+    assert _outputs(nb.cells[1]) == ["from the submission\n"]
+    assert [o.ename for o in nb.cells[2].outputs] == ["FileNotFoundError"]
+    nbformat.validate(nb)
+
+
+def test_notebook_timeout(tmp_path):
+    pytest.importorskip("cnngrader.pipeline.sandbox").check_available()
+    c = _sandboxed_config()
+    c.GradingExecute.notebook_timeout = 5
+    nb = new_notebook(cells=[new_code_cell("import time\ntime.sleep(3)\nprint('done')") for _ in range(3)])
+    GradingExecute(config=c).preprocess(nb, {"metadata": {"path": str(tmp_path)}})
+    assert _outputs(nb.cells[0]) == ["done\n"]
+    assert [o.ename for o in nb.cells[1].outputs if o.output_type == "error"] == ["NotebookTimeout"]
+    assert [o.ename for o in nb.cells[2].outputs] == ["NotRun"] and "(5 s)" in nb.cells[2].outputs[0].evalue
     nbformat.validate(nb)

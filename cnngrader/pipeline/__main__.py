@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from traitlets.config import Config
+
 from cnngrader.course import load_course
+from cnngrader.pipeline.sandbox import SandboxUnavailable
 from cnngrader.pipeline.grade import summary, course_config, generate, grade_course, log, make_submissions
 
 
@@ -33,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--root", help="grading directory holding submitted/ (default: the course directory)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable)")
     p.add_argument("--no-feedback", action="store_true")
+    p.add_argument("--unsandboxed", action="store_true",
+                   help="UNSAFE: run kernels without a sandbox (where bubblewrap or user namespaces are missing)")
     p = sub.add_parser("report", help="write reports/ from the gradebook")
     p.add_argument("--root")
     p = sub.add_parser("submissions", help="write solution-copy submissions (for benchmarks)")
@@ -55,8 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.info("generated %s", aid)
         return 0
     if args.cmd == "grade":
-        result = grade_course(args.root, jobs=args.jobs, students=args.student, course=course,
-                              assignments=args.assignments or None, feedback=not args.no_feedback)
+        config = None
+        if args.unsandboxed:
+            config = Config()
+            config.GradingExecute.sandbox = False
+        try:
+            result = grade_course(args.root, jobs=args.jobs, students=args.student, course=course, config=config,
+                                  assignments=args.assignments or None, feedback=not args.no_feedback)
+        except SandboxUnavailable as e:
+            log.error("%s", e)
+            return 2
         log.info(summary(result))
         return 1 if result.failures else 0
     if args.cmd == "report":

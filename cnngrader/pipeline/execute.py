@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from queue import Empty
@@ -169,22 +170,64 @@ class GradingExecute(Execute):
         1_000_000, help="Characters of stdout/stderr kept per cell; the rest is dropped."
     ).tag(config=True)
 
+    sandbox = Bool(
+        True,
+        help="Run every kernel in a sandbox of its own (cnngrader/pipeline/sandbox.py): no network, "
+        "a read-only allow-list of the filesystem, cgroup limits for its whole process tree. Grading "
+        "stops if the sandbox cannot be set up. False: kernels run as the grader (unsafe; the zygote "
+        "is used only then).",
+    ).tag(config=True)
+
+    max_processes = Integer(512, help="Tasks (processes + threads) of a sandboxed kernel's tree.").tag(config=True)
+    max_cpu_seconds = Integer(900, help="CPU seconds of a sandboxed kernel's tree, all cells together.").tag(config=True)
+    max_disk_mb = Integer(256, help="MiB of each writable tmpfs of a sandbox (/submission, /tmp).").tag(config=True)
+
+    notebook_timeout = Integer(
+        600, help="Wall-clock seconds for a whole notebook, all cells together; past it the kernel's "
+        "process tree is killed and the remaining cells score 0. 0: no limit."
+    ).tag(config=True)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("kernel_manager_class", GradingKernelManager)
         super().__init__(*args, **kwargs)
         self._timed_out = False
+        self._notebook_expired = False
         self._stream_chars: dict[int, int] = {}
 
     # -- kernel start ------------------------------------------------------------------
     def create_kernel_manager(self):
+        if self.sandbox and self.kernel_manager_class is GradingKernelManager:
+            from cnngrader.pipeline.kernels import SandboxedKernelManager
+            from cnngrader.pipeline.sandbox import check_available
+
+            check_available()  # no silent fallback: raises SandboxUnavailable with what to install
+            self.kernel_manager_class = SandboxedKernelManager
         km = super().create_kernel_manager()
+        if hasattr(km, "max_processes"):
+            km.max_processes = self.max_processes
+            km.max_cpu_seconds = self.max_cpu_seconds
+            km.max_disk = self.max_disk_mb * 2**20
         if isinstance(km, GradingKernelManager):
             km.max_memory = self.max_memory_mb * 2**20
             cores = os.cpu_count() or 1
             km.threads = self.kernel_threads or max(1, cores // max(1, self.parallel_jobs))
             km.stdio = self.kernel_stdio
-            km.preload = self.preload_kernels
+            km.preload = self.preload_kernels and not self.sandbox
         return km
+
+    def _expire_notebook(self, km: Any) -> None:
+        """Timer thread: the notebook ran out of time; kill its kernel's whole process tree."""
+        self._notebook_expired = True
+        box = getattr(km, "sandbox", None)
+        if box is not None:
+            box.kill(f"the notebook ran past its time limit ({self.notebook_timeout} s)")
+            return
+        pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
+        if pgid:  # unsandboxed: the launcher's process group (the zygote kills a proxy's kernel)
+            try:
+                os.killpg(pgid, 9)
+            except OSError:
+                pass
 
     # -- timeouts and output floods ----------------------------------------------------
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
@@ -352,9 +395,18 @@ class GradingExecute(Execute):
             self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
             self._import_grader()
             lost: str | None = None
+            # issue 9: the notebook-wide wall-clock budget (a timer that kills the kernel's tree)
+            self._notebook_expired = False
+            timer = threading.Timer(self.notebook_timeout, self._expire_notebook, (self.km,)) if self.notebook_timeout else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
+            expired = f"the notebook ran past its time limit ({self.notebook_timeout} s)"
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type != "code":
                     continue
+                if lost is None and self._notebook_expired:
+                    lost = expired
                 if lost is not None:
                     cell.outputs = [error_output("NotRun", f"not run: {lost} in an earlier cell")]
                     cell.execution_count = None
@@ -367,6 +419,11 @@ class GradingExecute(Execute):
                 try:
                     self.preprocess_cell(cell, resources, index)
                 except DeadKernelError:
+                    if self._notebook_expired:
+                        lost = expired
+                        cell.execution_count = None
+                        cell.outputs.append(error_output("NotebookTimeout", f"{expired}; the kernel was killed"))
+                        continue
                     lost = "the kernel died"
                     cell.execution_count = None  # whether its number arrived before the death is a race
                     self.log.warning("Kernel died in cell %d; the rest of the notebook scores 0", index)
@@ -385,6 +442,8 @@ class GradingExecute(Execute):
                         lost = "the kernel stopped responding after a timeout"
                         self.log.warning("Kernel unresponsive after cell %d timed out; killing it", index)
                         run_sync(self._async_kill_kernel)()
+            if timer is not None:
+                timer.cancel()
         self.set_widgets_metadata()
         return self.nb, self.resources
 

@@ -204,6 +204,7 @@ class GradeResult:
     failures: list[str] = field(default_factory=list)  # submissions nbgrader could not grade (not student errors)
     grades_csv: Path | None = None
     report_dir: Path | None = None
+    sandboxed: bool = True  # False: kernels ran without a sandbox (the unsafe flag)
 
     @property
     def notebooks(self) -> int:
@@ -371,8 +372,13 @@ def grade_course(
         cfg.GradingExecute.secret = secrets.randbits(62)  # one per run, in memory: the workers get it with cfg
     jobs = max(1, int(jobs))
     root = Path(cfg.CourseDirectory.root)
+    sandboxed = sandbox_enabled(cfg)
+    if sandboxed:  # no silent fallback: stop before any kernel starts
+        from cnngrader.pipeline.sandbox import check_available
+
+        check_available()
     subs = find_submissions(cfg, students, assignments)
-    result = GradeResult(root=root, jobs=jobs, submissions=subs)
+    result = GradeResult(root=root, jobs=jobs, submissions=subs, sandboxed=sandboxed)
     if not subs:
         log.warning("nothing to grade in %s", root / "submitted")
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
@@ -460,6 +466,11 @@ def grade_course(
     return result
 
 
+def sandbox_enabled(cfg: Config) -> bool:
+    """Whether grading kernels run sandboxed (c.GradingExecute.sandbox, True unless set False)."""
+    return bool(cfg.GradingExecute.get("sandbox", True)) if "GradingExecute" in cfg else True
+
+
 def _feedback_student(cfg: Config, student: str, assignments: Sequence[str]) -> tuple[str, str | None]:
     """Feedback for the student's autograded submissions among `assignments`."""
     have = [a for a in assignments if Path(cfg.CourseDirectory.root, "autograded", student, a).is_dir()]
@@ -509,10 +520,14 @@ def export_grades(cfg: Config, dest: str | Path | None = None) -> Path:
 # ---------------------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------------------
+UNSANDBOXED = "grading ran UNSANDBOXED (--unsandboxed / c.GradingExecute.sandbox = False): every submission was trusted"
+
+
 def summary(result: GradeResult) -> str:
     students = sorted({s for s, _ in result.submissions})
     per = result.per_student()
-    lines = [
+    lines = [] if result.sandboxed else [f"WARNING: {UNSANDBOXED}"]
+    lines += [
         f"graded {result.notebooks} notebook(s) of {len(students)} student(s) with {result.jobs} worker(s) "
         f"in {result.seconds.get('total', 0):.1f} s",
         "  phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k != "total")

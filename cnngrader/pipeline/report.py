@@ -21,6 +21,8 @@ from typing import Any
 import nbformat
 from traitlets.config import Config
 
+from cnngrader.pipeline.grade import UNSANDBOXED, sandbox_enabled
+
 FLAGS = (
     ("touches IPython", re.compile(r"get_ipython|\bIPython\b|InteractiveShell|showtraceback")),
     ("rewrites modules or builtins", re.compile(r"sys\.modules|__builtins__|\bbuiltins\b|importlib|__import__")),
@@ -191,6 +193,8 @@ def write_report(cfg: Config, out: Path) -> Path:
         plt.close(fig)
 
     md = ["# Grade report", ""]
+    if not sandbox_enabled(cfg):
+        md += [f"**Warning: {UNSANDBOXED}.**", ""]
     md += [f"{len(students)} student(s), {len(assignments)} assignment(s). A cell passes at full points.", ""]
     md += ["## Assignments", "", _md_table(assignment_rows, ["assignment", "max_score", "submissions", "mean",
                                                              "median", "min", "max"]), ""]
