@@ -23,6 +23,7 @@ grades serially, exactly as if the notebook had been executed in place.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import re
 import secrets
@@ -170,6 +171,14 @@ class GradingExecute(Execute):
         1_000_000, help="Characters of stdout/stderr kept per cell; the rest is dropped."
     ).tag(config=True)
 
+    max_cell_output_bytes = Integer(
+        2 * 2**20, help="Bytes of output of every kind (text, images, HTML) kept per cell; the rest is dropped."
+    ).tag(config=True)
+
+    max_notebook_output_bytes = Integer(
+        8 * 2**20, help="Bytes of output of every kind kept per notebook, all cells together."
+    ).tag(config=True)
+
     sandbox = Bool(
         True,
         help="Run every kernel in a sandbox of its own (cnngrader/pipeline/sandbox.py): no network, "
@@ -193,6 +202,7 @@ class GradingExecute(Execute):
         self._timed_out = False
         self._notebook_expired = False
         self._stream_chars: dict[int, int] = {}
+        self._output_bytes: dict[int, int] = {}
 
     # -- kernel start ------------------------------------------------------------------
     def create_kernel_manager(self):
@@ -235,6 +245,19 @@ class GradingExecute(Execute):
         return await super()._async_handle_timeout(timeout, cell)
 
     def output(self, outs, msg, display_id, cell_index):
+        size = len(json.dumps(msg["content"].get("data", msg["content"].get("text", "")), default=str))
+        cell_seen = self._output_bytes.get(cell_index, 0)
+        total_seen = sum(self._output_bytes.values())
+        self._output_bytes[cell_index] = cell_seen + size
+        if cell_seen >= self.max_cell_output_bytes or total_seen >= self.max_notebook_output_bytes:
+            return None
+        if cell_seen + size > self.max_cell_output_bytes or total_seen + size > self.max_notebook_output_bytes:
+            outs.append(nbformat.v4.new_output(
+                "stream", name="stdout",
+                text=f"\n[grader: output beyond {self.max_cell_output_bytes // 2**20} MiB per cell or "
+                     f"{self.max_notebook_output_bytes // 2**20} MiB per notebook dropped]\n",
+            ))
+            return None
         if msg["msg_type"] == "stream":
             seen = self._stream_chars.get(cell_index, 0)
             self._stream_chars[cell_index] = seen + len(msg["content"].get("text", ""))
@@ -345,7 +368,8 @@ class GradingExecute(Execute):
                 msg = await ensure_async(channel.get_msg(timeout=min(remaining, 1.0)))
             except Empty:
                 if not await ensure_async(self.km.is_alive()):
-                    self._lost = "the kernel died"
+                    self._lost = (f"the notebook ran past its time limit ({self.notebook_timeout} s)"
+                                  if self._notebook_expired else "the kernel died")
                     return None
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
@@ -386,6 +410,7 @@ class GradingExecute(Execute):
         self._check_assign_resources(resources)
         self._timed_out = False
         self._stream_chars = {}
+        self._output_bytes: dict[int, int] = {}
         self._secret, self._lost, self._timeout_note = None, None, None
         hidden, trusted = self._hidden_cells(resources)
         with self.setup_kernel():
