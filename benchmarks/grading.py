@@ -10,6 +10,7 @@ from .report import Result, Skipped
 
 PER_STUDENT_TARGET = "<= 20"  # seconds to grade one student's six notebooks, serially
 SPEEDUP_TARGET = ">= 1.7"  # serial time / time with JOBS=2
+SANDBOX_TARGET = "<= 0.3"  # seconds the sandbox adds to a notebook, against an unsandboxed fresh kernel
 
 
 def missing() -> str | None:
@@ -35,15 +36,23 @@ def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped
     from cnngrader.course import load_course
     from cnngrader.pipeline import grade as autograde
 
+    from traitlets.config import Config
+
     course = load_course(REPO)
+    unsandboxed = Config()
+    unsandboxed.GradingExecute.sandbox = False
+    unsandboxed.GradingExecute.preload_kernels = False  # a fresh Python per kernel, as in the sandbox
     seconds, details = {}, {}
-    for n_jobs in (1, jobs):
+    for n_jobs in (1, jobs, "unsandboxed"):
         with tempfile.TemporaryDirectory(prefix="cnn-bench-grade-") as tmp:
             root = Path(tmp)
             ids = autograde.make_submissions(root, count=students, course=course)
-            log(f"[grade] {len(ids)} students x {len(course.ids)} notebooks with {n_jobs} worker(s)")
+            workers = 1 if n_jobs == "unsandboxed" else n_jobs
+            log(f"[grade] {len(ids)} students x {len(course.ids)} notebooks with {workers} worker(s)"
+                + (", unsandboxed fresh kernels" if n_jobs == "unsandboxed" else ""))
             start = time.perf_counter()
-            result = autograde.grade_course(root, jobs=n_jobs, course=course)
+            result = autograde.grade_course(root, jobs=workers, course=course,
+                                            config=unsandboxed if n_jobs == "unsandboxed" else None)
             seconds[n_jobs] = time.perf_counter() - start
             if result.failures:
                 return [], [Skipped("grade", f"grading failed with {n_jobs} worker(s): {result.failures[0]}", True)]
@@ -64,4 +73,7 @@ def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped
     out.append(Result("grade", f"speedup JOBS={jobs} over serial, {students} students", "-",
                       seconds[1] / seconds[jobs], "x", SPEEDUP_TARGET if jobs == 2 else None,
                       {"serial_s": seconds[1], "parallel_s": seconds[jobs]}))
+    added = (details[1]["execute_seconds_per_notebook"] - details["unsandboxed"]["execute_seconds_per_notebook"])
+    out.append(Result("grade", "seconds the sandbox adds per notebook (serial, vs unsandboxed fresh kernels)", "-",
+                      added, "s", SANDBOX_TARGET, details["unsandboxed"]))
     return out, []

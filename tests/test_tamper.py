@@ -130,7 +130,7 @@ for sig_target in (-1, os.getppid(), 1):
         os.kill(sig_target, signal.SIGKILL)
     except Exception:
         pass
-""", {"hidden_corr2d": F, "hidden_Conv2D": F, "hidden_convolve2d": F, "hidden_learn_kernel": 0}),
+""", {}),  # in its own pid namespace it cannot reach the grader or its classmates: nothing happens
     "kill_grader": (A2, "corr2d", """
 import os, signal
 for pid in range(2, 200):
@@ -139,7 +139,7 @@ for pid in range(2, 200):
             os.kill(pid, signal.SIGKILL)
         except Exception:
             pass
-""", {}),
+""", "zero"),  # it kills its own kernel (through a thread's id): its notebook, and only it, scores 0
     "read_secrets": (A2, "corr2d", """
 import glob
 for pattern in ("{repo}/solutions/*/*.ipynb", "{repo}/assignments/*/*", "{root}/submitted/*/*/*.ipynb",
@@ -149,7 +149,7 @@ for pattern in ("{repo}/solutions/*/*.ipynb", "{repo}/assignments/*/*", "{root}/
             print(open(path, errors="replace").read()[:2000])
         except Exception as e:
             print(type(e).__name__)
-""", {}),
+""", "blank"),
     "stall": (A2, "corr2d", """
 import time
 for _ in range(4):
@@ -394,9 +394,9 @@ def build(root: Path, release: Path, port: int) -> dict:
     subs, fair = {}, {}
     for sid, (aid, gid, attack, expect) in COURSE_LEVEL.items():
         code = attack.format(**fill)
-        if expect == "blank":  # an unsolved notebook that tries to take the instructor's solutions
+        if expect == "blank":  # an unsolved notebook that tries to take or show the instructor's solutions
             subs[sid] = {aid: with_cells(blank[aid], **{gid: code + "\n" + cell(blank[aid], gid).source})}
-            fair[sid] = {"hidden_corr2d": 0}
+            fair[sid] = "zero"
         elif expect == "stall":
             nb = base[aid]
             for g in ("corr2d", "Conv2D", "convolve2d", "learn_kernel"):
@@ -405,7 +405,7 @@ def build(root: Path, release: Path, port: int) -> dict:
             fair[sid] = {"hidden_learn_kernel": 0}  # its cells run past the notebook's budget
         else:
             subs[sid] = {aid: with_cells(base[aid], **{gid: code + "\n" + sol(aid, gid)})}
-            fair[sid] = expect or "full"
+            fair[sid] = expect if expect != {} else "full"
     for sid, (aid, gid, source, expect) in IN_KERNEL.items():
         if gid is None:  # a new cell above the locked setup cell, then a wrong corr2d
             nb = with_new_cell(base[aid], source, before="setup")
@@ -552,12 +552,13 @@ def test_nothing_reached_the_hosts_loopback(batch):
 
 
 def test_feedback_reveals_no_secret(batch):
+    """The notebook printed whatever it could read of solutions, sources, classmates and the gradebook."""
     page = (batch.root / "feedback" / "read_secrets" / A2 / f"{A2}.html").read_text()
     solution = solution_submission(A2)
-    secret_line = "Y[i, j] = (X[i : i + h, j : j + w] * K).sum()"
-    assert secret_line in cell(solution, "corr2d").source
-    assert page.count("BEGIN SOLUTION") == 0 and "source_cell" not in page
-    assert "PermissionError" in page or "FileNotFoundError" in page or "No such file" in page or "Errno" in page
+    secrets = ["Y[i, j] = (X[i : i + h, j : j + w] * K).sum()", "K -= lr * K.grad", "BEGIN SOLUTION",
+               "tensor_cases", "SQLite format", "repositoryformatversion"]
+    assert secrets[0] in cell(solution, "corr2d").source
+    assert [s for s in secrets if s in page] == []
 
 
 def test_output_floods_are_capped(batch):

@@ -476,7 +476,52 @@ class GradingExecute(Execute):
 class RestoreCells(OverwriteCells):
     """nbgrader's OverwriteCells, restoring a deleted grade cell after the nearest earlier source
     cell that the submission still has (a locked visible test, a solution, another grade cell),
-    where nbgrader 0.9 fails unless that cell is a grade or solution cell."""
+    where nbgrader 0.9 fails unless that cell is a grade or solution cell.
+
+    A notebook whose cells lost their nbgrader metadata (saved by another tool, say) gets it back
+    first: a cell whose source is exactly a locked source cell's is that cell, and the code cell
+    just before a recovered visible test is the solution it tests."""
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
+        from nbgrader.api import Gradebook, MissingEntry
+
+        info = resources.get("nbgrader", {})
+        try:
+            with Gradebook(info["db_url"]) as gb:
+                source_nb = gb.find_notebook(info["notebook"], info["assignment"])
+                self._recover_metadata(nb, source_nb)
+        except (KeyError, MissingEntry):
+            pass
+        return super().preprocess(nb, resources)
+
+    @staticmethod
+    def _recover_metadata(nb: NotebookNode, source_nb: Any) -> None:
+        order = [c.name for c in source_nb.source_cells]
+        by_source = {c.source: c for c in source_nb.source_cells if c.locked}
+        grades = {c.name: c for c in source_nb.grade_cells}
+        solutions = {c.name for c in source_nb.solution_cells}
+
+        def meta(name: str) -> dict:
+            m = {"grade": name in grades, "grade_id": name, "locked": name not in solutions,
+                 "solution": name in solutions, "schema_version": 3, "task": False}
+            if name in grades:
+                m["points"] = grades[name].max_score
+            return m
+
+        cells = nb.cells
+        for k, cell in enumerate(cells):
+            if cell.cell_type != "code" or cell.metadata.get("nbgrader"):
+                continue
+            found = by_source.get(cell.source)
+            if found is None:
+                continue
+            cell.metadata["nbgrader"] = meta(found.name)
+            at = order.index(found.name)
+            before = order[at - 1] if at else None
+            prev = cells[k - 1] if k else None
+            if (before in solutions and prev is not None and prev.cell_type == "code"
+                    and not prev.metadata.get("nbgrader")):
+                prev.metadata["nbgrader"] = meta(before)
 
     def add_missing_grade_cells(self, nb: NotebookNode, resources: ResourcesDict):
         source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)

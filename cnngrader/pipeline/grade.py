@@ -239,6 +239,30 @@ def find_submissions(cfg: Config, students: Iterable[str] | None = None,
     return found
 
 
+def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None:
+    """Make a submission gradable, or say in one line why it is not.
+
+    A single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
+    is renamed to the assignment's notebook name, and the log says so. A notebook that is not
+    a readable notebook (corrupt JSON, truncated) is reported and left ungraded."""
+    cd = cfg.CourseDirectory
+    folder = Path(cd.root, cd.submitted_directory, student, assignment)
+    source = Path(cd.root, cd.get("source_directory", "source"), assignment)
+    expected = sorted(p.name for p in source.glob("*.ipynb"))
+    present = sorted(p.name for p in folder.glob("*.ipynb"))
+    if len(expected) == 1 and present and expected[0] not in present and len(present) == 1:
+        (folder / present[0]).rename(folder / expected[0])
+        log.info("%s/%s: graded %r as %r, the assignment's notebook", student, assignment, present[0], expected[0])
+        present = expected
+    for name in present:
+        try:
+            nbformat.read(folder / name, as_version=4)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return f"{student}/{assignment}: {name} is not a readable notebook ({why[:200]}); not graded"
+    return None
+
+
 def _ensure_assignments(cfg: Config, assignments: Iterable[str], work: Path) -> list[str]:
     """Put every assignment into the gradebook if it is not there yet (generate_assignment
     into a scratch release directory: exercises/ stays as committed). Returns the assignments
@@ -378,7 +402,10 @@ def grade_course(
 
         check_available()
     subs = find_submissions(cfg, students, assignments)
+    unreadable = {sa: why for sa in subs if (why := prepare_submission(cfg, *sa))}
+    subs = [sa for sa in subs if sa not in unreadable]
     result = GradeResult(root=root, jobs=jobs, submissions=subs, sandboxed=sandboxed)
+    result.failures.extend(unreadable.values())
     if not subs:
         log.warning("nothing to grade in %s", root / "submitted")
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
