@@ -1,0 +1,87 @@
+"""Sphinx extension: the course book as readers get it.
+
+- Links: the repository URL (`repository.url` in _config.yml) and the JupyterHub URL
+  (`launch_buttons.jupyterhub_url`) are set in _config.yml only. A button that needs one of them is
+  shown only when it is set: with no repository there is no repository, issues, Binder or Colab
+  button, and with no JupyterHub no JupyterHub button.
+- Maths offline: MathJax 3 is served from the built site (`_static/mathjax`), copied from the
+  PyPI package `sphinx-mathjax-offline` (which bundles it). Sphinx adds the script only to pages
+  that have maths.
+- The duplicated sphinx-thebe configuration script (it declares `const THEBE_JS_URL` twice, a JS
+  error on every page) is kept once.
+- `static/course.css`: phone layout (long inline code wraps, wide equations scroll).
+"""
+from __future__ import annotations
+
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+STATIC = Path(__file__).parent / "static"
+MATHJAX_PACKAGE = "sphinx-mathjax-offline"
+# What tex-chtml.js loads: itself, its fonts, the TeX extensions it may autoload, and the menu's parts.
+MATHJAX_PARTS = ("tex-chtml.js", "output/chtml", "input/tex/extensions", "ui", "a11y", "adaptors")
+LINK_BUTTONS_NEEDING_A_REPOSITORY = ("use_repository_button", "use_issues_button", "use_edit_page_button")
+
+
+def mathjax_dir() -> Path:
+    """The folder of MathJax's files inside the installed sphinx-mathjax-offline package."""
+    try:
+        files = metadata.files(MATHJAX_PACKAGE) or []
+    except metadata.PackageNotFoundError as e:
+        raise RuntimeError(f"{MATHJAX_PACKAGE} is not installed (it is in requirements.txt)") from e
+    for f in files:
+        if f.name == "tex-chtml.js" and f.parent.name == "mathjax":
+            return Path(f.locate()).parent
+    raise RuntimeError(f"{MATHJAX_PACKAGE} holds no mathjax/tex-chtml.js")
+
+
+def configure(app, config):
+    options = config.html_theme_options
+    repo = (options.get("repository_url") or "").strip()
+    launch = dict(options.get("launch_buttons") or {})
+    if repo:
+        options["use_repository_button"] = options["use_issues_button"] = True
+    else:
+        for key in LINK_BUTTONS_NEEDING_A_REPOSITORY:
+            options[key] = False
+        for key in ("binderhub_url", "colab_url", "jupyterhub_url", "deepnote_url"):
+            launch.pop(key, None)
+        options.pop("repository_url", None)
+    if not (launch.get("jupyterhub_url") or "").strip():
+        launch.pop("jupyterhub_url", None)
+    options["launch_buttons"] = launch
+    config.mathjax_path = "mathjax/tex-chtml.js"
+    config.html_static_path = list(config.html_static_path) + [str(STATIC)]
+
+
+def dedupe_scripts(app, pagename, templatename, context, doctree):
+    seen, kept = set(), []
+    for script in context.get("script_files", []):
+        key = (str(script), getattr(script, "attributes", {}).get("body", ""))
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(script)
+    context["script_files"] = kept
+
+
+def copy_mathjax(app, exc):
+    if exc is not None or app.builder.format != "html":
+        return
+    source, target = mathjax_dir(), Path(app.outdir) / "_static" / "mathjax"
+    for part in MATHJAX_PARTS:
+        src, dst = source / part, target / part
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+
+
+def setup(app):
+    app.connect("config-inited", configure)
+    app.connect("html-page-context", dedupe_scripts, priority=900)
+    app.connect("build-finished", copy_mathjax)
+    app.add_css_file("course.css")
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
