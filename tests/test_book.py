@@ -181,6 +181,16 @@ def test_maths_is_served_locally_and_only_where_needed(book):
 
 
 @pytest.mark.slow
+def test_images_have_descriptions_not_paths(book):
+    html_dir, _ = book
+    for path in html_dir.rglob("*.html"):
+        for alt in re.findall(r'<img[^>]*\balt="([^"]*)"', path.read_text(encoding="utf-8")):
+            assert alt.strip() and not re.search(r"/|\.png$|\.svg$", alt), f"{path.relative_to(html_dir)}: alt {alt!r}"
+    lenet = (html_dir / "book" / "06_lenet.html").read_text(encoding="utf-8")
+    assert 'alt="Confusion matrix of the modern LeNet' in lenet  # a chapter's own description wins
+
+
+@pytest.mark.slow
 def test_thebe_configuration_script_once_and_bibliography(book):
     html_dir, _ = book
     for path in html_dir.rglob("*.html"):

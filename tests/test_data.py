@@ -458,3 +458,12 @@ def test_load_data_argument_errors(tmp_path):
         cnnlib.load_data("digits", batch_size=True)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         cnnlib.load_fashion_mnist(2.5, root=tmp_path)
+
+
+def test_load_fashion_mnist_argument_types(tmp_path):
+    with pytest.raises(TypeError, match="download must be True or False, got 'yes'"):
+        cnnlib.load_fashion_mnist(4, root=tmp_path, download="yes")
+    with pytest.raises(TypeError, match="base_url must be a string, got int"):
+        cnnlib.load_fashion_mnist(4, root=tmp_path, base_url=3)
+    with pytest.raises(TypeError, match="root must be a path or None, got float"):
+        cnnlib.load_fashion_mnist(4, root=1.5)

@@ -10,12 +10,17 @@
 - The duplicated sphinx-thebe configuration script (it declares `const THEBE_JS_URL` twice, a JS
   error on every page) is kept once.
 - `static/course.css`: phone layout (long inline code wraps, wide equations scroll).
+- Images whose alt text is missing or a file path (myst-nb's default for cell outputs) get a
+  description instead: the cell's own `mystnb.image.alt` metadata wins where a chapter sets it.
 """
 from __future__ import annotations
 
+import re
 import shutil
 from importlib import metadata
 from pathlib import Path
+
+from docutils import nodes
 
 STATIC = Path(__file__).parent / "static"
 MATHJAX_PACKAGE = "sphinx-mathjax-offline"
@@ -66,6 +71,19 @@ def dedupe_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = kept
 
 
+def is_path_like(alt: str) -> bool:
+    return not alt.strip() or bool(re.search(r"[/\\]|\.(png|jpe?g|svg|gif)$", alt.strip(), flags=re.I))
+
+
+def describe_images(app, doctree, docname):
+    title = app.env.titles[docname].astext() if docname in app.env.titles else docname
+    count = 0
+    for image in doctree.findall(nodes.image):
+        count += 1
+        if is_path_like(image.get("alt", "")):
+            image["alt"] = f"Figure {count} of the page '{title}', drawn by the code above it"
+
+
 def copy_mathjax(app, exc):
     if exc is not None or app.builder.format != "html":
         return
@@ -82,6 +100,7 @@ def copy_mathjax(app, exc):
 def setup(app):
     app.connect("config-inited", configure)
     app.connect("html-page-context", dedupe_scripts, priority=900)
+    app.connect("doctree-resolved", describe_images)
     app.connect("build-finished", copy_mathjax)
     app.add_css_file("course.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
