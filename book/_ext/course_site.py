@@ -8,7 +8,7 @@
   PyPI package `sphinx-mathjax-offline` (which bundles it). Sphinx adds the script only to pages
   that have maths.
 - The duplicated sphinx-thebe configuration script (it declares `const THEBE_JS_URL` twice, a JS
-  error on every page) is kept once.
+  error on every page) is kept once, and MathJax is left off pages without maths.
 - `static/course.css`: phone layout (long inline code wraps, wide equations scroll).
 - Images whose alt text is missing or a file path (myst-nb's default for cell outputs) get a
   description instead: the cell's own `mystnb.image.alt` metadata wins where a chapter sets it.
@@ -60,13 +60,26 @@ def configure(app, config):
     config.html_static_path = list(config.html_static_path) + [str(STATIC)]
 
 
-def dedupe_scripts(app, pagename, templatename, context, doctree):
+def page_has_maths(app, pagename) -> bool:
+    # Not MathDomain.has_equations(pagename): that also counts the pages under the page's toctree,
+    # so the intro, whose toctree holds every chapter, would count as a page with maths.
+    return bool(app.env.get_domain("math").data.get("has_equations", {}).get(pagename, False))
+
+
+def tidy_scripts(app, pagename, templatename, context, doctree):
+    """Keep each script once, and MathJax (its configuration and loader) only on pages with maths.
+
+    myst-nb asks Sphinx to put every asset on every page ("always" policy), MathJax included."""
+    maths = page_has_maths(app, pagename)
     seen, kept = set(), []
     for script in context.get("script_files", []):
-        key = (str(script), getattr(script, "attributes", {}).get("body", ""))
-        if key in seen:
+        filename = str(getattr(script, "filename", script) or "")
+        body = getattr(script, "attributes", {}).get("body", "")
+        if not maths and ("mathjax" in filename.lower() or "window.MathJax" in body):
             continue
-        seen.add(key)
+        if (filename, body) in seen:
+            continue
+        seen.add((filename, body))
         kept.append(script)
     context["script_files"] = kept
 
@@ -99,7 +112,7 @@ def copy_mathjax(app, exc):
 
 def setup(app):
     app.connect("config-inited", configure)
-    app.connect("html-page-context", dedupe_scripts, priority=900)
+    app.connect("html-page-context", tidy_scripts, priority=900)
     app.connect("doctree-resolved", describe_images)
     app.connect("build-finished", copy_mathjax)
     app.add_css_file("course.css")
