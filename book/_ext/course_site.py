@@ -84,6 +84,20 @@ def tidy_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = kept
 
 
+def offer_executed_notebook(app, pagename, templatename, context, doctree):
+    """Let the download button offer a chapter's executed notebook (.ipynb) even without launch
+    buttons: sphinx-book-theme copies it into _sources only while it builds those."""
+    if context.get("ipynb_source") or not str(context.get("sourcename", "")).endswith((".md", ".md.txt")):
+        return
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
+    if not executed.is_file():
+        return
+    target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(executed, target)
+    context["ipynb_source"] = f"{pagename}.ipynb"
+
+
 def is_path_like(alt: str) -> bool:
     return not alt.strip() or bool(re.search(r"[/\\]|\.(png|jpe?g|svg|gif)$", alt.strip(), flags=re.I))
 
@@ -112,6 +126,7 @@ def copy_mathjax(app, exc):
 
 def setup(app):
     app.connect("config-inited", configure)
+    app.connect("html-page-context", offer_executed_notebook, priority=499)
     app.connect("html-page-context", tidy_scripts, priority=900)
     app.connect("doctree-resolved", describe_images)
     app.connect("build-finished", copy_mathjax)
