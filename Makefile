@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv test book exercises grade bench clean
+.PHONY: help venv test book exercises grade bench publish clean
 
 help:
 	@echo "make test       create/refresh .venv, then run every test (what CI runs)"
@@ -18,6 +18,7 @@ help:
 	@echo "make exercises  rebuild solutions/ from assignments/, then exercises/ (student versions) from them"
 	@echo "make grade      autograde submitted/, write feedback/, grades.csv and reports/ (JOBS=N for N workers; UNSAFE=1: no sandbox)"
 	@echo "make bench      run benchmarks/ and write benchmarks/results.json (BENCH=\"--only ops,train\" for part)"
+	@echo "make publish DEST=dir  export the student-facing course (no solutions, no grader) into dir"
 
 # The stamp is newer than both inputs once they are installed, so an unchanged
 # environment costs one `make` timestamp check, not a reinstall.
@@ -54,6 +55,10 @@ grade: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH)
+
+publish:
+	@test -n "$(DEST)" || { echo "make publish DEST=<folder>: say where to export the course"; exit 2; }
+	$(PYTHON) tools/publish.py "$(DEST)"
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

@@ -1,9 +1,13 @@
-"""Datasets: Fashion-MNIST downloaded and verified, and scikit-learn's bundled digits as an
-offline fallback.
+"""Datasets: Fashion-MNIST found locally or downloaded, always verified, and scikit-learn's bundled
+digits as an offline fallback.
 
-Fashion-MNIST is fetched as the four official gzipped IDX files. Each file is checked against
-its published MD5, cached, and written atomically (a temporary file renamed into place), so an
-interrupted download never leaves a half-written file under the final name.
+Fashion-MNIST is the four official gzipped IDX files. Each is looked for in `root`, then
+$CNNLIB_DATA, then the user cache, then the system folder where Debian's `dataset-fashion-mnist`
+package installs it (read only: never written to), and only then downloaded into data_dir(root).
+A file is accepted when its MD5 is the published one of the .gz file, or when the MD5 of its
+decompressed content is the published one of the raw IDX file: Debian gzips the files again, so
+any faithful gzip passes. Downloads are written atomically (a temporary file renamed into place),
+so an interrupted download never leaves a half-written file under the final name.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import hashlib
 import os
 import struct
 import tempfile
+import zlib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -32,6 +37,18 @@ FASHION_MNIST_FILES = {
     "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
 }
+
+# name -> MD5 of the decompressed IDX file, as published with the dataset.
+FASHION_MNIST_CONTENT_MD5 = {
+    "train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965",
+}
+
+# Where Debian's package dataset-fashion-mnist puts the files (`apt-get install dataset-fashion-mnist`).
+# Searched last among the local folders, and never written to.
+SYSTEM_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 FASHION_MNIST_LABELS = (
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
@@ -60,8 +77,29 @@ def data_dir(root: str | os.PathLike | None = None) -> Path:
         return Path(root)
     if os.environ.get("CNNLIB_DATA"):
         return Path(os.environ["CNNLIB_DATA"])
+    return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """The user's cache folder for cnnlib: $XDG_CACHE_HOME/cnnlib, else ~/.cache/cnnlib."""
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "cnnlib"
+
+
+def search_dirs(root: str | os.PathLike | None = None) -> list[Path]:
+    """The folders where Fashion-MNIST is looked for, in order: `root`, $CNNLIB_DATA, the user
+    cache, then SYSTEM_DATA_DIR. Each folder appears once."""
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path or None, got {type(root).__name__}")
+    candidates = [Path(root)] if root is not None else []
+    if os.environ.get("CNNLIB_DATA"):
+        candidates.append(Path(os.environ["CNNLIB_DATA"]))
+    candidates += [user_cache_dir(), Path(SYSTEM_DATA_DIR)]
+    dirs: list[Path] = []
+    for d in candidates:
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
 
 
 def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -71,6 +109,42 @@ def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: f.read(chunk_size), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def content_md5(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str | None:
+    """Hex MD5 of a gzip file's decompressed content, or None when it is not a complete gzip file."""
+    h = hashlib.md5()
+    try:
+        with gzip.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(chunk_size), b""):
+                h.update(chunk)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return h.hexdigest()
+
+
+def is_verified(path: str | os.PathLike, name: str) -> bool:
+    """Whether `path` is the Fashion-MNIST file `name`: its own MD5 is the published .gz one, or the
+    MD5 of its decompressed content is the published raw one (so a re-gzipped copy passes)."""
+    if name not in FASHION_MNIST_FILES:
+        raise ValueError(f"name must be one of {sorted(FASHION_MNIST_FILES)}, got {name!r}")
+    if md5sum(path) == FASHION_MNIST_FILES[name]:
+        return True
+    return content_md5(path) == FASHION_MNIST_CONTENT_MD5.get(name)
+
+
+def find_file(name: str, dirs: list[Path], skip_notice: Path | None = None) -> Path | None:
+    """The first verified copy of `name` in `dirs`, or None. A copy that fails verification is
+    passed over with a printed notice (except in `skip_notice`, whose caller reports it)."""
+    for d in dirs:
+        path = Path(d) / name
+        if not path.is_file():
+            continue
+        if is_verified(path, name):
+            return path
+        if skip_notice is None or Path(d) != Path(skip_notice):
+            print(f"cnnlib.data: {path} fails its MD5 check (corrupt or truncated); not using it")
+    return None
 
 
 def download(url: str, path: str | os.PathLike, md5: str | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
@@ -100,16 +174,19 @@ def download(url: str, path: str | os.PathLike, md5: str | None = None, timeout:
     return path
 
 
-def fetch(name: str, md5: str, root: Path, base_url: str, download_ok: bool) -> Path:
-    """Return the path of a verified cached file, downloading it (again) when missing or corrupt."""
+def fetch(name: str, md5: str, root: Path, base_url: str, download_ok: bool, dirs: list[Path] | None = None) -> Path:
+    """Return the path of a verified local copy of `name`, looked for in `dirs` (by default just
+    `root`); else download it into `root`, replacing a corrupt copy there."""
+    found = find_file(name, [root] if dirs is None else dirs, skip_notice=root)
+    if found is not None:
+        return found
     path = root / name
     if path.exists():
-        if md5sum(path) == md5:
-            return path
         print(f"cnnlib.data: cached {path} fails its MD5 check (corrupt or truncated); fetching it again")
         path.unlink()
     if not download_ok:
-        raise DatasetUnavailable(f"{name} is not in {root} and download=False")
+        where = ", ".join(str(d) for d in (dirs or [root]))
+        raise DatasetUnavailable(f"{name} is not in {where} and download=False")
     return download(base_url + name, path, md5)
 
 
@@ -146,16 +223,24 @@ def load_fashion_mnist(
     """Fashion-MNIST as (train_iter, test_iter): 60,000 and 10,000 images.
 
     Batches are X of shape (batch, 1, 28, 28), float32 in [0, 1], and y of shape (batch,), int64.
-    The files are cached in data_dir(root); a cached file that fails its MD5 is fetched again.
+    Each file is looked for in search_dirs(root) (`root`, $CNNLIB_DATA, the user cache, then
+    SYSTEM_DATA_DIR, which is only read) and otherwise downloaded into data_dir(root); a corrupt
+    copy there is fetched again.
     """
     batch_size = int_at_least("batch_size", batch_size, 1)
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False, got {download!r}")
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a string, got {type(base_url).__name__}")
+    dirs = search_dirs(root)
     root = data_dir(root)
     try:
-        paths = {name: fetch(name, md5, root, base_url, download) for name, md5 in FASHION_MNIST_FILES.items()}
+        paths = {name: fetch(name, md5, root, base_url, download, dirs) for name, md5 in FASHION_MNIST_FILES.items()}
     except DatasetUnavailable as e:
         raise DatasetUnavailable(
             f"Fashion-MNIST is not available: {e}.\n"
-            f"To use it offline, put these four files in {root} (or set CNNLIB_DATA to their folder): "
+            f"To use it offline, install Debian's package (apt-get install dataset-fashion-mnist), or put "
+            f"these four files in {root} (or set CNNLIB_DATA to their folder): "
             + ", ".join(FASHION_MNIST_FILES)
         ) from e
 

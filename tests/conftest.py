@@ -6,21 +6,30 @@
   GPU a `cuda:0` case is still listed and shows as skipped, so a missing GPU is visible in the summary.
 - assert_close: one comparison helper that checks type, shape, dtype and device before values,
   with the suite's named tolerances, and says what differs.
+- book: the session's one build of the book (used by test_book.py and test_browser.py).
 
 The test modules import the helpers with `from conftest import ...` (pytest puts tests/ on sys.path).
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hypothesis import HealthCheck, settings
 
 import cnnlib
 from cnngrader.course import find_root
 from cnngrader.tolerances import TOLERANCES
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_TIMEOUT_S = 1200
 
 # Hypothesis: the ci profile keeps the whole cnnlib suite to a couple of minutes on 2 cores.
 settings.register_profile(
@@ -118,3 +127,50 @@ def assert_close(
             f"({actual.dtype}); max abs diff {diff.max().item():.3g}; first at index {idx}: "
             f"got {a[idx].item()!r}, expected {e[idx].item()!r}"
         )
+
+
+# --- the book, built once per session ----------------------------------------------------------
+
+
+def book_deps_hash() -> str:
+    """What the executed chapters depend on besides their own code: cnnlib, the course manifest
+    (the Exercises page reads it) and the requirements; not the grader.
+
+    The same value as the Makefile's `cat cnnlib/*.py course.toml requirements.txt | sha256sum`
+    (C-locale order), so `make book` and this test share one cache without invalidating each other's.
+    """
+    paths = (sorted((ROOT / "cnnlib").glob("*.py"), key=lambda p: p.name.encode())
+             + [ROOT / "course.toml", ROOT / "requirements.txt"])
+    return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory):
+    """Build the book once; returns (html_dir, build_log)."""
+    build = ROOT / "_build"
+    stamp = build / ".book-deps"
+    deps = book_deps_hash()
+    if not stamp.exists() or stamp.read_text().strip() != deps:
+        shutil.rmtree(build, ignore_errors=True)  # outputs of an older cnnlib: rebuild from scratch
+    build.mkdir(exist_ok=True)
+    stamp.write_text(deps + "\n")
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["cache"] = str(build / ".jupyter_cache")
+    config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in config["sphinx"]["local_extensions"].items()}
+    config["bibtex_bibfiles"] = [str(ROOT / path) for path in config.get("bibtex_bibfiles", [])]
+    out = tmp_path_factory.mktemp("book")
+    config_path = out / "_config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+
+    env = dict(os.environ, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    # matplotlib builds its font cache on first use and says so on stderr; do it before any chapter runs
+    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env, check=True)
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "--config", str(config_path),
+           "-W", "--keep-going"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    log = proc.stdout + "\n" + proc.stderr
+    assert proc.returncode == 0, f"jupyter-book build failed (exit {proc.returncode}):\n{log[-8000:]}"
+    return out / "_build" / "html", log

@@ -1,21 +1,19 @@
 """The book: it builds offline with zero warnings, every chapter is executed and shows figures and
 no errors, the exercises appear as released to students, and nothing from solutions/ leaks into it.
 
-One build per test session (the `book` fixture), into a temporary directory so that Sphinx starts
-from a fresh environment and reports every warning again. Executed chapters are cached by
-jupyter-cache in _build/.jupyter_cache, shared with `make book`, so a repeated run only re-executes
-chapters whose code changed; the cache is dropped when cnnlib or the requirements change (the same
-rule as the Makefile's `book` target). The figure helpers of cnnlib.plot are tested at the end.
+One build per test session (the `book` fixture of conftest.py, shared with test_browser.py), into a
+temporary directory so that Sphinx starts from a fresh environment and reports every warning again.
+Executed chapters are cached by jupyter-cache in _build/.jupyter_cache, shared with `make book`, so a
+repeated run only re-executes chapters whose code changed; the cache is dropped when cnnlib or the
+requirements change (the same rule as the Makefile's `book` target). The figure helpers of
+cnnlib.plot are tested at the end.
 """
 from __future__ import annotations
 
-import hashlib
 import html
-import os
 import re
-import shutil
-import subprocess
 import sys
+import types
 from pathlib import Path
 
 import matplotlib
@@ -36,7 +34,6 @@ from conftest import REPO as ROOT  # noqa: E402
 COURSE = load_course(ROOT)
 ASSIGNMENTS = list(COURSE.ids)
 CHAPTERS = [Path(a.chapter).stem for a in COURSE.assignments]  # book/<chapter>.md goes with exercises/<id>/
-BUILD_TIMEOUT_S = 1200
 
 MARKERS = tuple(m.removeprefix("### ") for m in SOLUTION_MARKERS + HIDDEN_MARKERS)
 # Lines too generic to say anything about a leak, even when they come from a solution region.
@@ -47,50 +44,9 @@ COMMON_LINES = {
 MIN_LINE_CHARS = 16
 
 
-def book_deps_hash() -> str:
-    """What the executed chapters depend on besides their own code: cnnlib and the requirements.
-
-    The same value as the Makefile's `cat cnnlib/*.py requirements.txt | sha256sum` (C-locale order),
-    so `make book` and this test share one cache without invalidating each other's.
-    """
-    paths = sorted((ROOT / "cnnlib").glob("*.py"), key=lambda p: p.name.encode()) + [ROOT / "requirements.txt"]
-    return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:16]
-
-
 def html_text(path: Path) -> str:
     """The text of an HTML page: tags removed (code is split into many <span>s), entities decoded."""
     return html.unescape(re.sub(r"<[^>]+>", "", path.read_text(encoding="utf-8")))
-
-
-@pytest.fixture(scope="session")
-def book(tmp_path_factory):
-    """Build the book once; returns (html_dir, build_log)."""
-    build = ROOT / "_build"
-    stamp = build / ".book-deps"
-    deps = book_deps_hash()
-    if not stamp.exists() or stamp.read_text().strip() != deps:
-        shutil.rmtree(build, ignore_errors=True)  # outputs of an older cnnlib: rebuild from scratch
-    build.mkdir(exist_ok=True)
-    stamp.write_text(deps + "\n")
-
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config["execute"]["cache"] = str(build / ".jupyter_cache")
-    config["sphinx"]["local_extensions"] = {name: str(ROOT / path) for name, path in config["sphinx"]["local_extensions"].items()}
-    out = tmp_path_factory.mktemp("book")
-    config_path = out / "_config.yml"
-    config_path.write_text(yaml.safe_dump(config))
-
-    env = dict(os.environ, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    # matplotlib builds its font cache on first use and says so on stderr; do it before any chapter runs
-    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env, check=True)
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "--config", str(config_path),
-           "-W", "--keep-going"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    log = proc.stdout + "\n" + proc.stderr
-    assert proc.returncode == 0, f"jupyter-book build failed (exit {proc.returncode}):\n{log[-8000:]}"
-    return out / "_build" / "html", log
 
 
 # --- the build --------------------------------------------------------------------------------
@@ -122,13 +78,29 @@ def test_chapter_page_is_executed_with_figures_and_no_errors(book, chapter):
 
 
 @pytest.mark.slow
-def test_lenet_page_names_its_dataset(book):
+def test_lenet_page_names_its_dataset_and_hides_the_choice(book):
     html_dir, _ = book
-    text = html_text(html_dir / "book" / "06_lenet.html")
-    assert re.search(r"dataset: (digits|fashion-mnist)", text)
-    if "dataset: digits" in text:
-        assert "NOTICE: falling back" in text  # cnnlib's own notice, printed in the cell
-        assert "could not be loaded when this page was built" in text  # and the warning box under it
+    page = html_dir / "book" / "06_lenet.html"
+    text = html_text(page)
+    assert "We train on Fashion-MNIST" in text
+    # The cells that load the data or choose by dataset are not on the page, nor are raw notices.
+    for hidden in ("cnnlib.load_data(", 'data.name == "digits"', "NOTICE:", "DatasetUnavailable"):
+        assert hidden not in text, f"{hidden!r} is shown on the LeNet page"
+    if all((Path("/usr/share/datasets/fashion-mnist") / n).is_file() for n in cnnlib.data.FASHION_MNIST_FILES):
+        assert "could not be loaded when this page was built" not in text  # trained on the real data
+        assert "trouser" in text and "ankle boot" in text  # Fashion-MNIST's class names in the outputs
+
+
+@pytest.mark.slow
+def test_training_logs_are_one_output_box(book):
+    html_dir, _ = book
+    source = (html_dir / "book" / "06_lenet.html").read_text(encoding="utf-8")
+    cells = re.split(r'<div class="cell docutils container"', source)
+    logs = [cell for cell in cells if "epoch  1  lr" in html.unescape(cell)]
+    assert len(logs) >= 2, "no training log found on the LeNet page"
+    for cell in logs:
+        assert cell.count('class="output stream highlight-myst-ansi notranslate"') == 1, \
+            "a training log is split across several output boxes"
 
 
 @pytest.mark.slow
@@ -145,17 +117,93 @@ def test_exercise_page_is_the_unexecuted_student_version(book, assignment):
     source = page.read_text(encoding="utf-8")
     assert 'class="cell_output' not in source, "exercise pages must not be executed"
     assert f"_sources/exercises/{assignment}/{assignment}.ipynb" in source, "no download button for the notebook"
-    assert "colab.research.google.com" in source  # Colab opens .ipynb files
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    assert ("colab.research.google.com" in source) == bool(repo)  # Colab opens .ipynb files, from the repository
+
+
+PLACEHOLDERS = ("github.com/cnn-course", "hub.example.org", "example.org")
 
 
 @pytest.mark.slow
-def test_launch_and_repository_buttons(book):
+def test_no_placeholder_links_and_buttons_only_when_configured(book):
     html_dir, _ = book
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo, hub = config["repository"]["url"], config["launch_buttons"]["jupyterhub_url"]
     page = (html_dir / "book" / "02_cross_correlation.html").read_text(encoding="utf-8")
-    assert "https://mybinder.org/v2/gh/cnn-course/cnn-course/main?urlpath=lab/tree/book/02_cross_correlation.md" in page
     assert "colab.research.google.com" not in page  # Colab cannot open a MyST .md chapter
-    assert 'href="https://github.com/cnn-course/cnn-course"' in page
     assert "_sources/book/02_cross_correlation.ipynb" in page  # the executed notebook, downloadable
+    assert ("mybinder.org/v2/" in page) == bool(repo)
+    assert ("JupyterHub" in page) == bool(repo and hub)
+    assert ('class="btn btn-sm btn-source-repository-button' in page) == bool(repo)
+    for path in html_dir.rglob("*.html"):
+        source = path.read_text(encoding="utf-8")
+        for placeholder in PLACEHOLDERS:
+            assert placeholder not in source, f"{path.relative_to(html_dir)} links to the placeholder {placeholder}"
+
+
+def test_course_site_shows_link_buttons_only_when_set():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        import course_site
+    finally:
+        sys.path.pop(0)
+
+    def configured(repository_url, jupyterhub_url):
+        launch = {"binderhub_url": "https://mybinder.org", "colab_url": "https://colab.research.google.com",
+                  "jupyterhub_url": jupyterhub_url, "notebook_interface": "jupyterlab"}
+        options = {"repository_url": repository_url, "use_repository_button": False, "use_issues_button": False,
+                   "launch_buttons": launch}
+        config = types.SimpleNamespace(html_theme_options=options, html_static_path=[], mathjax_path=None)
+        course_site.configure(None, config)
+        return config
+
+    empty = configured("", "")
+    assert empty.html_theme_options["use_repository_button"] is False
+    assert empty.html_theme_options["use_issues_button"] is False
+    assert set(empty.html_theme_options["launch_buttons"]) == {"notebook_interface"}
+    assert "repository_url" not in empty.html_theme_options
+    repo_only = configured("https://github.com/someone/cnn", "")
+    assert repo_only.html_theme_options["use_repository_button"] is True
+    assert repo_only.html_theme_options["use_issues_button"] is True
+    assert set(repo_only.html_theme_options["launch_buttons"]) == {"binderhub_url", "colab_url", "notebook_interface"}
+    both = configured("https://github.com/someone/cnn", "https://hub.uni.edu")
+    assert both.html_theme_options["launch_buttons"]["jupyterhub_url"] == "https://hub.uni.edu"
+    assert both.mathjax_path == "mathjax/tex-chtml.js"  # served from the site, not a CDN
+    assert (course_site.mathjax_dir() / "tex-chtml.js").is_file()
+
+
+@pytest.mark.slow
+def test_maths_is_served_locally_and_only_where_needed(book):
+    html_dir, _ = book
+    assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert list((html_dir / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
+    for path in html_dir.rglob("*.html"):
+        source = path.read_text(encoding="utf-8")
+        assert "cdn.jsdelivr.net" not in source and "unpkg.com/mathjax" not in source, path
+    assert "mathjax/tex-chtml.js" not in (html_dir / "book" / "intro.html").read_text(encoding="utf-8")
+    assert "mathjax/tex-chtml.js" in (html_dir / "book" / "05_pooling.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_images_have_descriptions_not_paths(book):
+    html_dir, _ = book
+    for path in html_dir.rglob("*.html"):
+        for alt in re.findall(r'<img[^>]*\balt="([^"]*)"', path.read_text(encoding="utf-8")):
+            assert alt.strip() and not re.search(r"/|\.png$|\.svg$", alt), f"{path.relative_to(html_dir)}: alt {alt!r}"
+    lenet = (html_dir / "book" / "06_lenet.html").read_text(encoding="utf-8")
+    assert 'alt="Confusion matrix of the modern LeNet' in lenet  # a chapter's own description wins
+
+
+@pytest.mark.slow
+def test_thebe_configuration_script_once_and_bibliography(book):
+    html_dir, _ = book
+    for path in html_dir.rglob("*.html"):
+        assert path.read_text(encoding="utf-8").count("const THEBE_JS_URL") <= 1, path
+    refs = html_text(html_dir / "book" / "references.html")
+    for author in ("LeCun", "Krizhevsky", "Simonyan", "Szegedy", "He, K", "Ioffe", "Howard", "Tan, M", "Xiao"):
+        assert author in refs.replace("Kaiming He", "He, K").replace("Mingxing Tan", "Tan, M"), author
+    lenet = (html_dir / "book" / "06_lenet.html").read_text(encoding="utf-8")
+    assert lenet.count('href="references.html#') >= 8  # the chapter cites the papers it mentions
 
 
 # --- nothing secret in the book ----------------------------------------------------------------

@@ -1,5 +1,10 @@
-"""cnnlib.data: the Fashion-MNIST downloader and loader on small IDX files that these tests write
-and serve through file:// URLs, and the bundled-digits fallback. No test touches the network."""
+"""cnnlib.data: the Fashion-MNIST lookup, downloader and loader on small IDX files that these tests
+write and serve through file:// URLs, the real files of Debian's dataset-fashion-mnist when they are
+installed, and the bundled-digits fallback. No test touches the network.
+
+Every test here sees an empty fake system folder and an empty user cache (the `isolated` fixture),
+so files installed on the machine never change what a test finds; the tests of the system-folder
+lookup point data.SYSTEM_DATA_DIR at a folder they fill themselves."""
 from __future__ import annotations
 
 import gzip
@@ -45,6 +50,16 @@ def leftovers(folder: Path) -> list[str]:
     return [n for n in os.listdir(folder) if n.endswith(".part")] if folder.exists() else []
 
 
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """An empty fake system folder, an empty user cache and no CNNLIB_DATA, for every test."""
+    system = tmp_path / "system"
+    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", system)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("CNNLIB_DATA", raising=False)
+    return SimpleNamespace(system=system, cache=tmp_path / "xdg" / "cnnlib")
+
+
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     """Four small Fashion-MNIST-format files in a folder served as a file:// URL, with
@@ -60,9 +75,21 @@ def server(tmp_path, monkeypatch):
     }
     arrays[TRAIN_IMAGES][0, 0, :2] = (0, 255)  # both ends of the pixel range
     md5s = {name: write_gz(folder / name, idx_bytes(a)) for name, a in arrays.items()}
+    content = {name: hashlib.md5(idx_bytes(a)).hexdigest() for name, a in arrays.items()}
     monkeypatch.setattr(data, "FASHION_MNIST_FILES", md5s)
-    monkeypatch.delenv("CNNLIB_DATA", raising=False)
+    monkeypatch.setattr(data, "FASHION_MNIST_CONTENT_MD5", content)
     return SimpleNamespace(folder=folder, url=url_of(folder), md5s=md5s, arrays=arrays)
+
+
+def regzip(src: Path, dst: Path) -> None:
+    """The same content, gzipped again with other settings (as Debian does): other bytes, other MD5."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(gzip.compress(gzip.decompress(src.read_bytes()), compresslevel=1, mtime=12345))
+    assert dst.read_bytes() != src.read_bytes()
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
 
 
 @pytest.fixture
@@ -212,7 +239,105 @@ def test_loader_honours_CNNLIB_DATA_and_root(server, tmp_path, monkeypatch):
     cnnlib.load_fashion_mnist(4, base_url=server.url)
     assert sorted(os.listdir(env)) == sorted(NAMES)
     cnnlib.load_fashion_mnist(4, root=arg, base_url=server.url)
+    assert not arg.exists()  # found in $CNNLIB_DATA, looked at after root: nothing to download
+    monkeypatch.delenv("CNNLIB_DATA")
+    cnnlib.load_fashion_mnist(4, root=arg, base_url=server.url)
     assert sorted(os.listdir(arg)) == sorted(NAMES)
+
+
+# --------------------------------------------------------------------------------------------
+# Where the files are looked for: root, $CNNLIB_DATA, the user cache, the system folder.
+# --------------------------------------------------------------------------------------------
+
+
+def test_search_dirs_order(tmp_path, monkeypatch, isolated):
+    env, arg = tmp_path / "env", tmp_path / "arg"
+    assert data.search_dirs() == [isolated.cache, isolated.system]
+    monkeypatch.setenv("CNNLIB_DATA", str(env))
+    assert data.search_dirs() == [env, isolated.cache, isolated.system]
+    assert data.search_dirs(arg) == [arg, env, isolated.cache, isolated.system]
+    assert data.search_dirs(str(env)) == [env, isolated.cache, isolated.system]  # each folder once
+    with pytest.raises(TypeError, match="root must be a path or None, got int"):
+        data.search_dirs(3)
+
+
+def test_system_folder_is_read_and_never_written(server, tmp_path, offline, isolated):
+    for name in NAMES:
+        regzip(server.folder / name, isolated.system / name)
+    before = snapshot(isolated.system)
+    train_iter, test_iter = cnnlib.load_fashion_mnist(4, root=tmp_path / "cache", download=True, base_url=server.url)
+    X, y = all_batches(test_iter)
+    assert torch.equal(X, torch.from_numpy(server.arrays[TEST_IMAGES]).float().unsqueeze(1) / 255)
+    assert len(train_iter.dataset) == N_TRAIN
+    assert offline == []  # found, so nothing was downloaded
+    assert snapshot(isolated.system) == before
+    assert not (tmp_path / "cache").exists() and not isolated.cache.exists()  # and nothing copied anywhere
+
+
+def test_lookup_order_root_env_cache_system(server, tmp_path, monkeypatch, isolated):
+    env, arg = tmp_path / "env", tmp_path / "arg"
+    monkeypatch.setenv("CNNLIB_DATA", str(env))
+    dirs = [arg, env, isolated.cache, isolated.system]
+    for d in dirs:
+        regzip(server.folder / TEST_LABELS, d / TEST_LABELS)
+    for expected in dirs:
+        assert data.find_file(TEST_LABELS, data.search_dirs(arg)) == expected / TEST_LABELS
+        (expected / TEST_LABELS).unlink()
+    assert data.find_file(TEST_LABELS, data.search_dirs(arg)) is None
+
+
+def test_corrupt_system_file_is_passed_over_and_downloaded(server, tmp_path, capsys, isolated):
+    isolated.system.mkdir()
+    for name in NAMES:
+        shutil.copy(server.folder / name, isolated.system / name)
+    bad = isolated.system / TRAIN_LABELS
+    bad.write_bytes(bad.read_bytes()[:-10])  # truncated
+    before = snapshot(isolated.system)
+    cnnlib.load_fashion_mnist(4, base_url=server.url)
+    out = capsys.readouterr().out
+    assert f"{bad} fails its MD5 check" in out and "not using it" in out
+    assert os.listdir(isolated.cache) == [TRAIN_LABELS]  # only the bad one was fetched, into the user cache
+    assert data.md5sum(isolated.cache / TRAIN_LABELS) == server.md5s[TRAIN_LABELS]
+    assert snapshot(isolated.system) == before
+
+
+def test_verification_accepts_any_faithful_gzip(server, tmp_path):
+    regzipped = tmp_path / "re" / TRAIN_IMAGES
+    regzip(server.folder / TRAIN_IMAGES, regzipped)
+    assert data.md5sum(regzipped) != server.md5s[TRAIN_IMAGES]
+    assert data.is_verified(regzipped, TRAIN_IMAGES)
+    assert data.is_verified(server.folder / TRAIN_IMAGES, TRAIN_IMAGES)
+    assert not data.is_verified(server.folder / TRAIN_IMAGES, TEST_IMAGES)  # another file's content
+    other = tmp_path / "other.gz"
+    write_gz(other, idx_bytes(np.zeros((N_TRAIN, 28, 28), dtype=np.uint8)))
+    assert not data.is_verified(other, TRAIN_IMAGES)
+    (tmp_path / "junk").write_bytes(b"junk")
+    assert data.content_md5(tmp_path / "junk") is None and not data.is_verified(tmp_path / "junk", TRAIN_IMAGES)
+    with pytest.raises(ValueError, match="name must be one of"):
+        data.is_verified(regzipped, "mnist.gz")
+
+
+REAL_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+REAL_FILES_PRESENT = all((REAL_SYSTEM_DIR / name).is_file() for name in NAMES)
+
+
+@pytest.mark.skipif(not REAL_FILES_PRESENT, reason=f"Debian's dataset-fashion-mnist is not installed "
+                    f"(no {REAL_SYSTEM_DIR}); apt-get install dataset-fashion-mnist")
+def test_real_debian_fashion_mnist(monkeypatch, offline, tmp_path):
+    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", REAL_SYSTEM_DIR)
+    for name in NAMES:
+        # Debian gzipped the files again: the content is the official one, the .gz bytes are not.
+        assert data.content_md5(REAL_SYSTEM_DIR / name) == data.FASHION_MNIST_CONTENT_MD5[name]
+        assert data.is_verified(REAL_SYSTEM_DIR / name, name)
+    train_iter, test_iter = cnnlib.load_fashion_mnist(1000, root=tmp_path / "empty", download=False)
+    assert offline == [] and not (tmp_path / "empty").exists()
+    assert len(train_iter.dataset) == 60_000 and len(test_iter.dataset) == 10_000
+    X, y = train_iter.dataset.tensors
+    assert X.shape == (60_000, 1, 28, 28) and X.dtype == torch.float32 and 0 <= X.min() < X.max() <= 1
+    assert torch.bincount(y, minlength=10).tolist() == [6000] * 10
+    assert torch.bincount(test_iter.dataset.tensors[1], minlength=10).tolist() == [1000] * 10
+    ds = cnnlib.load_data(batch_size=256)
+    assert ds.name == "fashion-mnist" and offline == []
 
 
 def test_read_idx(tmp_path):
@@ -333,3 +458,12 @@ def test_load_data_argument_errors(tmp_path):
         cnnlib.load_data("digits", batch_size=True)
     with pytest.raises(TypeError, match="batch_size must be a positive int"):
         cnnlib.load_fashion_mnist(2.5, root=tmp_path)
+
+
+def test_load_fashion_mnist_argument_types(tmp_path):
+    with pytest.raises(TypeError, match="download must be True or False, got 'yes'"):
+        cnnlib.load_fashion_mnist(4, root=tmp_path, download="yes")
+    with pytest.raises(TypeError, match="base_url must be a string, got int"):
+        cnnlib.load_fashion_mnist(4, root=tmp_path, base_url=3)
+    with pytest.raises(TypeError, match="root must be a path or None, got float"):
+        cnnlib.load_fashion_mnist(4, root=1.5)
