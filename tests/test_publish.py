@@ -60,8 +60,8 @@ def test_published_tree_is_the_student_course(published):
 def test_published_tree_holds_nothing_secret(published):
     dest, _ = published
     names = {p.relative_to(dest).as_posix() for p in dest.rglob("*")}
-    for secret in ("solutions", "gradebook.db", "submitted", "autograded", "feedback", "reports", "tests",
-                   "nbgrader_config.py", "Makefile", ".git"):
+    for secret in ("solutions", "assignments", "cnngrader", "gradebook.db", "submitted", "autograded", "feedback",
+                   "reports", "tests", "nbgrader_config.py", "Makefile", ".git"):
         assert secret not in names, secret
     grader = [n for n in names if Path(n).name in GRADER_FILES or Path(n).name.startswith("_autograde_")]
     assert not grader, f"the grader was published: {grader}"
@@ -76,9 +76,9 @@ def test_published_tree_holds_nothing_secret(published):
                    if len(line) >= MIN_LINE_CHARS and line not in COMMON_LINES and line not in public
                    and not line.startswith("#")}
     assert secret, "no solution lines were found in solutions/: the extraction is broken"
-    # The grader's own source, wherever it lives now, must not be published either.
+    # The grader's own source and the hidden checks must not be published either.
     grader_lines = set()
-    for path in list((ROOT / "cnnlib").glob("grading.py")) + list((ROOT / "cnnlib").glob("*autograde*.py")):
+    for path in [*(ROOT / "cnngrader").rglob("*.py"), *(ROOT / "assignments").glob("*/checks.py")]:
         grader_lines |= {line.strip() for line in path.read_text(encoding="utf-8").splitlines()
                          if len(line.strip()) >= 40 and not line.strip().startswith(("#", '"', "import", "from"))}
     student_library = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "cnnlib").glob("*.py")
