@@ -16,12 +16,16 @@ SANDBOX_TARGET = "<= 0.3"  # seconds the sandbox adds to a notebook, against an 
 def missing() -> str | None:
     """Why the grading benchmark cannot run here, or None."""
     try:
-        from cnngrader.course import load_course
+        from cnngrader.course import CourseError, load_course
         from cnngrader.pipeline import grade  # noqa: F401
     except ImportError as e:
         return f"the grading pipeline cnngrader.pipeline is not importable ({e})"
+    try:
+        ids = load_course(REPO).ids
+    except CourseError as e:
+        return f"the course manifest is missing or unreadable: {e}"
     absent = [
-        aid for aid in load_course(REPO).ids
+        aid for aid in ids
         if not (REPO / "solutions" / aid / f"{aid}.ipynb").exists() or not (REPO / "exercises" / aid / f"{aid}.ipynb").exists()
     ]
     if absent:

@@ -28,6 +28,7 @@ from cnngrader.pipeline.grade import course_config, generate, grade_course, solu
 from cnngrader.pipeline.report import gradebook_rows
 
 from conftest import REPO  # noqa: E402
+from nbtools import cell, with_cells, write_submissions  # noqa: E402
 ASSIGNMENTS = load_course(REPO).ids
 
 pytestmark = pytest.mark.slow
@@ -54,19 +55,6 @@ def short_timeout_config() -> Config:
 
 
 # -- submissions ---------------------------------------------------------------------------
-def cell(nb, gid):
-    found = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid]
-    assert len(found) == 1, f"no cell {gid}"
-    return found[0]
-
-
-def with_cells(base, **sources):
-    nb = copy.deepcopy(base)
-    for gid, src in sources.items():
-        cell(nb, gid).source = src
-    return nb
-
-
 CORR2D_VECTORIZED = '''def corr2d(X, K):
     kh, kw = K.shape
     windows = X.unfold(0, kh, 1).unfold(1, kw, 1)  # (H', W', kh, kw), a view
@@ -147,14 +135,6 @@ EXPECT = {
 # The JOBS=2 run grades these again (a subset, to keep the tests short): every kind of kernel
 # trouble and both full sets of six.
 PARALLEL = ("solution", "blank", "dead", "hardloop", "membomb", "deleted", "warning", "offbyone")
-
-
-def write_submissions(root: Path, subs) -> None:
-    for sid, nbs in subs.items():
-        for aid, nb in nbs.items():
-            dest = root / "submitted" / sid / aid
-            dest.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, dest / f"{aid}.ipynb")
 
 
 def scores(root: Path) -> dict[tuple[str, str, str], float]:
