@@ -230,6 +230,7 @@ class GradingExecute(Execute):
             km.max_cpu_seconds = self.max_cpu_seconds
             km.max_disk = self.max_disk_mb * 2**20
             km.warm_spare = self.warm_spare
+            km.preimport = self.grader_module if re.fullmatch(r"[\w.]+", self.grader_module or "") else ""
         if isinstance(km, GradingKernelManager):
             km.max_memory = self.max_memory_mb * 2**20
             cores = os.cpu_count() or 1

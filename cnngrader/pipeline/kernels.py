@@ -33,7 +33,7 @@ from multiprocessing import util as mp_util
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer
+from traitlets import Bool, Integer, Unicode
 
 from cnngrader.pipeline.execute import GradingKernelManager
 from cnngrader.pipeline.launch import THREAD_VARS
@@ -72,6 +72,10 @@ class SandboxedKernelManager(GradingKernelManager):
 
     warm_spare = Bool(True, help="Launch the next kernel while this one runs, and adopt a waiting one.").tag(config=True)
 
+    preimport = Unicode("", help="Module an IPython kernel imports at start-up, before it serves any request "
+                        "(GradingExecute.grader_module: the grader, which imports torch and cnnlib), so that a warm "
+                        "spare has done those imports too.").tag(config=True)
+
     sandbox: Sandbox | None = None
     adopted = False  # this kernel was a warm spare: its /submission is filled by GradingExecute
     _is_spare = False
@@ -84,6 +88,8 @@ class SandboxedKernelManager(GradingKernelManager):
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = AsyncKernelManager.format_kernel_cmd(self, extra_arguments)  # not the launcher or the zygote
+        if self.preimport and any("ipykernel" in arg for arg in cmd):  # every start alike, spare or not
+            cmd.append(f"--IPKernelApp.exec_lines=['import {self.preimport}']")
         assert self.sandbox is not None
         env = {var: str(self.threads) for var in THREAD_VARS} if self.threads > 0 else {}
         return self.sandbox.command(cmd, env)
@@ -91,7 +97,7 @@ class SandboxedKernelManager(GradingKernelManager):
     # -- the warm spare ------------------------------------------------------------------
     def _spare_key(self) -> tuple:
         return (type(self), self.kernel_name, tuple(self.kernel_spec.argv), self._extra, self.limits(),
-                self.threads, self.stdio, self.max_memory)
+                self.threads, self.stdio, self.max_memory, self.preimport)
 
     def _take_spare(self) -> "SandboxedKernelManager | None":
         """The waiting spare of this configuration (removed from the pool), if it is alive."""
@@ -113,7 +119,8 @@ class SandboxedKernelManager(GradingKernelManager):
         if key in _SPARES and _SPARES[key][0] == os.getpid():
             return
         spare = type(self)(kernel_name=self.kernel_name, config=self.config)
-        for trait in ("max_memory", "threads", "stdio", "max_processes", "max_cpu_seconds", "max_disk"):
+        for trait in ("max_memory", "threads", "stdio", "max_processes", "max_cpu_seconds", "max_disk",
+                      "preimport"):
             setattr(spare, trait, getattr(self, trait))
         spare._is_spare = True
         try:
