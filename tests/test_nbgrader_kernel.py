@@ -91,3 +91,49 @@ def test_notebook_timeout(tmp_path):
     assert [o.ename for o in nb.cells[1].outputs if o.output_type == "error"] == ["NotebookTimeout"]
     assert [o.ename for o in nb.cells[2].outputs] == ["NotRun"] and "(5 s)" in nb.cells[2].outputs[0].evalue
     nbformat.validate(nb)
+
+
+def _own_sandboxes() -> list[str]:
+    """This process's sandbox cgroups and its child processes still alive."""
+    import glob
+    import os
+
+    found = glob.glob(f"/sys/fs/cgroup/*/**/cnngrader-{os.getpid()}-*", recursive=True)
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        found += [f"child {pid}" for pid in (task / "children").read_text().split()]
+    return found
+
+
+def test_warm_spare(tmp_path, monkeypatch):
+    """Three notebooks in a row, each in a kernel that was the previous one's warm spare: each sees only
+    its own submission and its own sandbox; a spare that died is replaced by a fresh start; nothing is
+    left once the spares are stopped."""
+    pytest.importorskip("cnngrader.pipeline.sandbox").check_available()
+    from cnngrader.pipeline import kernels
+
+    stop_zygote()  # no spare left by an earlier test: notebook 1 starts cold
+    adopted: list[bool] = []
+    real_adopt = kernels.SandboxedKernelManager._adopt
+    monkeypatch.setattr(kernels.SandboxedKernelManager, "_adopt",
+                        lambda self, *a: (adopted.append(True), real_adopt(self, *a))[1])
+    probe = ("import os\nprint(sorted(os.listdir('.')), os.path.exists('/tmp/mark'), open(sorted(os.listdir('.'))[0]).read())\n"
+             "open('/tmp/mark', 'w').close()")
+    seen = []
+    try:
+        for i in range(4):
+            if i == 3:  # the spare waiting for notebook 4 dies: a fresh kernel takes its place
+                (_pid, spare), = [v for v in kernels._SPARES.values() if v[0] == __import__("os").getpid()]
+                spare.provisioner.process.kill()
+                spare.provisioner.process.wait()
+            folder = tmp_path / f"student{i}"
+            folder.mkdir()
+            (folder / f"mine{i}.txt").write_text(f"submission {i}")
+            nb = new_notebook(cells=[new_code_cell(probe)])
+            GradingExecute(config=_sandboxed_config()).preprocess(nb, {"metadata": {"path": str(folder)}})
+            seen.append(_outputs(nb.cells[0]))
+        assert adopted == [True, True]  # notebooks 2 and 3; 1 started cold, 4 after the death
+    finally:
+        stop_zygote()  # stops the unused spare as well
+    for i, out in enumerate(seen):
+        assert out == [f"['mine{i}.txt'] False submission {i}\n"]
+    assert _own_sandboxes() == []

@@ -93,10 +93,14 @@ def zygote_socket(threads: int = 0, wait: float = 180.0) -> str:
 
 
 def stop_zygote() -> None:
-    """Stop this process's kernel zygote, if it has one (it would otherwise live until exit)."""
+    """Stop this process's kernel zygote, if it has one (it would otherwise live until exit), and
+    its warm spare sandboxed kernels (cnngrader.pipeline.kernels)."""
     found = _ZYGOTES.pop(os.getpid(), None)
     if found:
         _stop_zygote(found[0])
+    kernels = sys.modules.get("cnngrader.pipeline.kernels")
+    if kernels is not None:  # never imported: no spare either
+        kernels.stop_spares()
 
 
 def _stop_zygote(proc: subprocess.Popen) -> None:
@@ -187,6 +191,14 @@ class GradingExecute(Execute):
         "is used only then).",
     ).tag(config=True)
 
+    warm_spare = Bool(
+        True,
+        help="Sandboxed kernels only: while a notebook runs, start the next kernel (a sandbox with an "
+        "empty inbox) so that its ~3 s of imports overlap; the next notebook adopts it and gets its "
+        "submission copied in before its first cell. One spare per process and configuration, never "
+        "shared by two submissions. False: every kernel starts when its notebook does.",
+    ).tag(config=True)
+
     max_processes = Integer(512, help="Tasks (processes + threads) of a sandboxed kernel's tree.").tag(config=True)
     max_cpu_seconds = Integer(900, help="CPU seconds of a sandboxed kernel's tree, all cells together.").tag(config=True)
     max_disk_mb = Integer(256, help="MiB of each writable tmpfs of a sandbox (/submission, /tmp).").tag(config=True)
@@ -217,6 +229,8 @@ class GradingExecute(Execute):
             km.max_processes = self.max_processes
             km.max_cpu_seconds = self.max_cpu_seconds
             km.max_disk = self.max_disk_mb * 2**20
+            km.warm_spare = self.warm_spare
+            km.preimport = self.grader_module if re.fullmatch(r"[\w.]+", self.grader_module or "") else ""
         if isinstance(km, GradingKernelManager):
             km.max_memory = self.max_memory_mb * 2**20
             cores = os.cpu_count() or 1
@@ -394,8 +408,24 @@ class GradingExecute(Execute):
             await self._async_kill_kernel()
         self._timeout_note = f"the hidden tests ran past the time limit ({self.timeout} s)"
 
+    def _fill_submission(self) -> None:
+        """A kernel that was a warm spare started with an empty /submission: copy the submission from
+        its read-only inbox (filled on the host when it was adopted) before any student cell.
+        Nothing to do for any other kernel (sandbox_init copied the inbox before the exec)."""
+        if not getattr(self.km, "adopted", False):
+            return
+        from cnngrader.pipeline.sandbox import INBOX_INSIDE, INIT_INSIDE, SUBMISSION
+
+        assert self.kc is not None
+        code = f"__import__('runpy').run_path({INIT_INSIDE!r})['copy_inbox']({INBOX_INSIDE!r}, {SUBMISSION!r})"
+        reply = self.wait_for_reply(self.kc.execute(code, silent=True, store_history=False))
+        if reply is None or reply["content"].get("status") != "ok":
+            raise RuntimeError("could not copy the submission into the sandboxed kernel")
+
     def _import_grader(self) -> None:
-        """Import the grader in the kernel, silently; a failure shows again in the hidden test cells."""
+        """Fill /submission where needed, then import the grader in the kernel, silently; a failure
+        to import shows again in the hidden test cells."""
+        self._fill_submission()
         if self.grader_module:
             assert self.kc is not None
             self.wait_for_reply(self.kc.execute(f"import {self.grader_module}", silent=True, store_history=False))

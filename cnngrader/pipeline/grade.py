@@ -478,7 +478,10 @@ def grade_course(
                 result.seconds["feedback"] = time.perf_counter() - t
         finally:
             if pool is not None:
-                pool.shutdown()
+                pool.shutdown()  # each worker kills its own warm spare as it exits
+            from cnngrader.pipeline.kernels import stop_spares
+
+            stop_spares()  # and this process's (serial grading), which no later notebook will use
 
     t = time.perf_counter()
     result.grades_csv = export_grades(cfg)

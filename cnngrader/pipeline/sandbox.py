@@ -384,6 +384,10 @@ class Sandbox:
                 shutil.rmtree(self.root, ignore_errors=True)
             _LIVE.discard(self)
 
+    def alive(self) -> bool:
+        """Open and not killed (its processes may still have exited on their own)."""
+        return self._cgroup is not None and not self._closed.is_set()
+
     # the submission
     def copy_in(self, source: str | os.PathLike) -> None:
         """Copy a submission's folder into the inbox (the launcher copies it on to /submission)."""
