@@ -256,7 +256,7 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
         present = expected
     for name in present:
         try:
-            nbformat.read(folder / name, as_version=4)
+            nbformat.read(str(folder / name), as_version=4)
         except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             return f"{student}/{assignment}: {name} is not a readable notebook ({why[:200]}); not graded"
