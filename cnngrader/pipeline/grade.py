@@ -245,9 +245,11 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
     A single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
     is renamed to the assignment's notebook name, and the log says so. A notebook that is not
     a readable notebook (corrupt JSON, truncated) is reported and left ungraded."""
-    cd = cfg.CourseDirectory
-    folder = Path(cd.root, cd.submitted_directory, student, assignment)
-    source = Path(cd.root, cd.get("source_directory", "source"), assignment)
+    from nbgrader.coursedir import CourseDirectory
+
+    cd = CourseDirectory(config=cfg)
+    folder = Path(cd.format_path(cd.submitted_directory, student, assignment))
+    source = Path(cd.format_path(cd.source_directory, ".", assignment))
     expected = sorted(p.name for p in source.glob("*.ipynb"))
     present = sorted(p.name for p in folder.glob("*.ipynb"))
     if len(expected) == 1 and present and expected[0] not in present and len(present) == 1:
