@@ -11,9 +11,9 @@ c = get_config()  # noqa: F821
 if os.path.dirname(sys.executable) not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
-# Grading kernels load the hidden checks of this course (assignments/<id>/checks.py, listed in
-# course.toml next to this file); kernels inherit the variable from whatever nbgrader command runs.
-os.environ["CNNGRADER_COURSE"] = os.path.dirname(os.path.abspath(__file__))
+# The hidden checks that grade this course: assignments/<id>/checks.py, listed in course.toml
+# next to this file.
+c.GradingExecute.course_root = os.path.dirname(os.path.abspath(__file__))
 
 # -- where things are -------------------------------------------------------------------
 c.CourseDirectory.root = "."

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST = "course.toml"
-ENV_VAR = "CNNGRADER_COURSE"  # a course directory; set by the pipeline for its kernels
+ENV_VAR = "CNNGRADER_COURSE"  # a course directory, to run the pipeline from another working directory
 ASSIGNMENTS_DIR = "assignments"  # assignments/<id>/<id>.md (source) and assignments/<id>/checks.py
 _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*\Z")
 

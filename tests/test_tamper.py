@@ -24,6 +24,7 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
+from cnngrader.course import load_course
 from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
 from cnngrader.pipeline.report import gradebook_rows
@@ -44,7 +45,7 @@ F = "F"  # full points
 
 
 def sol(aid: str, gid: str) -> str:
-    nb = solution_submission(aid)
+    nb = solution_submission(aid, course=load_course(REPO))
     return cell(nb, gid).source
 
 
@@ -389,7 +390,7 @@ NOTEBOOK_TIMEOUT = 12  # seconds over all cells, for the stall fixture
 def build(root: Path, release: Path, port: int) -> dict:
     """student -> {assignment: notebook} for every fixture, plus their fair scores."""
     fill = {"root": root, "repo": REPO, "mark": MARK, "port": port}
-    base = {aid: solution_submission(aid, release) for aid in (A1, A2, A3, A5)}
+    base = {aid: solution_submission(aid, release, load_course(REPO)) for aid in (A1, A2, A3, A5)}
     blank = {aid: nbformat.read(release / aid / f"{aid}.ipynb", as_version=4) for aid in (A2,)}
     subs, fair = {}, {}
     for sid, (aid, gid, attack, expect) in COURSE_LEVEL.items():
@@ -554,7 +555,7 @@ def test_nothing_reached_the_hosts_loopback(batch):
 def test_feedback_reveals_no_secret(batch):
     """The notebook printed whatever it could read of solutions, sources, classmates and the gradebook."""
     page = (batch.root / "feedback" / "read_secrets" / A2 / f"{A2}.html").read_text()
-    solution = solution_submission(A2)
+    solution = solution_submission(A2, course=load_course(REPO))
     secrets = ["Y[i, j] = (X[i : i + h, j : j + w] * K).sum()", "K -= lr * K.grad", "BEGIN SOLUTION",
                "tensor_cases", "SQLite format", "repositoryformatversion"]
     assert secrets[0] in cell(solution, "corr2d").source

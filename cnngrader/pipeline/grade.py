@@ -41,7 +41,7 @@ import nbformat
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from cnngrader.course import ENV_VAR, Course, load_course
+from cnngrader.course import Course, load_course
 from cnngrader.pipeline import authoring
 
 EXECUTE = "cnngrader.pipeline.execute.GradingExecute"
@@ -82,9 +82,7 @@ def course_config(root: str | Path | None = None, course: Course | None = None, 
         cfg.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     for key, value in paths.items():
         setattr(cfg.CourseDirectory, key, str(value))
-    # The hidden checks of this course, for the grading process and its workers.
-    os.environ[ENV_VAR] = str(course.root)
-    cfg.GradingExecute.course_root = str(course.root)
+    cfg.GradingExecute.course_root = str(course.root)  # whose hidden checks grade the submissions
     return cfg
 
 
