@@ -413,9 +413,10 @@ class Sandbox:
         lim = self.limits
         size = ["--size", str(lim.disk_bytes)] if lim.disk_bytes else []
         args = ["bwrap", *_base_flags(), *_system_binds()]
+        # The tmpfs first: a course or venv that lives under /tmp is bound on top of it, not hidden by it.
+        args += [*size, "--tmpfs", "/tmp", *size, "--tmpfs", SUBMISSION, "--chdir", "/"]
         for path in dict.fromkeys([sys.base_prefix, sys.prefix, *map(str, self.sources)]):
             args += ["--ro-bind", path, path]
-        args += [*size, "--tmpfs", "/tmp", *size, "--tmpfs", SUBMISSION, "--chdir", "/"]
         args += ["--size", str(RUNTIME_TMPFS_BYTES), "--tmpfs", str(self.runtime)]
         args += ["--ro-bind", str(self.conf), str(self.conf), "--ro-bind", str(self.inbox), INBOX_INSIDE]
         args += ["--ro-bind", str(INIT_SOURCE), INIT_INSIDE]
