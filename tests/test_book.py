@@ -258,9 +258,9 @@ def test_solution_line_extraction(tmp_path):
     assert solution_lines(path) == {"secret = X.unfold(0, 2, 1)", "assert hidden_check(f)", "An answer written whole."}
 
 
-@pytest.mark.slow
-def test_no_solution_or_hidden_test_in_the_book(book):
-    html_dir, _ = book
+def secret_lines() -> set[str]:
+    """The solution and hidden-test lines of solutions/ that say something: long enough, not common
+    idioms, not also in a public file (cnnlib, the exercises). Skips when solutions/ is empty."""
     sources = sorted((ROOT / "solutions").glob("*/*.ipynb"))
     if not sources:
         pytest.skip("solutions/ has no notebooks yet")
@@ -271,6 +271,13 @@ def test_no_solution_or_hidden_test_in_the_book(book):
                    if len(line) >= MIN_LINE_CHARS and line not in COMMON_LINES and line not in public
                    and not line.startswith("#")}
     assert secret, "no solution lines were found in solutions/: the extraction is broken"
+    return secret
+
+
+@pytest.mark.slow
+def test_no_solution_or_hidden_test_in_the_book(book):
+    html_dir, _ = book
+    secret = secret_lines()
 
     pages = [p for p in html_dir.rglob("*") if p.is_file() and p.suffix in (".html", ".txt", ".ipynb", ".md", ".js")]
     leaks = []
