@@ -54,7 +54,9 @@ UID = GID = 65534
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
 MASKED_ETC = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers")
-KERNEL_SOURCES = ("cnngrader/__init__.py", "cnngrader/tolerances.py", "cnngrader/course.py", "cnngrader/kernel")
+# precheck.py: a notebook's pre-submission check imports in the kernel and does nothing there.
+KERNEL_SOURCES = ("cnngrader/__init__.py", "cnngrader/tolerances.py", "cnngrader/course.py", "cnngrader/kernel",
+                  "cnngrader/precheck.py")
 RUNTIME_TMPFS_BYTES = 1 << 20  # connection sockets only
 READ_ONLY_ROOT = ("--remount-ro", "/dev", "--remount-ro", "/")  # after every mount: bwrap's own tmpfs root and /dev
 

@@ -111,8 +111,7 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
     for name in calls:
         reason = None
         if tamper is not None:
-            reason = (f"the notebook reaches into the grader or the interpreter ({tamper.name}, at "
-                      f"{tamper.where()}), so its hidden tests cannot be trusted: remove that code.")
+            reason = scan.tampering_reason(tamper)
         else:
             reason = _route_reason(name, cells, reg.forbidden.get(name))
         if reason is None:
@@ -136,7 +135,4 @@ def _route_reason(name: str, cells: list, forbidden: Any) -> str | None:
     from cnngrader.grading import scan
 
     found = scan.route(cells, name, forbidden.static if forbidden is not None else ())
-    if found is None:
-        return None
-    return (f"{name} uses {found.name} (at {found.where()}): the assignment asks you to write {name} yourself, "
-            f"without that shortcut.")
+    return None if found is None else scan.route_reason(name, found)

@@ -1,0 +1,488 @@
+"""The pre-submission check: the hidden tests of an assignment, run on a student's notebook before it is
+handed in, with a report of what would fail and why (like otter's ``grader.check_all()``).
+
+In the notebook, in a new cell::
+
+    from cnngrader.precheck import check_all; check_all("02_cross_correlation")
+
+From a shell (or ``cnn-check NOTEBOOK``)::
+
+    python -m cnngrader.precheck exercises/02_cross_correlation/02_cross_correlation.ipynb
+
+The notebook call checks the functions the notebook has defined so far, in its own kernel (a LocalRunner).
+The command runs the whole notebook in a fresh kernel of this Python (nbclient), then has that kernel run the
+student's functions for the checks, as grading does (a RemoteRunner, over cnngrader.kernel.serve). There is no
+sandbox: it is the student's own code, on the student's own machine.
+
+Every run draws its cases from a new random seed. The grader's secret never exists on the student's side, so
+neither the check nor the student can know the graded cases; the grade may still differ from the check's
+"would score about" (other cases, a different machine's devices, answers checked only when graded).
+
+When the grading pipeline runs a notebook that calls check_all, the call does nothing: the kernel has the
+grader's kernel side imported before any cell, and no hidden checks. This module therefore imports only the
+standard library at its top (the grading sandbox has no cnngrader.grading).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+HIDDEN_PREFIX = "hidden_"  # a hidden test cell's grade_id is hidden_<name>; it runs check("<name>", <name>)
+BUNDLED = Path(__file__).with_name("_course")  # course.toml, checks and release notebooks of an installed course
+ASSIGNMENTS = "assignments"
+# Status of one graded cell.
+PASS, FAIL, WHEN_GRADED, NOT_HERE = "pass", "FAIL", "checked when graded", "not checked here"
+
+
+class PrecheckError(ValueError):
+    """Bad usage: no such notebook, course or assignment."""
+
+
+def _in_grading_kernel() -> bool:
+    """True in a kernel the grading pipeline (or this command) runs: it imports the grader's kernel side
+    before any cell, and never the hidden checks."""
+    return "cnngrader.kernel" in sys.modules and "cnngrader.grading" not in sys.modules
+
+
+# ---------------------------------------------------------------------------------------------
+# The notebook's graded cells, and the course whose checks grade them.
+@dataclass(frozen=True)
+class GradedCell:
+    grade_id: str
+    points: float
+    checks: tuple[str, ...]  # names of the hidden checks it runs; () when none can run here
+
+
+def graded_cells(nb: dict, known: Any) -> list[GradedCell]:
+    """The notebook's graded cells (nbgrader `grade: true`) with their points, each with the checks it
+    runs: hidden_<name> runs the check <name> when the course (`known`: a container of check names) has it."""
+    out = []
+    for cell in nb.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") != "code" or not meta.get("grade"):
+            continue
+        gid = str(meta.get("grade_id", ""))
+        points = meta.get("points", 0)
+        points = float(points) if isinstance(points, (int, float)) and not isinstance(points, bool) else 0.0
+        name = gid[len(HIDDEN_PREFIX):] if gid.startswith(HIDDEN_PREFIX) else ""
+        out.append(GradedCell(gid, points, (name,) if name in known else ()))
+    return out
+
+
+def student_sources(nb: dict) -> list[tuple[int, str]]:
+    """(index, source) of the code cells the static scan reads: every code cell but nbgrader's locked ones."""
+    out = []
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code" or cell.get("metadata", {}).get("nbgrader", {}).get("locked"):
+            continue
+        source = cell.get("source", "")
+        out.append((index, "".join(source) if isinstance(source, list) else str(source)))
+    return out
+
+
+def _ids(root: Path) -> tuple[str, ...]:
+    from cnngrader.course import CourseError, load_course
+
+    try:
+        return load_course(root).ids
+    except CourseError:
+        return ()
+
+
+def _course_lists(root: Path, aid: str) -> bool:
+    return aid in _ids(root)
+
+
+def _candidates(start: Path | None, course: str | os.PathLike | None) -> list[Path]:
+    """Course folders to look in, in order: `course`, $CNNGRADER_COURSE, the nearest course.toml at or
+    above `start` (else the working directory), then the course bundled with the installed package."""
+    from cnngrader.course import ENV_VAR, MANIFEST
+
+    if course is not None:
+        root = Path(course).resolve()
+        if not (root / MANIFEST).is_file():
+            raise PrecheckError(f"course must be a course folder holding {MANIFEST}, got {str(course)!r}")
+        return [root]
+    out = []
+    if os.environ.get(ENV_VAR):
+        out.append(Path(os.environ[ENV_VAR]).resolve())
+    here = (start or Path.cwd()).resolve()
+    out += [folder for folder in (here, *here.parents) if (folder / MANIFEST).is_file()][:1]
+    if (BUNDLED / MANIFEST).is_file():
+        out.append(BUNDLED)
+    return out
+
+
+def course_root(aid: str, start: Path | None = None, course: str | os.PathLike | None = None) -> Path:
+    """The course folder whose course.toml lists `aid` (see _candidates)."""
+    tried = _candidates(start, course)
+    for root in tried:
+        if _course_lists(root, aid):
+            return root
+    where = ", ".join(str(r) for r in tried) or "no course.toml here or above, and no installed course"
+    raise PrecheckError(f"assignment {aid!r} is in no course found ({where}); run from the course folder, "
+                        f"install the course (pip install <course>), or name it with --course")
+
+
+_COPY_SUFFIX = re.compile(r"\s*\(\d+\)\Z")  # "02_cross_correlation (1)": a browser's renamed download
+
+
+def assignment_of(nb: dict, path: Path, course: str | os.PathLike | None = None) -> str:
+    """The assignment a notebook is: its metadata (where it was generated from), else its file name or
+    folder, matched against the course's assignments."""
+    guesses = []
+    generated = nb.get("metadata", {}).get("cnngrader", {}).get("generated_from", "")
+    parts = Path(str(generated)).parts
+    if len(parts) >= 2 and parts[0] == ASSIGNMENTS:
+        guesses.append(parts[1])
+    guesses += [_COPY_SUFFIX.sub("", path.stem), path.parent.name]
+    roots = _candidates(path.parent, course)
+    for guess in dict.fromkeys(guesses):
+        for root in roots:
+            if _course_lists(root, guess):
+                return guess
+    known = sorted({aid for root in roots for aid in _ids(root)})
+    raise PrecheckError(f"cannot tell which assignment {path.name} is (tried {', '.join(dict.fromkeys(guesses))}); "
+                        f"name it with --assignment ID, one of: {', '.join(known) or 'no course found'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the checks and the report.
+@dataclass
+class Result:
+    cell: GradedCell
+    status: str
+    reason: str = ""
+
+
+@dataclass
+class Report:
+    assignment: str
+    results: list[Result]
+    cell_errors: list[str] = field(default_factory=list)  # "cell 5 (corr2d): NotImplementedError: ..."
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def earned(self) -> float:
+        return sum(r.cell.points for r in self.results if r.status == PASS)
+
+    @property
+    def total(self) -> float:
+        return sum(r.cell.points for r in self.results)
+
+    @property
+    def passed(self) -> bool:
+        """No hidden test cell fails (those checked only when graded do not count)."""
+        return all(r.status != FAIL for r in self.results)
+
+    def text(self) -> str:
+        lines = [f"Pre-submission check of {self.assignment}: the hidden tests on new random cases "
+                 f"(not the graded ones, which are drawn when your notebook is graded)."]
+        if self.cell_errors:
+            lines.append("Cells that raised an error when the notebook ran:")
+            lines += [f"  {e}" for e in self.cell_errors]
+        width = max((len(r.cell.grade_id) for r in self.results), default=0)
+        for r in self.results:
+            head = f"  {r.cell.grade_id.ljust(width)}  {_num(r.cell.points)} point{'s' * (r.cell.points != 1)}: "
+            reason = r.reason.splitlines() or [""]
+            lines.append(head + r.status + (f": {reason[0]}" if reason[0] else ""))
+            lines += [f"      {line}" for line in reason[1:]]
+        later = sum(r.cell.points for r in self.results if r.status in (WHEN_GRADED, NOT_HERE))
+        score = f"Would score about {_num(self.earned)}/{_num(self.total)}"
+        if later:
+            score += f" ({_num(later)} of these points are checked only when graded)"
+        lines.append(score + ". The grade may differ: it is computed on other random cases.")
+        lines += self.notes
+        return "\n".join(lines)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def new_secret() -> int:
+    """A fresh seed for one pre-submission check; the grader draws its own, which never leaves it."""
+    return secrets.randbits(62)
+
+
+def run_checks(aid: str, cells: list[GradedCell], runner: Any, sources: list[tuple[int, str]] | None,
+               reg: Any) -> list[Result]:
+    """Each graded cell's verdict: the static scan of `sources` (None: skipped), then its checks through
+    `runner`, as the grader runs them; NotChecked (answers not published) reads as checked when graded."""
+    from cnngrader.grading import core, scan
+
+    not_checked = getattr(core, "NotChecked", None)
+    not_checked = not_checked if isinstance(not_checked, type) and issubclass(not_checked, BaseException) else ()
+    parsed = scan.parse(sources) if sources is not None else None
+    results = []
+    for cell in cells:
+        if not cell.checks:
+            results.append(Result(cell, NOT_HERE, "no hidden check of this course runs it before grading"))
+            continue
+        status, reason = PASS, ""
+        for name in cell.checks:
+            forbidden = reg.forbidden.get(name)
+            why = scan.reason(parsed, name, forbidden.static if forbidden else ()) if parsed is not None else None
+            if why is not None:
+                status, reason = FAIL, why
+                break
+            try:
+                reg.checks[name](name, runner)
+            except not_checked as e:
+                status, reason = WHEN_GRADED, str(e) or "its answer is checked only when graded"
+            except core.GradingError as e:
+                status, reason = FAIL, str(e)
+                break
+            except Exception as e:  # noqa: BLE001 - a check that breaks on odd output still reports
+                status, reason = FAIL, f"{name} could not be checked: {type(e).__name__}: {e}"
+                break
+        results.append(Result(cell, status, reason))
+    return results
+
+
+def _load_notebook(path: Path) -> dict:
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PrecheckError(f"notebook {str(path)!r} cannot be read as a notebook: {e}") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise PrecheckError(f"notebook {str(path)!r} is not a Jupyter notebook (no cells)")
+    return nb
+
+
+# ---------------------------------------------------------------------------------------------
+# The notebook call.
+def _user_namespace() -> dict[str, Any]:
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    return shell.user_ns if shell is not None else vars(sys.modules["__main__"])
+
+
+def _own_notebook(aid: str, ns: dict[str, Any], notebook: str | os.PathLike | None) -> Path | None:
+    """The student's notebook file: `notebook`, else the one Jupyter names in __session__, else <aid>.ipynb
+    in the working directory."""
+    if notebook is not None:
+        path = Path(notebook)
+        if not path.is_file():
+            raise PrecheckError(f"notebook {str(notebook)!r} does not exist")
+        return path
+    session = ns.get("__session__")
+    for candidate in ([Path(session)] if isinstance(session, str) and session.endswith(".ipynb") else []) + \
+            [Path.cwd() / f"{aid}.ipynb"]:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def check_all(assignment: str, notebook: str | os.PathLike | None = None,
+              course: str | os.PathLike | None = None) -> Report | None:
+    """Run the hidden tests of `assignment` on the functions this notebook has defined, on new random cases,
+    and print one line per hidden test cell and the score it would get (stdout only).
+
+    notebook: the notebook file, for its points and the static scan of its saved code (default: the one
+    Jupyter is running, else <assignment>.ipynb here); course: the course folder (default: found).
+    Returns the Report, or None when the notebook is being graded (the call then does nothing)."""
+    if _in_grading_kernel():
+        print("cnngrader.precheck: not run while the notebook is graded.")
+        return None
+    if not isinstance(assignment, str) or not assignment:
+        raise PrecheckError(f"assignment must be an assignment id such as '02_cross_correlation', got {assignment!r}")
+    ns = _user_namespace()
+    own = _own_notebook(assignment, ns, notebook)
+    root = course_root(assignment, own.parent if own else None, course)
+    points_from = own
+    if points_from is None or not _has_graded_cells(points_from):
+        release = root / "exercises" / assignment / f"{assignment}.ipynb"
+        points_from = release if release.is_file() else None
+    if points_from is None:
+        raise PrecheckError(f"no notebook of {assignment!r} to read its points from: pass notebook='<file>.ipynb'")
+    with contextlib.redirect_stderr(sys.stdout):  # the student's code may write to stderr: keep it in stdout
+        report = _check_namespace(assignment, ns, _load_notebook(points_from), own, root)
+    print(report.text())
+    return report
+
+
+def _has_graded_cells(path: Path) -> bool:
+    try:
+        return bool(graded_cells(_load_notebook(path), ()))
+    except PrecheckError:
+        return False
+
+
+def _check_namespace(aid: str, ns: dict[str, Any], points_nb: dict, own: Path | None, root: Path) -> Report:
+    from cnngrader import grading
+    from cnngrader.grading.runners import LocalRunner
+
+    reg = grading.registry(root)
+    cells = graded_cells(points_nb, reg.checks)
+    notes = []
+    sources = None
+    if own is not None:
+        sources = student_sources(_load_notebook(own))
+        notes.append(f"The static scan read the saved notebook {own.name}: save it first for it to see your edits.")
+    else:
+        notes.append("The static scan of your code was skipped (no notebook file found): pass notebook='<file>.ipynb', "
+                     "or run `cnn-check NOTEBOOK`.")
+    runner = LocalRunner(ns, new_secret())
+    return Report(aid, run_checks(aid, cells, runner, sources, reg), notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command: run the notebook in a fresh kernel, then the checks through it.
+def _kernel_manager_class() -> type:
+    from jupyter_client.manager import AsyncKernelManager
+
+    class ThisPythonKernel(AsyncKernelManager):
+        """An ipykernel of the Python running the check: the environment that has cnnlib and cnngrader."""
+
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            return [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file, *(extra_arguments or [])]
+
+    return ThisPythonKernel
+
+
+def run_notebook(path: Path, aid: str, root: Path, timeout: int = 300, secret: int | None = None) -> Report:
+    """Execute the notebook at `path` in a fresh kernel (its folder as working directory), then run the
+    hidden checks of `aid` through that kernel on cases drawn from `secret` (default: a new random one)."""
+    import subprocess
+
+    import nbformat
+    from jupyter_core.utils import run_sync
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from cnngrader import grading
+    from cnngrader.grading.runners import KernelGone, RemoteRunner
+
+    reg = grading.registry(root)
+    nb = nbformat.read(str(path), as_version=4)
+    cells = graded_cells(nb, reg.checks)
+    hidden = {c.grade_id for c in cells}
+    sources = student_sources(nb)
+    client = NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
+                            kernel_manager_class=_kernel_manager_class(), resources={"metadata": {"path": str(path.parent)}})
+    errors: list[str] = []
+    lost: list[str] = []
+    with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        assert client.kc is not None
+        client.wait_for_reply(client.kc.kernel_info())
+        # As grading does: the kernel side first, so a check_all cell in the notebook does nothing.
+        client.wait_for_reply(client.kc.execute("import cnngrader.kernel", silent=True, store_history=False))
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("grade_id") in hidden:
+                continue
+            try:
+                client.execute_cell(cell, index)
+            except DeadKernelError:
+                lost.append(f"the kernel died in cell {index + 1}")
+                errors.append(f"cell {index + 1} ({_cell_name(cell)}): the kernel died while it ran")
+                break
+            except CellTimeoutError:
+                errors.append(f"cell {index + 1} ({_cell_name(cell)}): ran past {timeout} s and did not stop")
+                continue
+            for out in cell.outputs:
+                if out.get("output_type") == "error":
+                    message = (str(out.get("evalue") or "").splitlines() or [""])[0]
+                    errors.append(f"cell {index + 1} ({_cell_name(cell)}): {out.get('ename')}"
+                                  + (f": {message}" if message else ""))
+
+        def send(request: str) -> str:
+            if lost:
+                raise KernelGone(lost[0])
+            reply = run_sync(_rpc)(client, request, timeout)
+            if reply is None:
+                raise KernelGone(f"the kernel sent no reply within {timeout} s")
+            return reply
+
+        runner = RemoteRunner(send, new_secret() if secret is None else secret)
+        results = run_checks(aid, cells, runner, sources, reg)
+    return Report(aid, results, errors)
+
+
+def _cell_name(cell: Any) -> str:
+    return cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id") or "code"
+
+
+async def _rpc(client: Any, request: str, timeout: float) -> str | None:
+    """One request to the kernel's cnngrader.kernel.serve; its reply, or None (timeout: the kernel is
+    interrupted)."""
+    from queue import Empty
+    from time import monotonic
+
+    from jupyter_core.utils import ensure_async
+
+    from cnngrader.kernel import REPLY_MIME
+
+    kc = client.kc
+    code = f"__import__('cnngrader.kernel', fromlist=['serve']).serve({request!r})"
+    msg_id = kc.execute(code, store_history=False, allow_stdin=False)
+    deadline, reply = monotonic() + timeout, None
+    while True:
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            await ensure_async(client.km.interrupt_kernel())
+            return None
+        try:
+            msg = await ensure_async(kc.iopub_channel.get_msg(timeout=min(remaining, 1.0)))
+        except Empty:
+            if not await ensure_async(client.km.is_alive()):
+                return None
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+            break
+        if msg["msg_type"] == "display_data":
+            data = msg["content"].get("data", {}).get(REPLY_MIME)
+            if isinstance(data, str):
+                reply = data
+    await client.async_wait_for_reply(msg_id)
+    return reply
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+    """`python -m cnngrader.precheck NOTEBOOK` (or `cnn-check NOTEBOOK`): 0 when every hidden test passes,
+    1 when one would fail, 2 on bad usage."""
+    parser = argparse.ArgumentParser(
+        prog="cnn-check", description="Run an assignment's hidden tests on your notebook before you submit it, "
+        "on new random cases, and say what would fail and why.")
+    parser.add_argument("notebook", help="your notebook, e.g. exercises/02_cross_correlation/02_cross_correlation.ipynb")
+    parser.add_argument("--assignment", help="the assignment id (default: found from the notebook)")
+    parser.add_argument("--course", help="the course folder (default: the one around the notebook, else the installed one)")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per cell and per check (default 300)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    path = Path(args.notebook)
+    try:
+        if not path.is_file():
+            raise PrecheckError(f"notebook {args.notebook!r} does not exist")
+        if args.timeout <= 0:
+            raise PrecheckError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+        nb = _load_notebook(path)
+        aid = args.assignment or assignment_of(nb, path, args.course)
+        root = course_root(aid, path.parent, args.course)
+    except PrecheckError as e:
+        print(f"cnn-check: {e}", file=sys.stderr)
+        return 2
+    out(f"Running {path.name} in a fresh kernel, then the hidden tests of {aid} ...")
+    report = run_notebook(path, aid, root, args.timeout)
+    out(report.text())
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
