@@ -103,7 +103,7 @@ def _course_lists(root: Path, aid: str) -> bool:
 
 def _candidates(start: Path | None, course: str | os.PathLike | None) -> list[Path]:
     """Course folders to look in, in order: `course`, $CNNGRADER_COURSE, the nearest course.toml at or
-    above `start` (else the working directory), then the course bundled with the installed package."""
+    above `start`, then above the working directory, then the course bundled with the installed package."""
     from cnngrader.course import ENV_VAR, MANIFEST
 
     if course is not None:
@@ -114,8 +114,8 @@ def _candidates(start: Path | None, course: str | os.PathLike | None) -> list[Pa
     out = []
     if os.environ.get(ENV_VAR):
         out.append(Path(os.environ[ENV_VAR]).resolve())
-    here = (start or Path.cwd()).resolve()
-    out += [folder for folder in (here, *here.parents) if (folder / MANIFEST).is_file()][:1]
+    for here in dict.fromkeys(p.resolve() for p in (start or Path.cwd(), Path.cwd())):
+        out += [folder for folder in (here, *here.parents) if (folder / MANIFEST).is_file()][:1]
     if (BUNDLED / MANIFEST).is_file():
         out.append(BUNDLED)
     return out

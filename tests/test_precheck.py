@@ -1,0 +1,359 @@
+"""The pre-submission check (cnngrader.precheck): the hidden checks on a student's notebook, on new random
+cases, with the reason the grader would give.
+
+- the issue's example: a corr2d built on F.conv2d passes the visible tests, and the check says what grading
+  says (corr2d and what calls it fail, with the reason);
+- the solution passes everything; the blank release notebook fails each cell as "not implemented", a
+  notebook without a function says "not defined";
+- the command's exit codes (0, 1, 2) and a notebook that fails to run;
+- the notebook call, in process and in a real kernel (its report on stdout, nothing on stderr), and a no-op
+  in a kernel that grading runs; the tamper scan lets the call through;
+- every call draws new cases, never the grader's (a spy on the cases the student's function receives);
+- a check that raises NotChecked (answers not published) reads as "checked when graded".
+"""
+from __future__ import annotations
+
+import copy
+import secrets
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from cnngrader import grading
+from cnngrader.course import load_course
+from cnngrader.grading import core, scan
+from cnngrader.grading.runners import LocalRunner
+from cnngrader.kernel import answer
+from cnngrader import precheck
+from cnngrader.pipeline import verdict
+from conftest import REPO
+from nbtools import cell, with_cells
+
+AID = "02_cross_correlation"
+SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
+RELEASE = REPO / "exercises" / AID / f"{AID}.ipynb"
+POINTS = {"hidden_corr2d": 5, "hidden_Conv2D": 3, "hidden_convolve2d": 3, "hidden_learn_kernel": 4}
+TORCH_CORR2D = '''\
+import torch.nn.functional as F
+
+def corr2d(X, K):
+    """Cross-correlation through F.conv2d: right values, but the shortcut the assignment forbids."""
+    return F.conv2d(X[None, None], K[None, None])[0, 0]
+'''
+
+
+def run_command(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnngrader.precheck", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd or REPO, env=env)
+
+
+def solution() -> nbformat.NotebookNode:
+    return nbformat.read(SOLUTION, as_version=4)
+
+
+def solved_release() -> nbformat.NotebookNode:
+    """The student's notebook, every solution cell filled in with the solution's code."""
+    nb, source = nbformat.read(RELEASE, as_version=4), solution()
+    for c in nb.cells:
+        if c.metadata.get("nbgrader", {}).get("solution"):
+            c.source = cell(source, c.metadata.nbgrader.grade_id).source
+    return nb
+
+
+def namespace(nb: nbformat.NotebookNode) -> dict:
+    """The notebook's code cells run here, hidden test cells left out (as the grading kernel does)."""
+    ns: dict = {"__name__": "__main__"}
+    for c in nb.cells:
+        if c.cell_type == "code" and not c.metadata.get("nbgrader", {}).get("grade"):
+            exec(compile(c.source, "<cell>", "exec"), ns)
+    return ns
+
+
+def statuses(stdout: str) -> dict[str, str]:
+    """grade_id -> the status word of its report line."""
+    out = {}
+    for line in stdout.splitlines():
+        words = line.split()
+        if words and words[0] in POINTS:
+            out[words[0]] = line.split("points: ")[1].split(":")[0]
+    return out
+
+
+def grader_verdict(nb: nbformat.NotebookNode, ns: dict) -> dict[str, bool]:
+    """What grading decides, cell by cell: verdict.grade_cell on the gradebook's calls, the kernel side
+    answering in this process, with a grading secret."""
+    send = lambda request: answer(request, ns)  # noqa: E731
+    secret = secrets.randbits(62)
+    sources = verdict.student_sources(nb, {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+                                           if c.metadata.get("nbgrader", {}).get("locked")})
+    out = {}
+    for c in solution().cells:
+        gid = c.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in POINTS:
+            outputs = verdict.grade_cell(verdict.hidden_calls(c.source), send, secret, sources, str(REPO))
+            out[gid] = all(o.output_type != "error" for o in outputs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("aid", load_course(REPO).ids)
+def test_each_hidden_cell_maps_to_the_calls_of_its_gradebook_source(aid):
+    """The check finds a released cell's checks from its grade_id; the instructor's source says the same."""
+    reg = grading.registry(REPO)
+    release = nbformat.read(REPO / "exercises" / aid / f"{aid}.ipynb", as_version=4)
+    source = nbformat.read(REPO / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+    mapped = {c.grade_id: (c.checks, c.points) for c in precheck.graded_cells(release, reg.checks)}
+    expected = {c.metadata.nbgrader.grade_id: (tuple(verdict.hidden_calls(c.source)), float(c.metadata.nbgrader.points))
+                for c in source.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    assert mapped == expected and all(checks for checks, _ in mapped.values())
+
+
+def test_torch_corr2d_passes_the_visible_tests_but_the_check_says_what_grading_says(tmp_path):
+    nb = with_cells(solution(), corr2d=TORCH_CORR2D)
+    ns = namespace(nb)  # the visible tests ran in there, and passed: no assertion failed
+    assert ns["corr2d"] is not None
+    path = tmp_path / f"{AID}.ipynb"
+    nbformat.write(nb, path)
+    proc = run_command(str(path), "--course", str(REPO))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    got = statuses(proc.stdout)
+    assert got["hidden_corr2d"] == "FAIL"
+    line = next(line for line in proc.stdout.splitlines() if line.lstrip().startswith("hidden_corr2d"))
+    assert "corr2d uses torch.nn.functional.conv2d" in line and "without that shortcut" in line
+    assert "Cells that raised an error" not in proc.stdout  # the visible tests pass
+    graded = grader_verdict(nb, ns)
+    assert {gid: s == "pass" for gid, s in got.items()} == graded
+    score = sum(POINTS[gid] for gid, ok in graded.items() if ok)
+    assert score < 15 and f"Would score about {score}/15" in proc.stdout
+
+
+def test_the_solution_passes_everything():
+    proc = run_command(str(SOLUTION))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert statuses(proc.stdout) == dict.fromkeys(POINTS, "pass")
+    assert "Would score about 15/15" in proc.stdout and proc.stderr == ""
+
+
+def test_the_blank_notebook_fails_each_cell_as_not_implemented():
+    proc = run_command(str(RELEASE))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert statuses(proc.stdout) == dict.fromkeys(POINTS, "FAIL")
+    for gid in POINTS:
+        line = next(line for line in proc.stdout.splitlines() if line.lstrip().startswith(gid))
+        assert "raised NotImplementedError" in line and "replace `raise NotImplementedError()`" in line, line
+    assert "cell 6 (test_corr2d): NotImplementedError" in proc.stdout  # the cells that failed to run
+    assert "Would score about 0/15" in proc.stdout
+
+
+def test_a_notebook_that_dies_or_lacks_a_function_still_gets_a_report(tmp_path):
+    nb = solution()
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "corr2d"]
+    cell(nb, "convolve2d").source = "import os\nos._exit(3)"
+    path = tmp_path / "copy of the notebook.ipynb"
+    nbformat.write(nb, path)
+    proc = run_command(str(path), "--assignment", AID)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "the kernel died while it ran" in proc.stdout
+    got = statuses(proc.stdout)
+    assert got["hidden_corr2d"] == "FAIL" and got["hidden_learn_kernel"] == "FAIL"
+    line = next(line for line in proc.stdout.splitlines() if line.lstrip().startswith("hidden_corr2d"))
+    assert "corr2d is not defined" in line or "kernel died" in line
+
+
+def test_bad_usage_exits_2(tmp_path):
+    assert run_command().returncode == 2
+    proc = run_command(str(tmp_path / "missing.ipynb"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and proc.stdout == ""
+    (tmp_path / "notes.ipynb").write_text("not json")
+    proc = run_command(str(tmp_path / "notes.ipynb"))
+    assert proc.returncode == 2 and "cannot be read as a notebook" in proc.stderr
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "scratch.ipynb")
+    proc = run_command(str(tmp_path / "scratch.ipynb"), "--course", str(REPO))
+    assert proc.returncode == 2 and "cannot tell which assignment" in proc.stderr and "--assignment" in proc.stderr
+    proc = run_command(str(RELEASE), "--assignment", "99_nothing")
+    assert proc.returncode == 2 and "'99_nothing' is in no course" in proc.stderr
+    proc = run_command(str(RELEASE), "--timeout", "0")
+    assert proc.returncode == 2 and "--timeout must be a positive" in proc.stderr
+
+
+def test_the_assignment_is_found_from_metadata_name_or_folder(tmp_path):
+    nb = nbformat.read(RELEASE, as_version=4)
+    assert precheck.assignment_of(nb, tmp_path / "anything.ipynb", REPO) == AID  # metadata
+    nb.metadata.pop("cnngrader")
+    assert precheck.assignment_of(nb, tmp_path / f"{AID} (1).ipynb", REPO) == AID  # a browser's renamed copy
+    assert precheck.assignment_of(nb, tmp_path / AID / "mine.ipynb", REPO) == AID  # its folder
+    with pytest.raises(precheck.PrecheckError, match="01_fc_to_conv, 02_cross_correlation"):
+        precheck.assignment_of(nb, tmp_path / "mine.ipynb", REPO)
+
+
+# ---------------------------------------------------------------------------------------------
+# The notebook call.
+def test_check_all_in_process_prints_the_report_on_stdout_only(monkeypatch, capsys, tmp_path):
+    nb = with_cells(solution(), corr2d=TORCH_CORR2D)
+    ns = namespace(nb)
+    ns["print"] = lambda *a, **k: None
+    nbformat.write(nb, tmp_path / f"{AID}.ipynb")
+    monkeypatch.setattr(precheck, "_user_namespace", lambda: ns)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    report = precheck.check_all(AID, course=REPO)
+    out, err = capsys.readouterr()
+    assert err == "" and out == report.text() + "\n"
+    assert [r.status for r in report.results][0] == precheck.FAIL and not report.passed
+    assert f"The static scan read the saved notebook {AID}.ipynb" in out
+    with pytest.raises(precheck.PrecheckError, match="assignment must be"):
+        precheck.check_all("")
+
+
+def test_check_all_without_functions_says_not_defined(monkeypatch, capsys):
+    monkeypatch.setattr(precheck, "_user_namespace", lambda: {})
+    report = precheck.check_all(AID, course=REPO)
+    out = capsys.readouterr().out
+    assert [r.status for r in report.results] == [precheck.FAIL] * 4
+    for name in ("corr2d", "Conv2D", "convolve2d", "learn_kernel"):
+        assert f"{name} is not defined" in out
+    assert "static scan of your code was skipped" in out  # no notebook file: points from the release
+
+
+def test_check_all_in_a_kernel(tmp_path):
+    """A student's notebook ends with the call: its output is the report, on stdout, and no stderr."""
+    nb = with_cells(solved_release(), corr2d=TORCH_CORR2D)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        f"from cnngrader.precheck import check_all; report = check_all({AID!r}, course={str(REPO)!r})"))
+    nb.cells.append(nbformat.v4.new_code_cell("print(report.passed, report.earned, report.total)"))
+    nbformat.write(nb, tmp_path / f"{AID}.ipynb")
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = nb.cells[-2].outputs
+    assert [(o.output_type, o.get("name")) for o in outputs] == [("stream", "stdout")], outputs
+    text = outputs[0].text
+    assert "hidden_corr2d" in text and "FAIL: corr2d uses torch.nn.functional.conv2d" in text
+    assert "hidden_learn_kernel  4 points: pass" in text
+    assert nb.cells[-1].outputs[0].text.startswith("False ")
+
+
+def test_check_all_does_nothing_where_grading_runs_the_notebook():
+    code = ("import cnngrader.kernel\nfrom cnngrader.precheck import check_all\n"
+            f"print(check_all({AID!r}))\nimport sys; print('cnngrader.grading' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["cnngrader.precheck: not run while the notebook is graded.", "None", "False"]
+
+
+def test_the_tamper_scan_lets_the_call_through_and_nothing_more():
+    ok = f"from cnngrader.precheck import check_all; check_all({AID!r})"
+    assert scan.tampering(scan.parse([(0, ok)])) is None
+    assert scan.tampering(scan.parse([(0, f"import cnngrader.precheck\ncnngrader.precheck.check_all({AID!r})")])) is None
+    for bad in ("from cnngrader.precheck import check_all\ng = check_all.__globals__",
+                "from cnngrader.precheck import check_all\nf = check_all\nf.__globals__['grading']",
+                "import cnngrader.precheck as p\np.grading", "from cnngrader import grading\ngrading.registry()"):
+        assert scan.tampering(scan.parse([(0, bad)])) is not None, bad
+
+
+# ---------------------------------------------------------------------------------------------
+# New cases every call, never the grader's.
+def test_every_call_draws_new_cases_and_never_the_graded_ones(monkeypatch, capsys):
+    seen: list[list] = []
+
+    def spy(X, K):  # a correct corr2d, so that every case is reached, that records its inputs
+        seen[-1].append((X.tolist(), K.tolist()))
+        h, w = K.shape
+        Y = X.new_zeros((X.shape[0] - h + 1, X.shape[1] - w + 1))
+        for i in range(Y.shape[0]):
+            for j in range(Y.shape[1]):
+                Y[i, j] = (X[i:i + h, j:j + w] * K).sum()
+        return Y
+
+    ns = {"corr2d": spy}
+    monkeypatch.setattr(precheck, "_user_namespace", lambda: ns)
+    draws = []
+    for _ in range(2):
+        seen.append([])
+        report = precheck.check_all(AID, course=REPO)
+        assert report.results[0].status == precheck.PASS
+        draws.append(seen[-1])
+    capsys.readouterr()
+    reg = grading.registry(REPO)
+    for secret in (secrets.randbits(62), None):  # a grading run's secret; the fixed cases of no secret
+        seen.append([])
+        grading.run_check("corr2d", LocalRunner(ns, secret), reg)
+        draws.append(seen[-1])
+    assert all(len(d) == len(draws[0]) > 10 for d in draws)
+    sets = [{repr(case) for case in d} for d in draws]
+    for i in range(len(sets)):
+        for j in range(i + 1, len(sets)):
+            assert len(sets[i] & sets[j]) < len(sets[i]) // 2, (i, j)  # tiny 1x1 cases may coincide
+    assert "secret" not in capsys.readouterr().out
+
+
+def test_the_seed_is_new_for_every_call(monkeypatch):
+    drawn = []
+    real = precheck.new_secret
+    monkeypatch.setattr(precheck, "new_secret", lambda: drawn.append(real()) or drawn[-1])
+    monkeypatch.setattr(precheck, "_user_namespace", lambda: {})
+    for _ in range(3):
+        precheck.check_all(AID, course=REPO)
+    assert len(set(drawn)) == 3 and all(0 <= s < 2**62 for s in drawn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers checked only when graded.
+FAKE_CHECKS = '''\
+from cnngrader.grading import core
+
+NotChecked = getattr(core, "NotChecked", None)
+if NotChecked is None:  # the answers helper's exception is not there yet: any class of that name
+    class NotChecked(Exception):
+        pass
+
+
+def check_answer(name, runner):
+    value = runner.describe(name)
+    if value["kind"] == "missing":
+        core.fail(f"{name} is not defined")
+    raise NotChecked(f"{name} has the right form; its value is checked when graded")
+
+
+def check_double(name, runner):
+    core.require_callable(name, runner)
+    run = runner.call(name, core.forbid([]), [21], {})
+    core.require_clean(name, run, "for 21")
+    if run.value != 42:
+        core.fail(f"{name}(21) returned {run.value!r}; expected 42")
+
+
+CHECKS = {"answer": check_answer, "double": check_double}
+'''
+
+
+def fake_course(root: Path) -> Path:
+    (root / "assignments" / "q").mkdir(parents=True)
+    (root / "course.toml").write_text('[course]\nid = "fake"\n\n[[assignment]]\nid = "q"\ntitle = "Q"\n'
+                                      'chapter = "book/q.md"\n')
+    (root / "assignments" / "q" / "checks.py").write_text(FAKE_CHECKS)
+    nb = nbformat.v4.new_notebook()
+    for gid, points in (("hidden_answer", 2), ("hidden_double", 3), ("manual", 1)):
+        c = nbformat.v4.new_code_cell("# hidden tests")
+        c.metadata["nbgrader"] = {"grade": True, "grade_id": gid, "locked": True, "points": points, "solution": False}
+        nb.cells.append(c)
+    nbformat.write(nb, root / "q.ipynb")
+    return root / "q.ipynb"
+
+
+def test_an_answer_checked_when_graded_is_no_failure(tmp_path, monkeypatch, capsys):
+    notebook = fake_course(tmp_path)
+    monkeypatch.setattr(precheck, "_user_namespace", lambda: {"answer": "b", "double": lambda x: 2 * x})
+    report = precheck.check_all("q", notebook=notebook, course=tmp_path)
+    out = capsys.readouterr().out
+    assert [r.status for r in report.results] == [precheck.WHEN_GRADED, precheck.PASS, precheck.NOT_HERE]
+    assert report.passed and (report.earned, report.total) == (3, 6)
+    assert "hidden_answer  2 points: checked when graded: answer has the right form" in out
+    assert "Would score about 3/6 (3 of these points are checked only when graded)" in out
+    monkeypatch.setattr(precheck, "_user_namespace", lambda: {"double": lambda x: x})
+    report = precheck.check_all("q", notebook=notebook, course=tmp_path)
+    assert [r.status for r in report.results][:2] == [precheck.FAIL, precheck.FAIL] and not report.passed
+    assert "answer is not defined" in capsys.readouterr().out
