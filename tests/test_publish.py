@@ -1,19 +1,27 @@
-"""`make publish DEST=...` (tools/publish.py): the student-facing course, and nothing secret.
+"""`make publish DEST=...` (tools/publish.py): the student-facing course with its pre-submission checker,
+and nothing secret.
 
 The real repository is published into a temporary folder and searched for every solution and
 hidden-test line of solutions/ (the leak detection of test_book.py), for nbgrader's markers, and for
-the grader's source. A small fake repository checks that grading modules still inside cnnlib/ and
-instructor folders are left out.
+the source of the grading pipeline and of the assignments. The published checker must work from there:
+run from the published tree, and installed from it (a wheel, no source tree), on a solved and a blank
+notebook. A small fake repository checks that grading modules still inside cnnlib/ and instructor
+folders are left out.
 """
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
+
 import pytest
 
 from conftest import ROOT
+from nbtools import cell
 from test_book import MARKERS, secret_lines
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -22,6 +30,13 @@ import publish  # noqa: E402
 sys.path.pop(0)
 
 GRADER_FILES = ("grading.py", "autograde.py")
+# The checker, published on purpose: the kernel side and the checks of cnngrader, and each checks.py.
+CHECKER = ("cnngrader/__init__.py", "cnngrader/course.py", "cnngrader/tolerances.py", "cnngrader/precheck.py",
+           "cnngrader/kernel/__init__.py", "cnngrader/kernel/probes.py", "cnngrader/grading/__init__.py",
+           "cnngrader/grading/core.py", "cnngrader/grading/runners.py", "cnngrader/grading/scan.py")
+# Hidden-test lines that name a check and nothing more: the feedback shows them, the README documents them.
+CALL_LINE = re.compile(r"""from cnngrader\.grading import check|check\((['"])\w+\1, \w+\)""")
+AID = "02_cross_correlation"
 
 
 def run_publish(dest: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -51,6 +66,13 @@ def test_published_tree_is_the_student_course(published):
         assert (dest / path).is_file(), path
     for assignment in ("01_fc_to_conv", "06_lenet"):
         assert (dest / "exercises" / assignment / f"{assignment}.ipynb").is_file()
+        # the checker: each assignment's checks, also bundled in the package with the release notebooks
+        assert (dest / "assignments" / assignment / "checks.py").is_file()
+        assert (dest / "cnngrader" / "_course" / "assignments" / assignment / "checks.py").is_file()
+        assert (dest / "cnngrader" / "_course" / "exercises" / assignment / f"{assignment}.ipynb").is_file()
+    for path in CHECKER:
+        assert (dest / path).read_bytes() == (ROOT / path).read_bytes(), path
+    assert (dest / "cnngrader" / "_course" / "course.toml").read_bytes() == (ROOT / "course.toml").read_bytes()
     # Binder installs the requirements, then cnnlib itself.
     assert "-r ../requirements.txt" in (dest / "binder" / "requirements.txt").read_text()
     postbuild = dest / "binder" / "postBuild"
@@ -60,21 +82,31 @@ def test_published_tree_is_the_student_course(published):
 def test_published_tree_holds_nothing_secret(published):
     dest, _ = published
     names = {p.relative_to(dest).as_posix() for p in dest.rglob("*")}
-    for secret in ("solutions", "assignments", "cnngrader", "gradebook.db", "submitted", "autograded", "feedback",
+    for secret in ("solutions", "cnngrader/pipeline", "gradebook.db", "submitted", "autograded", "feedback",
                    "reports", "tests", "nbgrader_config.py", "Makefile", ".git"):
         assert secret not in names, secret
+    assert not [n for n in names if "pipeline" in Path(n).parts], "the grading pipeline was published"
+    assert not [n for n in names if Path(n).name == "answers.toml"], "an answers file was published"
+    sources = [n for n in names if n.startswith(("assignments/", "cnngrader/_course/assignments/"))
+               and not n.endswith(("/checks.py", "/assignments")) and Path(n).suffix]
+    assert not sources, f"assignment sources were published: {sources}"
     grader = [n for n in names if Path(n).name in GRADER_FILES or Path(n).name.startswith("_autograde_")]
     assert not grader, f"the grader was published: {grader}"
 
-    secret = secret_lines()
-    # The grader's own source and the hidden checks must not be published either.
+    secret = {line for line in secret_lines() if not CALL_LINE.fullmatch(line)}
+    # The pipeline's source and the assignments' sources (and any answers) must not be published either.
+    private = [*(ROOT / "cnngrader" / "pipeline").rglob("*.py"), *(ROOT / "assignments").glob("*/*.md"),
+               *(ROOT / "assignments").glob("*/answers.toml")]
     grader_lines = set()
-    for path in [*(ROOT / "cnngrader").rglob("*.py"), *(ROOT / "assignments").glob("*/checks.py")]:
+    for path in private:
         grader_lines |= {line.strip() for line in path.read_text(encoding="utf-8").splitlines()
                          if len(line.strip()) >= 40 and not line.strip().startswith(("#", '"', "import", "from"))}
-    student_library = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "cnnlib").glob("*.py")
-                                 if not publish.excluded(path))
-    grader_lines = {line for line in grader_lines if line not in student_library}  # shared idioms say nothing
+    public = [*(ROOT / "cnnlib").glob("*.py"), *(ROOT / "exercises").glob("*/*.ipynb"),
+              *(ROOT / path for path in CHECKER), *(ROOT / "assignments").glob("*/checks.py"),
+              *(ROOT / "cnngrader" / "kernel").glob("*.py"), *(ROOT / "cnngrader" / "grading").glob("*.py")]
+    published_text = "\n".join(path.read_text(encoding="utf-8") for path in public if not publish.excluded(path))
+    grader_lines = {line for line in grader_lines if line not in published_text}  # shared idioms say nothing
+    assert grader_lines, "found no pipeline or source lines to look for"
     leaks = []
     for path in dest.rglob("*"):
         if not path.is_file():
@@ -84,6 +116,74 @@ def test_published_tree_holds_nothing_secret(published):
         leaks += [f"{path.relative_to(dest)}: {line!r}" for line in secret if line in text]
         leaks += [f"{path.relative_to(dest)}: grader line {line!r}" for line in grader_lines if line in text]
     assert not leaks, "secret content in the published course:\n" + "\n".join(leaks[:50])
+
+
+def test_publish_refuses_to_write_what_must_never_be_published(tmp_path):
+    (tmp_path / "cnngrader" / "pipeline").mkdir(parents=True)
+    (tmp_path / "assignments" / "q").mkdir(parents=True)
+    for rel in ("cnngrader/pipeline/grade.py", "assignments/q/q.md", "assignments/q/answers.toml",
+                "assignments/q/checks.py", "exercises/q/q.ipynb"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    assert publish.never_published(tmp_path) == ["assignments/q/answers.toml", "assignments/q/q.md",
+                                                 "cnngrader/pipeline", "cnngrader/pipeline/grade.py"]
+
+
+def blank_and_solved(folder: Path) -> tuple[Path, Path]:
+    """The released notebook as handed out, and the same with the solutions filled in, outside any course."""
+    release = nbformat.read(ROOT / "exercises" / AID / f"{AID}.ipynb", as_version=4)
+    source = nbformat.read(ROOT / "solutions" / AID / f"{AID}.ipynb", as_version=4)
+    folder.mkdir()
+    blank = folder / f"{AID}.ipynb"
+    nbformat.write(release, blank)
+    for c in release.cells:
+        if c.metadata.get("nbgrader", {}).get("solution"):
+            c.source = cell(source, c.metadata.nbgrader.grade_id).source
+    solved = folder / f"{AID} (1).ipynb"  # as a browser names a second download
+    nbformat.write(release, solved)
+    return blank, solved
+
+
+def check_from(pythonpath: Path, notebook: Path) -> subprocess.CompletedProcess:
+    """The checker as found on pythonpath (not this repository), run in the notebook's folder."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CNNGRADER_COURSE", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(pythonpath)
+    code = ("import sys, cnngrader.precheck as p; assert p.__file__.startswith(sys.argv[1]), p.__file__; "
+            "sys.argv = ['cnn-check', sys.argv[2]]; sys.exit(p.main())")
+    return subprocess.run([sys.executable, "-c", code, str(pythonpath), str(notebook)], capture_output=True,
+                          text=True, timeout=600, cwd=notebook.parent, env=env)
+
+
+def assert_reports(blank: subprocess.CompletedProcess, solved: subprocess.CompletedProcess) -> None:
+    assert solved.returncode == 0, solved.stdout + solved.stderr
+    assert "Would score about 15/15" in solved.stdout
+    assert blank.returncode == 1, blank.stdout + blank.stderr
+    assert blank.stdout.count("FAIL: ") == 4 and "Would score about 0/15" in blank.stdout
+
+
+def test_the_published_checker_works_from_the_published_tree(published, tmp_path):
+    dest, _ = published
+    blank, solved = blank_and_solved(tmp_path / "downloads")
+    assert_reports(check_from(dest, blank), check_from(dest, solved))
+
+
+def test_the_published_checker_works_when_installed(published, tmp_path):
+    """pip install of the published course: a wheel with the bundled course, no course folder around the
+    notebook, no pipeline; `cnn-check` passes the solved notebook (dependencies: this environment's)."""
+    dest, _ = published
+    target = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--target", str(target), str(dest)], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (target / "cnngrader" / "_course" / "assignments" / AID / "checks.py").is_file()
+    assert not (target / "cnngrader" / "pipeline").exists()
+    blank, solved = blank_and_solved(tmp_path / "downloads")
+    env = {k: v for k, v in os.environ.items() if k != "CNNGRADER_COURSE"}
+    env["PYTHONPATH"] = str(target)
+    proc = subprocess.run([str(target / "bin" / "cnn-check"), str(solved)], capture_output=True, text=True,
+                          timeout=600, cwd=solved.parent, env=env)  # the console script
+    assert proc.returncode == 0 and "Would score about 15/15" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_grading_modules_inside_cnnlib_are_left_out(tmp_path):
