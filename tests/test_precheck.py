@@ -357,3 +357,30 @@ def test_an_answer_checked_when_graded_is_no_failure(tmp_path, monkeypatch, caps
     report = precheck.check_all("q", notebook=notebook, course=tmp_path)
     assert [r.status for r in report.results][:2] == [precheck.FAIL, precheck.FAIL] and not report.passed
     assert "answer is not defined" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_submission_that_calls_check_all_is_graded_as_if_it_did_not(tmp_path):
+    """Through the real pipeline (nbgrader, the sandbox): the call passes the tamper scan, does nothing in
+    the grading kernel, and the solved notebook keeps full marks."""
+    from cnngrader.pipeline.execute import stop_zygote
+    from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
+    from cnngrader.pipeline.report import gradebook_rows
+
+    from nbtools import write_submissions
+
+    course = load_course(REPO)
+    generate([AID], tmp_path, course=course, build_sources=False, release_directory=tmp_path / "release")
+    nb = solution_submission(AID, tmp_path / "release", course)
+    nb.cells.append(nbformat.v4.new_code_cell(f"from cnngrader.precheck import check_all; check_all({AID!r})"))
+    write_submissions(tmp_path, {"alice": {AID: nb}})
+    try:
+        result = grade_course(tmp_path, students=["alice"], assignments=[AID], course=course)
+    finally:
+        stop_zygote()
+    assert not result.failures, result.failures
+    got = {r["cell"]: r["score"] for r in gradebook_rows(course_config(tmp_path, course)) if r["student"] == "alice"}
+    assert got == POINTS
+    graded = nbformat.read(tmp_path / "autograded" / "alice" / AID / f"{AID}.ipynb", as_version=4)
+    assert [o.get("text") for o in graded.cells[-1].outputs] == ["cnngrader.precheck: not run while the notebook is graded.\n"]
