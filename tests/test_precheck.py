@@ -384,3 +384,15 @@ def test_a_submission_that_calls_check_all_is_graded_as_if_it_did_not(tmp_path):
     assert got == POINTS
     graded = nbformat.read(tmp_path / "autograded" / "alice" / AID / f"{AID}.ipynb", as_version=4)
     assert [o.get("text") for o in graded.cells[-1].outputs] == ["cnngrader.precheck: not run while the notebook is graded.\n"]
+
+
+def test_the_readme_documents_the_command_and_the_call():
+    import re
+    import tomllib
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"^    (\S+) NOTEBOOK$", readme, flags=re.M)
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert commands == ["cnn-check"] and scripts["cnn-check"] == "cnngrader.precheck:main"
+    call = f'    from cnngrader.precheck import check_all; check_all("{AID}")'
+    assert call in readme.splitlines() and scan.tampering(scan.parse([(0, call.strip())])) is None
