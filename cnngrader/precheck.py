@@ -33,7 +33,7 @@ import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HIDDEN_PREFIX = "hidden_"  # a hidden test cell's grade_id is hidden_<name>; it runs check("<name>", <name>)
 BUNDLED = Path(__file__).with_name("_course")  # course.toml, checks and release notebooks of an installed course
@@ -244,6 +244,16 @@ def run_checks(aid: str, cells: list[GradedCell], runner: Any, sources: list[tup
                 break
         results.append(Result(cell, status, reason))
     return results
+
+
+def _validate(nb: dict, path: Path) -> None:
+    """A notebook nbformat can run: v4, or convertible to it (not validated further, as grading does not)."""
+    import nbformat
+
+    try:
+        nbformat.reads(json.dumps(nb), as_version=4)
+    except Exception as e:  # noqa: BLE001 - nbformat raises several kinds
+        raise PrecheckError(f"notebook {str(path)!r} is not a valid Jupyter notebook: {str(e).splitlines()[0]}") from None
 
 
 def _not_checked(e: Exception, core: Any) -> bool:
@@ -457,7 +467,7 @@ async def _rpc(client: Any, request: str, timeout: float) -> str | None:
     return reply
 
 
-def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+def main(argv: list[str] | None = None) -> int:
     """`python -m cnngrader.precheck NOTEBOOK` (or `cnn-check NOTEBOOK`): 0 when every hidden test passes,
     1 when one would fail, 2 on bad usage."""
     parser = argparse.ArgumentParser(
@@ -478,14 +488,15 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         if args.timeout <= 0:
             raise PrecheckError(f"--timeout must be a positive number of seconds, got {args.timeout}")
         nb = _load_notebook(path)
+        _validate(nb, path)
         aid = args.assignment or assignment_of(nb, path, args.course)
         root = course_root(aid, path.parent, args.course)
     except PrecheckError as e:
         print(f"cnn-check: {e}", file=sys.stderr)
         return 2
-    out(f"Running {path.name} in a fresh kernel, then the hidden tests of {aid} ...")
+    print(f"Running {path.name} in a fresh kernel, then the hidden tests of {aid} ...", flush=True)
     report = run_notebook(path, aid, root, args.timeout)
-    out(report.text())
+    print(report.text())
     return 0 if report.passed else 1
 
 

@@ -13,11 +13,9 @@ cases, with the reason the grader would give.
 """
 from __future__ import annotations
 
-import copy
 import secrets
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import nbformat
@@ -26,7 +24,7 @@ from nbclient import NotebookClient
 
 from cnngrader import grading
 from cnngrader.course import load_course
-from cnngrader.grading import core, scan
+from cnngrader.grading import scan
 from cnngrader.grading.runners import LocalRunner
 from cnngrader.kernel import answer
 from cnngrader import precheck
