@@ -384,7 +384,8 @@ def run_notebook(path: Path, aid: str, root: Path, timeout: int = 300, secret: i
     reg = grading.registry(root)
     nb = nbformat.read(str(path), as_version=4)
     cells = graded_cells(nb, reg.checks)
-    hidden = {c.grade_id for c in cells}
+    hidden = {c.grade_id for c in cells if c.checks}  # graded cells without a check run, as nbgrader runs them
+    ran: dict[str, str] = {}  # grade_id of such a cell -> its first error ("" when none)
     sources = student_sources(nb)
     client = NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
                             kernel_manager_class=_kernel_manager_class(), resources={"metadata": {"path": str(path.parent)}})
@@ -407,11 +408,13 @@ def run_notebook(path: Path, aid: str, root: Path, timeout: int = 300, secret: i
             except CellTimeoutError:
                 errors.append(f"cell {index + 1} ({_cell_name(cell)}): ran past {timeout} s and did not stop")
                 continue
-            for out in cell.outputs:
-                if out.get("output_type") == "error":
-                    message = (str(out.get("evalue") or "").splitlines() or [""])[0]
-                    errors.append(f"cell {index + 1} ({_cell_name(cell)}): {out.get('ename')}"
-                                  + (f": {message}" if message else ""))
+            failed = [o for o in cell.outputs if o.get("output_type") == "error"]
+            for out in failed:
+                message = (str(out.get("evalue") or "").splitlines() or [""])[0]
+                errors.append(f"cell {index + 1} ({_cell_name(cell)}): {out.get('ename')}"
+                              + (f": {message}" if message else ""))
+            if cell.metadata.get("nbgrader", {}).get("grade"):
+                ran[cell.metadata.nbgrader.get("grade_id")] = errors[-1].split(": ", 1)[1] if failed else ""
 
         def send(request: str) -> str:
             if lost:
@@ -423,6 +426,10 @@ def run_notebook(path: Path, aid: str, root: Path, timeout: int = 300, secret: i
 
         runner = RemoteRunner(send, new_secret() if secret is None else secret)
         results = run_checks(aid, cells, runner, sources, reg)
+    for r in results:  # a graded cell of plain asserts scores as nbgrader scores it: no error, full points
+        if r.status == NOT_HERE and r.cell.grade_id in ran:
+            error = ran[r.cell.grade_id]
+            r.status, r.reason = (FAIL, f"the cell raised {error}") if error else (PASS, "")
     return Report(aid, results, errors)
 
 

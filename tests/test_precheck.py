@@ -394,3 +394,23 @@ def test_the_readme_documents_the_command_and_the_call():
     assert commands == ["cnn-check"] and scripts["cnn-check"] == "cnngrader.precheck:main"
     call = f'    from cnngrader.precheck import check_all; check_all("{AID}")'
     assert call in readme.splitlines() and scan.tampering(scan.parse([(0, call.strip())])) is None
+
+
+def test_the_command_on_answers_and_a_graded_cell_of_asserts(tmp_path):
+    """Through a kernel: an answer checked when graded is no failure, and a graded cell of plain asserts
+    scores as nbgrader scores it (its error, or full points)."""
+    notebook = fake_course(tmp_path)
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell('answer = "b"\n\ndef double(x):\n    return 2 * x'))
+    cell(nb, "manual").source = 'assert double(2) == 5, "double(2) is not 5"'
+    nbformat.write(nb, notebook)
+    proc = run_command(str(notebook), "--course", str(tmp_path), "--assignment", "q")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "hidden_answer  2 points: checked when graded: answer has the right form" in proc.stdout
+    assert "hidden_double  3 points: pass" in proc.stdout
+    assert "manual         1 point: FAIL: the cell raised AssertionError: double(2) is not 5" in proc.stdout
+    cell(nb, "manual").source = "assert double(2) == 4"
+    nbformat.write(nb, notebook)
+    proc = run_command(str(notebook), "--course", str(tmp_path), "--assignment", "q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Would score about 4/6 (2 of these points are checked only when graded)" in proc.stdout
