@@ -310,7 +310,7 @@ def check_all(assignment: str, notebook: str | os.PathLike | None = None,
     Jupyter is running, else <assignment>.ipynb here); course: the course folder (default: found).
     Returns the Report, or None when the notebook is being graded (the call then does nothing)."""
     if _in_grading_kernel():
-        print("cnngrader.precheck: not run while the notebook is graded.")
+        print("cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).")
         return None
     if not isinstance(assignment, str) or not assignment:
         raise PrecheckError(f"assignment must be an assignment id such as '02_cross_correlation', got {assignment!r}")

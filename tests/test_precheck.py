@@ -239,7 +239,7 @@ def test_check_all_does_nothing_where_grading_runs_the_notebook():
             f"print(check_all({AID!r}))\nimport sys; print('cnngrader.grading' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["cnngrader.precheck: not run while the notebook is graded.", "None", "False"]
+    assert proc.stdout.splitlines() == ["cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).", "None", "False"]
 
 
 def test_the_tamper_scan_lets_the_call_through_and_nothing_more():
@@ -381,7 +381,7 @@ def test_a_submission_that_calls_check_all_is_graded_as_if_it_did_not(tmp_path):
     got = {r["cell"]: r["score"] for r in gradebook_rows(course_config(tmp_path, course)) if r["student"] == "alice"}
     assert got == POINTS
     graded = nbformat.read(tmp_path / "autograded" / "alice" / AID / f"{AID}.ipynb", as_version=4)
-    assert [o.get("text") for o in graded.cells[-1].outputs] == ["cnngrader.precheck: not run while the notebook is graded.\n"]
+    assert [o.get("text") for o in graded.cells[-1].outputs] == ["cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).\n"]
 
 
 def test_the_readme_documents_the_command_and_the_call():
