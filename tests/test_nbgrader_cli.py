@@ -122,3 +122,16 @@ def test_the_configuration_works_without_an_exchange(clone):
     assert AID in out
     out = shell(f".venv/bin/nbgrader release_assignment {AID}", dest, env, ok=False)
     assert "no-such-exchange" in out  # the exchange commands say where they looked
+
+
+def test_two_misnamed_notebooks_are_named_in_the_error(clone):
+    dest, env, _ = clone
+    nb = solution_submission(AID, dest / "exercises", None)
+    folder = dest / "submitted" / "dave" / AID
+    folder.mkdir(parents=True)
+    for name in (f"{AID} (1).ipynb", f"{AID} (2).ipynb"):
+        nbformat.write(nb, folder / name)
+    out = shell(f".venv/bin/nbgrader autograde {AID} --student dave", dest, env, ok=False)
+    assert (f"dave/{AID}: none of its 2 notebooks ({AID} (1).ipynb, {AID} (2).ipynb) is named {AID}.ipynb"
+            in out), out
+    assert not (dest / "autograded" / "dave").exists()

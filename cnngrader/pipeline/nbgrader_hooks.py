@@ -49,6 +49,11 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
     except Exception as e:  # noqa: BLE001 - nbgrader would log a hook's failure at INFO only
         app.log.error("%s/%s: could not prepare the submission: %s", student_id, assignment_id, e)
         return
+    expected = f"{assignment_id}.ipynb"
+    present = sorted(Path(n).name for n in notebooks)
+    if not renamed and expected not in present and len(present) > 1:
+        app.log.error("%s/%s: none of its %d notebooks (%s) is named %s: rename the one to grade",
+                      student_id, assignment_id, len(present), ", ".join(present), expected)
     if renamed:
         old, new = renamed
         app.log.warning("%s/%s: graded %r as %r, the assignment's only notebook (renamed in %s)",
