@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 AID = "02_cross_correlation"
 NBGRADER = str(Path(sys.executable).parent / "nbgrader")
+NOISE = ("is not absolute", "SAWarning", "coalesce_streams", "Traceback")
 STUDENT_CONFIG = 'c = get_config()\nc.CourseDirectory.course_id = "cnn"\nc.Exchange.root = "{root}"\n'
 
 
@@ -34,6 +35,8 @@ def run(args: list[str], cwd: Path, env: dict) -> str:
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{out}"
+    for noise in NOISE:
+        assert noise not in out, f"{' '.join(args)} printed {noise!r}:\n{out}"
     return out
 
 
