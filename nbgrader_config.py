@@ -3,8 +3,17 @@
 # this same file and only redirects the paths when it grades in another directory.
 import os
 import sys
+import warnings
+
+from cnngrader.course import load_course
 
 c = get_config()  # noqa: F821
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# nbgrader 0.9's gradebook code makes SQLAlchemy 2 warn "Object of type <SubmittedAssignment> not in
+# session, add operation along ... will not proceed" on every autograde: harmless (the objects are
+# added right after), and nothing an instructor can act on. Only that message from nbgrader.api is hidden.
+warnings.filterwarnings("ignore", message=r"Object of type <\w+> not in session", module=r"nbgrader\.api")
 
 # nbgrader runs the `alembic` script by name when it creates a gradebook: find it next to
 # this Python even when the virtual environment is not activated (.venv/bin/nbgrader ...).
@@ -13,18 +22,32 @@ if os.path.dirname(sys.executable) not in os.environ.get("PATH", "").split(os.pa
 
 # The hidden checks that grade this course: assignments/<id>/checks.py, listed in course.toml
 # next to this file.
-c.GradingExecute.course_root = os.path.dirname(os.path.abspath(__file__))
+c.GradingExecute.course_root = HERE
 
 # -- where things are -------------------------------------------------------------------
-c.CourseDirectory.root = "."
-c.CourseDirectory.course_id = "cnn"
+c.CourseDirectory.root = HERE  # absolute: nbgrader warns about a relative root on every command
+c.CourseDirectory.course_id = load_course(HERE).id  # course.toml's [course] id, "cnn"
 c.CourseDirectory.source_directory = "solutions"  # instructor notebooks (solutions + hidden tests)
 c.CourseDirectory.release_directory = "exercises"  # student notebooks, committed
 # submitted/, autograded/, feedback/ and gradebook.db keep nbgrader's defaults: all git-ignored.
 # Several graders or machines: one PostgreSQL gradebook instead of the SQLite file, e.g.
 # c.CourseDirectory.db_url = "postgresql://grader:secret@db-host/cnn"
 
+# -- the exchange (JupyterHub): release_assignment, collect, release_feedback -----------------
+# One directory shared by the instructor and every student, writable by all (nbgrader's default
+# is /srv/nbgrader/exchange; $NBGRADER_EXCHANGE overrides it). Students need the same root and the
+# course id in their own nbgrader_config.py: see README.md, "Running the course on JupyterHub".
+# Nothing else in this file needs an exchange: without one, only the exchange commands fail.
+c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE", "/srv/nbgrader/exchange")
+# Submissions placed in submitted/ by hand have no timestamp.txt or submission_secret.txt; this
+# release_feedback writes the first and skips (with a warning) what the exchange cannot deliver.
+c.ExchangeFactory.release_feedback = "cnngrader.pipeline.nbgrader_hooks.ReleaseFeedback"
+
 # -- the student versions -----------------------------------------------------------------
+# exercises/ is generated output (committed so that students can download it): regenerating it is
+# idempotent, and `nbgrader generate_assignment ID` then always registers ID in the gradebook too,
+# instead of skipping an assignment whose exercises/ folder exists.
+c.GenerateAssignment.force = True
 c.ClearSolutions.enforce_metadata = True  # a BEGIN SOLUTION block outside a solution cell is an error
 c.ClearHiddenTests.enforce_metadata = True  # hidden tests only in locked grade cells
 
@@ -51,6 +74,10 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.create_student = True  # students appear in the gradebook when first graded
+# `nbgrader autograde` adds a missing assignment to the gradebook from solutions/, and grades a
+# single notebook saved under another name ("02_cross_correlation (1).ipynb"), saying so in the log
+# (cnngrader/pipeline/nbgrader_hooks.py; `make grade` does both itself).
+c.Autograde.pre_convert_hook = "cnngrader.pipeline.nbgrader_hooks.autograde_pre_convert"
 
 # Per-cell time limit. The longest legitimate cell (a short LeNet training run) takes a few
 # seconds on a laptop core; an endless loop costs its own cell only: the kernel is
@@ -59,7 +86,7 @@ c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
 c.Execute.kernel_name = "python3"  # the course's own environment (the venv's ipykernel)
 c.Execute.shutdown_kernel = "immediate"  # a graded kernel has nothing to save; don't wait for it
-c.Execute.coalesce_streams = True  # one output per stream: the same bytes however the kernel chunked them
+c.GradingExecute.coalesce_streams = True  # one output per stream: the same bytes however the kernel chunked them
 c.Execute.extra_arguments = ["--HistoryManager.enabled=False", "--IPKernelApp.log_level=ERROR"]
 # Every kernel runs in a sandbox of its own (cnngrader/pipeline/sandbox.py: bubblewrap + cgroups);
 # grading stops with what to install if it cannot be set up. False only with a reason (UNSAFE=1).

@@ -1,0 +1,148 @@
+"""Hooks through which the plain nbgrader command line grades as `make grade` does.
+
+nbgrader_config.py installs them with nbgrader's own configuration points:
+
+- `autograde_pre_convert` (c.Autograde.pre_convert_hook), before each submission of
+  `nbgrader autograde`:
+  - an assignment missing from the gradebook is added from the source directory (solutions/),
+    as `make grade` does; exercises/ is not touched;
+  - a single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
+    is renamed to the assignment's notebook name, and the log says so.
+- `ReleaseFeedback` (c.ExchangeFactory.release_feedback), nbgrader's release_feedback for
+  submissions placed in submitted/ by hand, which lack the exchange's timestamp.txt and
+  submission_secret.txt.
+
+The hook acts only under the `nbgrader autograde` command (an AutogradeApp instance). The
+grading pipeline (cnngrader.pipeline.grade) loads the same configuration, but it prepares its
+submissions itself and its workers grade against private gradebooks: there the hook does nothing.
+"""
+from __future__ import annotations
+
+import datetime
+import glob
+import os
+import tempfile
+from pathlib import Path
+
+from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
+
+
+def _autograde_app():
+    """The running `nbgrader autograde` application, or None (the grading pipeline, the formgrader)."""
+    from nbgrader.apps.autogradeapp import AutogradeApp
+
+    return AutogradeApp.instance() if AutogradeApp.initialized() else None
+
+
+def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -> None:
+    """c.Autograde.pre_convert_hook: nbgrader calls it with the submission's notebook paths,
+    submitted/<student>/<assignment>/*.ipynb, before it checks them against the gradebook.
+    `notebooks` is nbgrader's own list: a renamed notebook is replaced in it."""
+    app = _autograde_app()
+    if app is None or not notebooks:
+        return
+    folder = Path(notebooks[0]).parent
+    student_id, assignment_id = folder.parent.name, folder.name
+    try:
+        add_missing_assignment(app, assignment_id)
+        renamed = rename_single_notebook(app.coursedir, folder, assignment_id)
+    except Exception as e:  # noqa: BLE001 - nbgrader would log a hook's failure at INFO only
+        app.log.error("%s/%s: could not prepare the submission: %s", student_id, assignment_id, e)
+        return
+    expected = f"{assignment_id}.ipynb"
+    present = sorted(Path(n).name for n in notebooks)
+    if not renamed and expected not in present and len(present) > 1:
+        app.log.error("%s/%s: none of its %d notebooks (%s) is named %s: rename the one to grade",
+                      student_id, assignment_id, len(present), ", ".join(present), expected)
+    if renamed:
+        old, new = renamed
+        app.log.warning("%s/%s: graded %r as %r, the assignment's only notebook (renamed in %s)",
+                        student_id, assignment_id, old.name, new.name, folder)
+        notebooks[:] = [str(new) if Path(n) == old else n for n in notebooks]
+
+
+def add_missing_assignment(app, assignment_id: str) -> bool:
+    """Put `assignment_id` into the gradebook from the source directory when it is not there
+    (nbgrader generate_assignment into a scratch release directory); True when it was added."""
+    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.converters import GenerateAssignment
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.utils import capture_log
+
+    cd = app.coursedir
+    with Gradebook(cd.db_url, cd.course_id) as gb:
+        try:
+            gb.find_assignment(assignment_id)
+            return False
+        except MissingEntry:
+            pass
+    source = Path(cd.format_path(cd.source_directory, ".", assignment_id))
+    if not source.is_dir():
+        return False  # nbgrader then says the assignment is not in the database
+    with tempfile.TemporaryDirectory(prefix="nbgrader-release-") as scratch:
+        gen_cd = CourseDirectory(config=app.config)
+        for key in ("root", "source_directory", "db_url", "course_id"):
+            setattr(gen_cd, key, getattr(cd, key))
+        gen_cd.release_directory = scratch
+        gen_cd.assignment_id = assignment_id
+        gen = GenerateAssignment(coursedir=gen_cd, config=app.config)
+        gen.force = True
+        gen.create_assignment = True
+        result = capture_log(gen)
+    if not result["success"]:
+        raise RuntimeError(f"generate_assignment {assignment_id} failed: {result.get('error') or result.get('log')}")
+    app.log.info("%s was not in the gradebook: added it from %s", assignment_id, source)
+    return True
+
+
+def rename_single_notebook(cd, folder: Path, assignment_id: str) -> tuple[Path, Path] | None:
+    """When the assignment has one notebook and the submission folder holds one notebook under
+    another name, rename it to the assignment's name; returns (old, new) or None."""
+    source = Path(cd.format_path(cd.source_directory, ".", assignment_id))
+    expected = sorted(p.name for p in source.glob("*.ipynb"))
+    present = sorted(p.name for p in folder.glob("*.ipynb"))
+    if len(expected) != 1 or len(present) != 1 or present == expected:
+        return None
+    old, new = folder / present[0], folder / expected[0]
+    old.rename(new)
+    return old, new
+
+
+class ReleaseFeedback(ExchangeReleaseFeedback):
+    """nbgrader's release_feedback, for submissions that did not come through the exchange.
+
+    - No timestamp.txt in feedback/<student>/<assignment>/ (nbgrader would crash): one is written
+      there from the submitted notebook's modification time (the gradebook and late penalties
+      are not changed), and the log says so.
+    - No submission_secret.txt (a hand-placed submission): the exchange cannot deliver the
+      feedback, since `fetch_feedback` finds it by that secret of the student's own submission.
+      The student is skipped with a warning saying where the feedback file is, and the others are
+      released.
+    """
+
+    def copy_files(self):
+        skipped = []
+        for html in sorted(glob.glob(os.path.join(self.src_path, "*.html"))):
+            folder = Path(html).parent
+            student_id = folder.parent.name
+            if not (folder / "submission_secret.txt").is_file():
+                if student_id not in skipped:
+                    skipped.append(student_id)
+                    self.log.warning(
+                        "%s/%s was not submitted through the exchange (no submission_secret.txt): "
+                        "give the student %s directly", student_id, self.coursedir.assignment_id, folder)
+                continue
+            stamp = folder / "timestamp.txt"
+            if not stamp.is_file():
+                submitted = Path(self.coursedir.format_path(
+                    self.coursedir.submitted_directory, student_id, self.coursedir.assignment_id))
+                nb = submitted / (Path(html).stem + ".ipynb")
+                mtime = (nb if nb.is_file() else Path(html)).stat().st_mtime
+                when = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc)
+                stamp.write_text(when.strftime(self.timestamp_format))
+                self.log.warning("%s/%s had no timestamp.txt: wrote %s from %s's modification time",
+                                 student_id, self.coursedir.assignment_id, stamp.read_text(), nb.name)
+        if skipped:
+            excluded = [s for s in (self.coursedir.student_id_exclude or "").split(",") if s]
+            self.coursedir.student_id_exclude = ",".join(excluded + skipped)
+        super().copy_files()
