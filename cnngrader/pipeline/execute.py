@@ -244,7 +244,7 @@ class GradingExecute(Execute):
         self._notebook_expired = True
         box = getattr(km, "sandbox", None)
         if box is not None:
-            box.kill(f"the notebook ran past its time limit ({self.notebook_timeout} s)")
+            box.kill(f"the notebook exceeded its {self.notebook_timeout} s limit (all cells together)")
             return
         pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
         if pgid:  # unsandboxed: the launcher's process group (the zygote kills a proxy's kernel)
@@ -382,7 +382,7 @@ class GradingExecute(Execute):
                 msg = await ensure_async(channel.get_msg(timeout=min(remaining, 1.0)))
             except Empty:
                 if not await ensure_async(self.km.is_alive()):
-                    self._lost = (f"the notebook ran past its time limit ({self.notebook_timeout} s)"
+                    self._lost = (f"the notebook exceeded its {self.notebook_timeout} s limit (all cells together)"
                                   if self._notebook_expired else "the kernel died")
                     return None
                 continue
@@ -406,7 +406,7 @@ class GradingExecute(Execute):
         if not await self._async_kernel_responds(self.unresponsive_grace):
             self._lost = "the kernel stopped responding after a timeout"
             await self._async_kill_kernel()
-        self._timeout_note = f"the hidden tests ran past the time limit ({self.timeout} s)"
+        self._timeout_note = f"the hidden tests exceeded the {self.timeout} s limit per cell"
 
     def _fill_submission(self) -> None:
         """A kernel that was a warm spare started with an empty /submission: copy the submission from
@@ -456,7 +456,7 @@ class GradingExecute(Execute):
             if timer is not None:
                 timer.daemon = True
                 timer.start()
-            expired = f"the notebook ran past its time limit ({self.notebook_timeout} s)"
+            expired = f"the notebook exceeded its {self.notebook_timeout} s limit (all cells together)"
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -488,11 +488,15 @@ class GradingExecute(Execute):
                     # the reply came but the cell's output did not: an interrupted cell that
                     # would not stop, or an output flood
                     self.log.warning("Cell %d: %s", index, str(e).splitlines()[0] if str(e) else "timeout")
-                    why = (f"the cell ran past the time limit ({self.timeout} s) and did not stop when interrupted"
+                    why = (f"the cell exceeded the {self.timeout} s limit per cell and did not stop when interrupted"
                            if self._timed_out else "the cell's output did not arrive in time")
                     cell.outputs.append(error_output("CellTimeoutError", why))
                 if self._timed_out:
                     self._timed_out = False
+                    if not any(o.get("ename") == "CellTimeoutError" for o in cell.outputs):
+                        # the kernel's KeyboardInterrupt alone does not say why it came
+                        cell.outputs.append(error_output(
+                            "CellTimeoutError", f"the cell exceeded the {self.timeout} s limit per cell and was interrupted"))
                     if not run_sync(self._async_kernel_responds)(self.unresponsive_grace):
                         lost = "the kernel stopped responding after a timeout"
                         self.log.warning("Kernel unresponsive after cell %d timed out; killing it", index)
