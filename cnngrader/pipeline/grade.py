@@ -529,8 +529,6 @@ def grade_course(
     configuration (tests use it for a short Execute.timeout); `paths` are CourseDirectory
     overrides. The gradebook, grades.csv and feedback do not depend on `jobs`.
     """
-    from nbgrader.api import Gradebook
-
     t_start = time.perf_counter()
     cfg = course_config(root, course, **paths)
     if config is not None:
