@@ -256,6 +256,9 @@ class GradingExecute(Execute):
     # -- timeouts and output floods ----------------------------------------------------
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
         self._timed_out = True
+        # the output nbgrader adds after the interrupt says which limit was hit
+        why = f"the cell exceeded the {timeout} s limit per cell and was interrupted"
+        self.error_on_timeout = {"ename": "CellTimeoutError", "evalue": why, "traceback": [f"CellTimeoutError: {why}"]}
         return await super()._async_handle_timeout(timeout, cell)
 
     def output(self, outs, msg, display_id, cell_index):
@@ -493,10 +496,6 @@ class GradingExecute(Execute):
                     cell.outputs.append(error_output("CellTimeoutError", why))
                 if self._timed_out:
                     self._timed_out = False
-                    if not any(o.get("ename") == "CellTimeoutError" for o in cell.outputs):
-                        # the kernel's KeyboardInterrupt alone does not say why it came
-                        cell.outputs.append(error_output(
-                            "CellTimeoutError", f"the cell exceeded the {self.timeout} s limit per cell and was interrupted"))
                     if not run_sync(self._async_kernel_responds)(self.unresponsive_grace):
                         lost = "the kernel stopped responding after a timeout"
                         self.log.warning("Kernel unresponsive after cell %d timed out; killing it", index)

@@ -153,7 +153,7 @@ def test_table(overview: dict[str, Any]) -> tuple[list[str], list[dict[str, str]
 
 
 # -- failure reasons, grouped ----------------------------------------------------------------
-_PAREN = re.compile(r"\s*\([^()]*\)")
+_PAREN = re.compile(r"\s*\([^()]+\)")
 _CUT = re.compile(r":\s|;\s| for | while | on (?:cpu|cuda)")
 
 
@@ -366,13 +366,13 @@ def write_report(cfg: Config, out: Path) -> Path:
     md += ["## Students", "", "Scores after late penalties.", "",
            _md_table(shown, ["student", *all_assignments, "total", "missing"]), ""]
     md += ["## Hidden tests per student", "", "Also in tests.csv.", "",
-           _md_table(test_rows, ["student", *test_columns]) if test_rows else "None.", ""]
+           _md_table(test_rows, ["student", *test_columns]) if test_rows else "(none)", ""]
     md += failures_md(failures)
     md += ["## Late submissions", ""]
     md += [_md_table(late, ["student", "assignment", "duedate", "timestamp", "hours_late", "raw_score",
-                            "penalty", "score"]) if late else "None.", ""]
+                            "penalty", "score"]) if late else "(none)", ""]
     md += ["## Flags for a human look", ""]
-    md += [_md_table(flags, ["student", "assignment", "cell", "flag", "match"]) if flags else "None.", ""]
+    md += [_md_table(flags, ["student", "assignment", "cell", "flag", "match"]) if flags else "(none)", ""]
     (out / "report.md").write_text("\n".join(md))
     (out / "failures.md").write_text("\n".join(["# Why hidden tests failed", ""] + failures_md(failures)[2:]))
     return out
