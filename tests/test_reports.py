@@ -21,7 +21,6 @@ from traitlets.config import Config
 from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission, summary
 
-from conftest import REPO  # noqa: E402
 from nbtools import with_cells, write_submissions  # noqa: E402
 
 pytestmark = pytest.mark.slow

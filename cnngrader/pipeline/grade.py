@@ -428,10 +428,14 @@ def read_state(cfg: Config) -> dict[str, dict]:
     return state if isinstance(state, dict) else {}
 
 
-def _write_state(cfg: Config, state: dict[str, dict]) -> None:
+def _record_state(cfg: Config, key: str, entry: dict) -> None:
+    """Set one submission's entry, merged into the file as it is now (another machine grading its
+    share of the class into the same directory keeps its entries)."""
     path = _state_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    state = read_state(cfg)
+    state[key] = entry
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)  # a run killed half-way leaves the old state, never a torn one
 
@@ -554,9 +558,10 @@ def grade_course(
     result.failures.extend(unreadable.values())
     if not subs and not kept:
         log.warning("nothing to grade in %s", root / "submitted")
-    elif not subs:
+    for sid, aid in kept:
+        log.info("%s/%s: up to date", sid, aid)
+    if kept and not subs:
         log.info("nothing graded: %d submission(s) up to date (FORCE=1 / --force regrades)", len(kept))
-    state = read_state(cfg)
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
         work = Path(tmp)
         t = time.perf_counter()
@@ -589,8 +594,8 @@ def grade_course(
                 result.failures.append(f"record {sid}/{aid}: {_last_line(error)}")
                 log.error("recording %s/%s failed:\n%s", sid, aid, error)
                 return
-            state[f"{sid}/{aid}"] = dict(zip(("submission", "assignment"), digests[(sid, aid)]), seconds=round(sec, 2))
-            _write_state(cfg, state)
+            _record_state(cfg, f"{sid}/{aid}",
+                          dict(zip(("submission", "assignment"), digests[(sid, aid)]), seconds=round(sec, 2)))
             log.info("graded %s/%s in %.1f s", sid, aid, sec)
 
         pool = None
