@@ -244,7 +244,7 @@ class GradingExecute(Execute):
         self._notebook_expired = True
         box = getattr(km, "sandbox", None)
         if box is not None:
-            box.kill(f"the notebook exceeded its {self.notebook_timeout} s limit (all cells together)")
+            box.kill(f"the notebook ran past its time limit ({self.notebook_timeout} s)")
             return
         pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
         if pgid:  # unsandboxed: the launcher's process group (the zygote kills a proxy's kernel)
@@ -385,7 +385,7 @@ class GradingExecute(Execute):
                 msg = await ensure_async(channel.get_msg(timeout=min(remaining, 1.0)))
             except Empty:
                 if not await ensure_async(self.km.is_alive()):
-                    self._lost = (f"the notebook exceeded its {self.notebook_timeout} s limit (all cells together)"
+                    self._lost = (f"the notebook ran past its time limit ({self.notebook_timeout} s)"
                                   if self._notebook_expired else "the kernel died")
                     return None
                 continue
@@ -459,7 +459,7 @@ class GradingExecute(Execute):
             if timer is not None:
                 timer.daemon = True
                 timer.start()
-            expired = f"the notebook exceeded its {self.notebook_timeout} s limit (all cells together)"
+            expired = f"the notebook ran past its time limit ({self.notebook_timeout} s)"
             for index, cell in enumerate(self.nb.cells):
                 if cell.cell_type != "code":
                     continue
