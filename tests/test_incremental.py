@@ -17,6 +17,8 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
+from nbgrader.api import Gradebook
+
 from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import (assignment_digest, course_config, generate, grade_course, make_submissions,
                                       read_state, summary)
@@ -60,6 +62,9 @@ def runs(tmp_path_factory):
                              capture_output=True, text=True, timeout=600,
                              env={**os.environ, "CNNGRADER_COURSE": str(REPO)})
     edit_notebook(root / "submitted" / "inc01" / AIDS[1] / f"{AIDS[1]}.ipynb", "changed after grading")
+    with Gradebook(course_config(root).CourseDirectory.db_url) as gb:  # a TA's manual grade: new feedback
+        gb.find_grade("hidden_corr2d", AIDS[1], AIDS[1], "inc02").manual_score = 1.0
+        gb.db.commit()
     out.changed = grade()
     edit_notebook(source / AIDS[0] / f"{AIDS[0]}.ipynb", "the instructor reworded the assignment")
     out.source = grade()
@@ -83,6 +88,7 @@ def test_unchanged_rerun_grades_nothing_and_keeps_the_results(runs):
     assert second.failures == [] and second.submissions == [] and sorted(second.up_to_date) == ALL
     assert runs.second_mtimes == runs.first_mtimes  # the autograded notebooks were kept, not rewritten
     assert "nothing graded" in summary(second) and "up to date, kept: 4" in summary(second)
+    assert second.feedback == [] and sorted(runs.first.feedback) == ALL  # unchanged grades: feedback kept
     assert second.seconds["execute"] < 1.0 < runs.first.seconds["execute"]
     for s, a in ALL:  # feedback, grades.csv and reports/ are still written for everyone
         assert (runs.root / "feedback" / s / a / f"{a}.html").is_file()
@@ -99,6 +105,7 @@ def test_unchanged_rerun_on_the_command_line(runs):
 def test_a_changed_notebook_is_regraded(runs):
     assert runs.changed.failures == []
     assert runs.changed.submissions == [("inc01", AIDS[1])]
+    assert runs.changed.feedback == [("inc01", AIDS[1]), ("inc02", AIDS[1])]  # regraded, manually graded
     assert sorted(runs.changed.up_to_date) == [sa for sa in ALL if sa != ("inc01", AIDS[1])]
 
 

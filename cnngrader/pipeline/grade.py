@@ -207,6 +207,7 @@ class GradeResult:
     report_dir: Path | None = None
     sandboxed: bool = True  # False: kernels ran without a sandbox (the unsafe flag)
     up_to_date: list[tuple[str, str]] = field(default_factory=list)  # unchanged since graded: kept, not regraded
+    feedback: list[tuple[str, str]] = field(default_factory=list)  # whose feedback was (re)generated
 
     @property
     def notebooks(self) -> int:
@@ -428,13 +429,14 @@ def read_state(cfg: Config) -> dict[str, dict]:
     return state if isinstance(state, dict) else {}
 
 
-def _record_state(cfg: Config, key: str, entry: dict) -> None:
-    """Set one submission's entry, merged into the file as it is now (another machine grading its
-    share of the class into the same directory keeps its entries)."""
+def _record_state(cfg: Config, entries: dict[str, dict], merge: bool = False) -> None:
+    """Set submissions' entries (merge: update them), into the file as it is now (another machine
+    grading its share of the class into the same directory keeps its entries)."""
     path = _state_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = read_state(cfg)
-    state[key] = entry
+    for key, entry in entries.items():
+        state[key] = {**state.get(key, {}), **entry} if merge else entry
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)  # a run killed half-way leaves the old state, never a torn one
@@ -594,8 +596,8 @@ def grade_course(
                 result.failures.append(f"record {sid}/{aid}: {_last_line(error)}")
                 log.error("recording %s/%s failed:\n%s", sid, aid, error)
                 return
-            _record_state(cfg, f"{sid}/{aid}",
-                          dict(zip(("submission", "assignment"), digests[(sid, aid)]), seconds=round(sec, 2)))
+            _record_state(cfg, {f"{sid}/{aid}": dict(zip(("submission", "assignment"), digests[(sid, aid)]),
+                                                     seconds=round(sec, 2))})
             log.info("graded %s/%s in %.1f s", sid, aid, sec)
 
         pool = None
@@ -619,19 +621,29 @@ def grade_course(
 
             # feedback only reads the gradebook: the workers share it. One converter per student
             # (its HTML templates are compiled once for all of that student's notebooks).
-            if feedback:  # for every autograded submission (a manual grade may have changed any)
+            if feedback:  # for every autograded submission whose grades changed since its feedback
                 t = time.perf_counter()
+                prints = grade_fingerprints(cfg)
+                state = read_state(cfg)
+                graded_now = set(result.execute_seconds)
                 by_student: dict[str, list[str]] = {}
                 for sid, aid in autograded_submissions(cfg):
-                    by_student.setdefault(sid, []).append(aid)
+                    html = any(Path(root, "feedback", sid, aid).glob("*.html"))
+                    if (sid, aid) in graded_now or not html or state.get(f"{sid}/{aid}", {}).get("feedback") != prints.get((sid, aid)):
+                        by_student.setdefault(sid, []).append(aid)
                 args = [(cfg, sid, aids) for sid, aids in by_student.items()]
                 if pool is None:
                     outs = [_feedback_student(*a) for a in args]
                 else:
                     outs = list(pool.map(_feedback_student, *zip(*args)))
+                done = {}
                 for sid, error in outs:
                     if error:
                         result.failures.append(f"feedback {sid}: {_last_line(error)}")
+                    else:
+                        done.update({f"{sid}/{aid}": {"feedback": prints.get((sid, aid))} for aid in by_student[sid]})
+                _record_state(cfg, done, merge=True)
+                result.feedback = sorted((sid, aid) for sid, aids in by_student.items() for aid in aids)
                 wrap_feedback(root / "feedback")
                 result.seconds["feedback"] = time.perf_counter() - t
         finally:
@@ -668,6 +680,23 @@ def _feedback_student(cfg: Config, student: str, assignments: Sequence[str]) -> 
         return student, generate_feedback(cfg, student, "*")
     errors = [e for e in (generate_feedback(cfg, student, a) for a in have) if e]
     return student, errors[0] if errors else None
+
+
+def grade_fingerprints(cfg: Config) -> dict[tuple[str, str], str]:
+    """(student, assignment) -> a hash of everything its feedback shows from the gradebook: scores
+    (auto, manual, extra credit), comments and the late penalty. A manual grade changes it."""
+    from nbgrader.api import Gradebook
+
+    out = {}
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        for a in gb.assignments:
+            for sub in a.submissions:
+                facts = [str(sub.timestamp), sub.late_submission_penalty]
+                for snb in sorted(sub.notebooks, key=lambda n: n.name):
+                    facts += sorted((snb.name, g.name, g.auto_score, g.manual_score, g.extra_credit) for g in snb.grades)
+                    facts += sorted((snb.name, c.name, c.auto_comment or "", c.manual_comment or "") for c in snb.comments)
+                out[(sub.student.id, a.name)] = hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()
+    return out
 
 
 def autograded_submissions(cfg: Config) -> list[tuple[str, str]]:
@@ -773,6 +802,8 @@ def summary(result: GradeResult) -> str:
         lines.append("  seconds per notebook (execution):")
         for (sid, aid), sec in sorted(result.execute_seconds.items()):
             lines.append(f"    {sid:<20} {aid:<28} {sec:6.1f}")
+    if result.feedback or result.up_to_date:
+        lines.append(f"  feedback: {len(result.feedback)} notebook(s) written (the others' grades are unchanged)")
     if result.grades_csv:
         lines.append(f"  grades: {result.grades_csv}")
     if result.report_dir:
