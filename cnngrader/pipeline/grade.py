@@ -803,7 +803,7 @@ def summary(result: GradeResult) -> str:
         for (sid, aid), sec in sorted(result.execute_seconds.items()):
             lines.append(f"    {sid:<20} {aid:<28} {sec:6.1f}")
     if result.feedback or result.up_to_date:
-        lines.append(f"  feedback: {len(result.feedback)} notebook(s) written (the others' grades are unchanged)")
+        lines.append(f"  feedback: {len(result.feedback)} notebook(s) written (pages whose grades did not change are kept)")
     if result.grades_csv:
         lines.append(f"  grades: {result.grades_csv}")
     if result.report_dir:
