@@ -16,8 +16,11 @@ Grading runs in two phases, so that N workers give the very gradebook one worker
    the gradebook exactly as a plain `nbgrader autograde` would; the main process is its only
    writer. Recording overlaps with the workers' execution of the next submissions.
 
-Then feedback (nbgrader's GenerateFeedback; it only reads the gradebook, so the workers share
-it), grades.csv (nbgrader's CSV export, rows sorted) and the analytics report (reports/). The Python API for benchmarks is grade_course() and
+Only new or changed submissions are graded: autograded/.cnngrader.json records the hashes of
+each submission's files and of its assignment's source and checks at its grading
+(split_up_to_date). Then feedback (nbgrader's GenerateFeedback, for the submissions whose
+gradebook grades changed; it only reads the gradebook, so the workers share it), grades.csv
+(nbgrader's CSV columns plus a status, missing or submitted) and the analytics report (reports/). The Python API for benchmarks is grade_course() and
 make_submissions().
 """
 from __future__ import annotations
