@@ -16,7 +16,8 @@ help:
 	@echo "make test       create/refresh .venv, then run every test (what CI runs)"
 	@echo "make book       create/refresh .venv, then build the HTML book into _build/html"
 	@echo "make exercises  rebuild solutions/ from assignments/, then exercises/ (student versions) from them"
-	@echo "make grade      autograde submitted/, write feedback/, grades.csv and reports/ (JOBS=N for N workers; UNSAFE=1: no sandbox)"
+	@echo "make grade      autograde new or changed submissions in submitted/, write feedback/, grades.csv and reports/"
+	@echo "                (JOBS=N: N workers; STUDENT=a,b / ASSIGNMENT=id,id: only those; FORCE=1: regrade all; UNSAFE=1: no sandbox)"
 	@echo "make bench      run benchmarks/ and write benchmarks/results.json (BENCH=\"--only ops,train\" for part)"
 	@echo "make publish DEST=dir  export the student-facing course (no solutions, no grader) into dir"
 
@@ -51,7 +52,8 @@ exercises: $(STAMP)
 	$(PY) -m cnngrader.pipeline generate
 
 grade: $(STAMP)
-	$(PY) -m cnngrader.pipeline grade --jobs $(JOBS) $(if $(UNSAFE),--unsandboxed)
+	$(PY) -m cnngrader.pipeline grade --jobs $(JOBS) $(if $(UNSAFE),--unsandboxed) $(if $(FORCE),--force) \
+	  $(if $(STUDENT),--student "$(STUDENT)") $(ASSIGNMENT)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH)

@@ -1,7 +1,8 @@
 """The instructor's command line (`make exercises` and `make grade` call it).
 
     python -m cnngrader.pipeline generate [ASSIGNMENT ...]        # assignments/ -> solutions/ -> exercises/
-    python -m cnngrader.pipeline grade [--jobs N] [ASSIGNMENT ...]  # submitted/ -> grades.csv, feedback/, reports/
+    python -m cnngrader.pipeline grade [--jobs N] [--student S] [--force] [ASSIGNMENT ...]
+                                                                  # submitted/ -> grades.csv, feedback/, reports/
     python -m cnngrader.pipeline report                           # reports/ from the gradebook
     python -m cnngrader.pipeline submissions --count N            # N solution-copy students (benchmarks)
 
@@ -30,11 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("assignments", nargs="*", help="assignment ids (default: all of course.toml)")
     p.add_argument("--release-dir", help="write the student versions here instead of exercises/")
     p.add_argument("--db-url", help="gradebook to register the assignments in")
-    p = sub.add_parser("grade", help="autograde submitted/, write feedback/, grades.csv and reports/")
-    p.add_argument("assignments", nargs="*")
+    p = sub.add_parser("grade", help="autograde new and changed submissions, write feedback/, grades.csv and reports/")
+    p.add_argument("assignments", nargs="*", help="grade only these assignments (default: all)")
+    p.add_argument("--force", action="store_true", help="regrade submissions that are up to date too")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (kernels at once)")
     p.add_argument("--root", help="grading directory holding submitted/ (default: the course directory)")
-    p.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    p.add_argument("--student", action="append", help="grade only this student (repeatable; or comma-separated)")
     p.add_argument("--no-feedback", action="store_true")
     p.add_argument("--unsandboxed", action="store_true",
                    help="UNSAFE: run kernels without a sandbox (where bubblewrap or user namespaces are missing)")
@@ -65,8 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = Config()
             config.GradingExecute.sandbox = False
         try:
-            result = grade_course(args.root, jobs=args.jobs, students=args.student, course=course, config=config,
-                                  assignments=args.assignments or None, feedback=not args.no_feedback)
+            students = [s for arg in args.student or [] for s in arg.replace(",", " ").split()] or None
+            assignments = [a for arg in args.assignments for a in arg.replace(",", " ").split()] or None
+            result = grade_course(args.root, jobs=args.jobs, students=students, course=course, config=config,
+                                  assignments=assignments, feedback=not args.no_feedback, force=args.force)
         except SandboxUnavailable as e:
             log.error("%s", e)
             return 2

@@ -256,6 +256,9 @@ class GradingExecute(Execute):
     # -- timeouts and output floods ----------------------------------------------------
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
         self._timed_out = True
+        # the output nbgrader adds after the interrupt says which limit was hit
+        why = f"the cell exceeded the {timeout} s limit per cell and was interrupted"
+        self.error_on_timeout = {"ename": "CellTimeoutError", "evalue": why, "traceback": [f"CellTimeoutError: {why}"]}
         return await super()._async_handle_timeout(timeout, cell)
 
     def output(self, outs, msg, display_id, cell_index):
@@ -406,7 +409,7 @@ class GradingExecute(Execute):
         if not await self._async_kernel_responds(self.unresponsive_grace):
             self._lost = "the kernel stopped responding after a timeout"
             await self._async_kill_kernel()
-        self._timeout_note = f"the hidden tests ran past the time limit ({self.timeout} s)"
+        self._timeout_note = f"the hidden tests exceeded the {self.timeout} s limit per cell"
 
     def _fill_submission(self) -> None:
         """A kernel that was a warm spare started with an empty /submission: copy the submission from
@@ -488,7 +491,7 @@ class GradingExecute(Execute):
                     # the reply came but the cell's output did not: an interrupted cell that
                     # would not stop, or an output flood
                     self.log.warning("Cell %d: %s", index, str(e).splitlines()[0] if str(e) else "timeout")
-                    why = (f"the cell ran past the time limit ({self.timeout} s) and did not stop when interrupted"
+                    why = (f"the cell exceeded the {self.timeout} s limit per cell and did not stop when interrupted"
                            if self._timed_out else "the cell's output did not arrive in time")
                     cell.outputs.append(error_output("CellTimeoutError", why))
                 if self._timed_out:

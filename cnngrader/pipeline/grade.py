@@ -16,13 +16,19 @@ Grading runs in two phases, so that N workers give the very gradebook one worker
    the gradebook exactly as a plain `nbgrader autograde` would; the main process is its only
    writer. Recording overlaps with the workers' execution of the next submissions.
 
-Then feedback (nbgrader's GenerateFeedback; it only reads the gradebook, so the workers share
-it), grades.csv (nbgrader's CSV export, rows sorted) and the analytics report (reports/). The Python API for benchmarks is grade_course() and
+Only new or changed submissions are graded: autograded/.cnngrader.json records the hashes of
+each submission's files and of its assignment's source and checks at its grading
+(split_up_to_date). Then feedback (nbgrader's GenerateFeedback, for the submissions whose
+gradebook grades changed; it only reads the gradebook, so the workers share it), grades.csv
+(nbgrader's CSV columns plus a status, missing or submitted) and the analytics report (reports/). The Python API for benchmarks is grade_course() and
 make_submissions().
 """
 from __future__ import annotations
 
 import copy
+import csv
+import hashlib
+import json
 import logging
 import os
 import secrets
@@ -203,6 +209,8 @@ class GradeResult:
     grades_csv: Path | None = None
     report_dir: Path | None = None
     sandboxed: bool = True  # False: kernels ran without a sandbox (the unsafe flag)
+    up_to_date: list[tuple[str, str]] = field(default_factory=list)  # unchanged since graded: kept, not regraded
+    feedback: list[tuple[str, str]] = field(default_factory=list)  # whose feedback was (re)generated
 
     @property
     def notebooks(self) -> int:
@@ -368,6 +376,146 @@ def _name(p) -> str:
     return p if isinstance(p, str) else f"{p.__module__}.{p.__qualname__}"
 
 
+# ---------------------------------------------------------------------------------------
+# incremental grading: what was graded, from which bytes
+# ---------------------------------------------------------------------------------------
+STATE_FILE = ".cnngrader.json"  # autograded/.cnngrader.json: "student/assignment" -> the digests it was graded from
+_SKIP_DIRS = {".ipynb_checkpoints", "__pycache__"}
+
+
+def _digest(files: Iterable[tuple[str, Path]]) -> str:
+    """sha256 over (name, bytes) pairs, in name order."""
+    h = hashlib.sha256()
+    for name, path in sorted(files):
+        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _tree(folder: Path, label: str = "") -> list[tuple[str, Path]]:
+    if not folder.is_dir():
+        return []
+    return [(f"{label}{p.relative_to(folder)}", p) for p in folder.rglob("*")
+            if p.is_file() and not _SKIP_DIRS.intersection(p.relative_to(folder).parts)]
+
+
+def submission_digest(cfg: Config, student: str, assignment: str) -> str:
+    """Hash of every file of submitted/<student>/<assignment>/ (notebooks, timestamp.txt, data)."""
+    from nbgrader.coursedir import CourseDirectory
+
+    cd = CourseDirectory(config=cfg)
+    return _digest(_tree(Path(cd.format_path(cd.submitted_directory, student, assignment))))
+
+
+def assignment_digest(cfg: Config, assignment: str) -> str:
+    """Hash of what grades the assignment: its source notebooks (hidden cells, points) and its
+    checks module (course_root/assignments/<id>/checks.py)."""
+    from nbgrader.coursedir import CourseDirectory
+
+    cd = CourseDirectory(config=cfg)
+    files = _tree(Path(cd.format_path(cd.source_directory, ".", assignment)), "source/")
+    checks = Path(cfg.GradingExecute.course_root, "assignments", assignment, "checks.py")
+    if checks.is_file():
+        files.append(("checks.py", checks))
+    return _digest(files)
+
+
+def _state_path(cfg: Config) -> Path:
+    return Path(cfg.CourseDirectory.root, "autograded", STATE_FILE)
+
+
+def read_state(cfg: Config) -> dict[str, dict]:
+    """The digests each submission was last graded from ({} when none or unreadable)."""
+    try:
+        state = json.loads(_state_path(cfg).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _record_state(cfg: Config, entries: dict[str, dict], merge: bool = False) -> None:
+    """Set submissions' entries (merge: update them), into the file as it is now (another machine
+    grading its share of the class into the same directory keeps its entries)."""
+    path = _state_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = read_state(cfg)
+    for key, entry in entries.items():
+        state[key] = {**state.get(key, {}), **entry} if merge else entry
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)  # a run killed half-way leaves the old state, never a torn one
+
+
+def split_up_to_date(cfg: Config, subs: Sequence[tuple[str, str]], digests: dict[tuple[str, str], tuple[str, str]]
+                     ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(to grade, up to date). A submission is up to date when its autograded notebook exists,
+    the gradebook has its submission, and its files and the assignment's source and checks hash
+    to what they were when it was last graded successfully."""
+    from nbgrader.api import Gradebook
+
+    state = read_state(cfg)
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        recorded = {(s.student.id, a.name) for a in gb.assignments for s in a.submissions}
+    todo, kept = [], []
+    for sid, aid in subs:
+        entry = state.get(f"{sid}/{aid}", {})
+        folder = Path(cfg.CourseDirectory.root, "autograded", sid, aid)
+        same = (entry.get("submission"), entry.get("assignment")) == digests[(sid, aid)]
+        if same and (sid, aid) in recorded and any(folder.glob("*.ipynb")):
+            kept.append((sid, aid))
+        else:
+            todo.append((sid, aid))
+    return todo, kept
+
+
+# ---------------------------------------------------------------------------------------
+# the roster: student ids -> names and LMS ids (roster.csv in the grading directory)
+# ---------------------------------------------------------------------------------------
+ROSTER = "roster.csv"
+ROSTER_FIELDS = ("id", "first_name", "last_name", "lms_user_id", "sis_user_id", "section", "email")
+
+
+def load_roster(cfg: Config) -> dict[str, dict[str, str]]:
+    """root/roster.csv as student id -> its row (ROSTER_FIELDS; absent columns are ""); {} without one.
+
+    The header names the columns (id is required, the others optional, any order)."""
+    path = Path(cfg.CourseDirectory.root, ROSTER)
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "id" not in [f.strip() for f in reader.fieldnames]:
+            raise ValueError(f"{path}: the header must name an 'id' column (columns: {', '.join(ROSTER_FIELDS)})")
+        out = {}
+        for row in reader:
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            if row.get("id"):
+                out[row["id"]] = {f: row.get(f, "") for f in ROSTER_FIELDS}
+    return out
+
+
+def sync_students(cfg: Config, students: Iterable[str]) -> None:
+    """Put the roster's students and `students` into the gradebook with their names and LMS ids.
+
+    Without a roster entry a student keeps the names the gradebook has; one with none gets the
+    student id as last name (nbgrader's formgrader would show "None, None")."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    roster = load_roster(cfg)
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        for sid in sorted(set(students) | set(roster)):
+            if sid in roster:
+                r = roster[sid]
+                gb.update_or_create_student(sid, first_name=r["first_name"], last_name=r["last_name"] or sid,
+                                            lms_user_id=r["lms_user_id"] or None, email=r["email"] or None)
+                continue
+            try:
+                student = gb.find_student(sid)
+            except MissingEntry:
+                student = None
+            if student is None or (not student.last_name and not student.first_name):
+                gb.update_or_create_student(sid, last_name=sid, first_name="")
+
+
 def grade_course(
     root: str | Path | None = None,
     jobs: int = 1,
@@ -377,17 +525,19 @@ def grade_course(
     report: bool = True,
     config: Config | None = None,
     course: Course | None = None,
+    force: bool = False,
     **paths: str | Path,
 ) -> GradeResult:
-    """Grade every submission in root/submitted/<student>/<assignment>/ with `jobs` workers.
+    """Grade the new and changed submissions in root/submitted/<student>/<assignment>/ (all of
+    them with force=True) with `jobs` workers; `students` and `assignments` limit the run.
 
-    Writes the gradebook, root/autograded/, root/feedback/ (feedback=True), root/grades.csv
-    and root/reports/ (report=True). `config` is merged over the course configuration (tests
-    use it for a short Execute.timeout); `paths` are CourseDirectory overrides.
-    The gradebook, grades.csv and feedback do not depend on `jobs`.
+    A submission is up to date (kept, not regraded) when it and its assignment's source and
+    checks are unchanged since it was last graded (split_up_to_date). Writes the gradebook,
+    root/autograded/, root/feedback/ (feedback=True) for every autograded submission,
+    root/grades.csv and root/reports/ (report=True). `config` is merged over the course
+    configuration (tests use it for a short Execute.timeout); `paths` are CourseDirectory
+    overrides. The gradebook, grades.csv and feedback do not depend on `jobs`.
     """
-    from nbgrader.api import Gradebook
-
     t_start = time.perf_counter()
     cfg = course_config(root, course, **paths)
     if config is not None:
@@ -404,10 +554,19 @@ def grade_course(
     subs = find_submissions(cfg, students, assignments)
     unreadable = {sa: why for sa in subs if (why := prepare_submission(cfg, *sa))}
     subs = [sa for sa in subs if sa not in unreadable]
-    result = GradeResult(root=root, jobs=jobs, submissions=subs, sandboxed=sandboxed)
+    assignment_digests = {aid: assignment_digest(cfg, aid) for aid in {a for _, a in subs}}
+    digests = {(sid, aid): (submission_digest(cfg, sid, aid), assignment_digests[aid]) for sid, aid in subs}
+    kept: list[tuple[str, str]] = []
+    if not force and subs and Path(cfg.CourseDirectory.root, "autograded").is_dir():
+        subs, kept = split_up_to_date(cfg, subs, digests)
+    result = GradeResult(root=root, jobs=jobs, submissions=subs, sandboxed=sandboxed, up_to_date=kept)
     result.failures.extend(unreadable.values())
-    if not subs:
+    if not subs and not kept:
         log.warning("nothing to grade in %s", root / "submitted")
+    for sid, aid in kept:
+        log.info("%s/%s: up to date", sid, aid)
+    if kept and not subs:
+        log.info("nothing graded: %d submission(s) up to date (FORCE=1 / --force regrades)", len(kept))
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
         work = Path(tmp)
         t = time.perf_counter()
@@ -415,8 +574,7 @@ def grade_course(
         for sid, aid in [sa for sa in subs if sa[1] in unknown]:
             result.failures.append(f"unknown assignment {sid}/{aid}: not in the gradebook nor in the source directory")
         subs = result.submissions = [sa for sa in subs if sa[1] not in unknown]
-        with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id):
-            pass  # the file exists (and is complete) before the workers copy it
+        sync_students(cfg, {s for s, _ in subs})  # names from roster.csv, before the workers copy the gradebook
         source_db = _phase1_db(cfg, {a for _, a in subs}, work)
         result.seconds["prepare"] = time.perf_counter() - t
 
@@ -440,6 +598,10 @@ def grade_course(
             if error:
                 result.failures.append(f"record {sid}/{aid}: {_last_line(error)}")
                 log.error("recording %s/%s failed:\n%s", sid, aid, error)
+                return
+            _record_state(cfg, {f"{sid}/{aid}": dict(zip(("submission", "assignment"), digests[(sid, aid)]),
+                                                     seconds=round(sec, 2))})
+            log.info("graded %s/%s in %.1f s", sid, aid, sec)
 
         pool = None
         if jobs > 1:
@@ -462,19 +624,30 @@ def grade_course(
 
             # feedback only reads the gradebook: the workers share it. One converter per student
             # (its HTML templates are compiled once for all of that student's notebooks).
-            if feedback and subs:
+            if feedback:  # for every autograded submission whose grades changed since its feedback
                 t = time.perf_counter()
+                prints = grade_fingerprints(cfg)
+                state = read_state(cfg)
+                graded_now = set(result.execute_seconds)
                 by_student: dict[str, list[str]] = {}
-                for sid, aid in sorted(set(subs)):
-                    by_student.setdefault(sid, []).append(aid)
+                for sid, aid in autograded_submissions(cfg):
+                    html = any(Path(root, "feedback", sid, aid).glob("*.html"))
+                    if (sid, aid) in graded_now or not html or state.get(f"{sid}/{aid}", {}).get("feedback") != prints.get((sid, aid)):
+                        by_student.setdefault(sid, []).append(aid)
                 args = [(cfg, sid, aids) for sid, aids in by_student.items()]
                 if pool is None:
                     outs = [_feedback_student(*a) for a in args]
                 else:
                     outs = list(pool.map(_feedback_student, *zip(*args)))
+                done = {}
                 for sid, error in outs:
                     if error:
                         result.failures.append(f"feedback {sid}: {_last_line(error)}")
+                    else:
+                        done.update({f"{sid}/{aid}": {"feedback": prints.get((sid, aid))} for aid in by_student[sid]})
+                _record_state(cfg, done, merge=True)
+                result.feedback = sorted((sid, aid) for sid, aids in by_student.items() for aid in aids)
+                wrap_feedback(root / "feedback")
                 result.seconds["feedback"] = time.perf_counter() - t
         finally:
             if pool is not None:
@@ -512,6 +685,50 @@ def _feedback_student(cfg: Config, student: str, assignments: Sequence[str]) -> 
     return student, errors[0] if errors else None
 
 
+def grade_fingerprints(cfg: Config) -> dict[tuple[str, str], str]:
+    """(student, assignment) -> a hash of everything its feedback shows from the gradebook: scores
+    (auto, manual, extra credit), comments and the late penalty. A manual grade changes it."""
+    from nbgrader.api import Gradebook
+
+    out = {}
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        for a in gb.assignments:
+            for sub in a.submissions:
+                facts = [str(sub.timestamp), sub.late_submission_penalty]
+                for snb in sorted(sub.notebooks, key=lambda n: n.name):
+                    facts += sorted((snb.name, g.name, g.auto_score, g.manual_score, g.extra_credit) for g in snb.grades)
+                    facts += sorted((snb.name, c.name, c.auto_comment or "", c.manual_comment or "") for c in snb.comments)
+                out[(sub.student.id, a.name)] = hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()
+    return out
+
+
+def autograded_submissions(cfg: Config) -> list[tuple[str, str]]:
+    """(student, assignment) of every autograded submission the gradebook has, sorted."""
+    from nbgrader.api import Gradebook
+
+    base = Path(cfg.CourseDirectory.root, "autograded")
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        recorded = {(s.student.id, a.name) for a in gb.assignments for s in a.submissions}
+    return sorted(sa for sa in recorded if any((base / sa[0] / sa[1]).glob("*.ipynb")))
+
+
+# Long reasons wrap instead of scrolling sideways (nbconvert's output <pre> does not wrap).
+WRAP_CSS = ('<style id="cnngrader-wrap">.jp-OutputArea-output pre, .output_area pre, .output pre '
+            '{ white-space: pre-wrap; overflow-wrap: anywhere; }</style>')
+
+
+def wrap_feedback(folder: Path) -> int:
+    """Add WRAP_CSS to every feedback page under folder that lacks it; returns the pages changed."""
+    changed = 0
+    for page in sorted(Path(folder).rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        if 'id="cnngrader-wrap"' in text or "</head>" not in text:
+            continue
+        page.write_text(text.replace("</head>", WRAP_CSS + "\n</head>", 1), encoding="utf-8")
+        changed += 1
+    return changed
+
+
 def _autograded(cfg: Config, student: str) -> list[str]:
     return [p.name for p in Path(cfg.CourseDirectory.root, "autograded", student).iterdir() if p.is_dir()]
 
@@ -529,21 +746,38 @@ def generate_feedback(cfg: Config, student: str, assignment: str) -> str | None:
     return None if result["success"] else (result.get("log", "") + "\n" + (result.get("error") or ""))
 
 
+GRADES_FIELDS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
+                 "raw_score", "late_submission_penalty", "score", "max_score", "status"]
+
+
 def export_grades(cfg: Config, dest: str | Path | None = None) -> Path:
-    """nbgrader's CSV export of the whole gradebook to root/grades.csv (or dest)."""
+    """The whole gradebook as root/grades.csv (or dest): nbgrader's CSV export (its columns, one row
+    per assignment and student, sorted by assignment then student) plus a status column,
+    "submitted" or "missing". A missing submission has empty scores there, not nbgrader's 0.0;
+    a submitted blank notebook scores 0."""
     from nbgrader.api import Gradebook
-    from nbgrader.plugins import CsvExportPlugin
 
     dest = Path(dest) if dest else Path(cfg.CourseDirectory.root, "grades.csv")
-    plugin = CsvExportPlugin(config=cfg)
-    plugin.to = str(dest)
+    rows = []
     with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
-        plugin.export(gb)
-    # nbgrader lists students in the order they entered the gradebook; sort the rows (by
-    # assignment, then student) so the file depends only on the grades
-    header, *rows = dest.read_text().splitlines(keepends=True)
-    key = lambda row: (row.split(",")[0], row.split(",")[3])  # noqa: E731 (assignment, student_id)
-    dest.write_text(header + "".join(sorted(rows, key=key)))
+        subs = {(s.assignment.name, s.student.id): s for a in gb.assignments for s in a.submissions}
+        for a in gb.assignments:
+            for st in gb.students:
+                row = {"assignment": a.name, "duedate": a.duedate, "student_id": st.id, "last_name": st.last_name,
+                       "first_name": st.first_name, "email": st.email, "max_score": a.max_score}
+                sub = subs.get((a.name, st.id))
+                if sub is None:
+                    row.update(timestamp="", raw_score="", late_submission_penalty="", score="", status="missing")
+                else:
+                    penalty = sub.late_submission_penalty or 0.0
+                    row.update(timestamp=sub.timestamp, raw_score=sub.score, late_submission_penalty=penalty,
+                               score=max(0.0, sub.score - penalty), status="submitted")
+                rows.append({k: "" if v is None else str(v) for k, v in row.items()})
+    rows.sort(key=lambda r: (r["assignment"], r["student_id"]))
+    with open(dest, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=GRADES_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     return dest
 
 
@@ -554,19 +788,25 @@ UNSANDBOXED = "grading ran UNSANDBOXED (--unsandboxed / c.GradingExecute.sandbox
 
 
 def summary(result: GradeResult) -> str:
+    """What a run did, for the terminal: each graded notebook's time, the up-to-date ones, the outputs."""
     students = sorted({s for s, _ in result.submissions})
-    per = result.per_student()
     lines = [] if result.sandboxed else [f"WARNING: {UNSANDBOXED}"]
-    lines += [
-        f"graded {result.notebooks} notebook(s) of {len(students)} student(s) with {result.jobs} worker(s) "
-        f"in {result.seconds.get('total', 0):.1f} s",
-        "  phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k != "total")
-        + " (recording overlaps execution)",
-    ]
+    if result.submissions:
+        lines.append(f"graded {result.notebooks} notebook(s) of {len(students)} student(s) with {result.jobs} "
+                     f"worker(s) in {result.seconds.get('total', 0):.1f} s")
+    else:
+        lines.append(f"nothing graded ({result.seconds.get('total', 0):.1f} s)")
+    if result.up_to_date:
+        lines.append(f"  up to date, kept: {len(result.up_to_date)} notebook(s) "
+                     f"(unchanged since graded; FORCE=1 regrades)")
+    lines.append("  phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k != "total")
+                 + " (recording overlaps execution)")
     if result.execute_seconds:
-        n = len(result.execute_seconds)
-        lines.append(f"  execution: {sum(result.execute_seconds.values()) / n:.2f} s per notebook, "
-                     f"{sum(per.values()) / max(1, len(per)):.2f} s per student (summed over workers)")
+        lines.append("  seconds per notebook (execution):")
+        for (sid, aid), sec in sorted(result.execute_seconds.items()):
+            lines.append(f"    {sid:<20} {aid:<28} {sec:6.1f}")
+    if result.feedback or result.up_to_date:
+        lines.append(f"  feedback: {len(result.feedback)} notebook(s) written (pages whose grades did not change are kept)")
     if result.grades_csv:
         lines.append(f"  grades: {result.grades_csv}")
     if result.report_dir:

@@ -2,8 +2,15 @@
 
 Writes, for every graded assignment:
 - cells.csv: pass rate and mean score of every graded cell (a cell passes at full points);
-- assignments.csv: submissions, mean / median / min / max score;
-- students.csv: each student's score per assignment and total;
+- assignments.csv: submissions, missing ones, mean / median / min / max score;
+- students.csv: each student's score per assignment (after late penalties; empty when nothing
+  was submitted, 0 for a submitted blank notebook), total and the number of missing ones;
+- tests.csv: one row per student, one column per hidden test cell (assignment:cell): pass,
+  fail or missing;
+- failures.csv / failures.md: the reasons the hidden tests gave, grouped by kind across the
+  class ("corr2d uses F.conv2d": the students it applies to);
+- late.csv: submissions after their assignment's due date, with nbgrader's penalty;
+- canvas.csv: the scores in Canvas's gradebook import format (names and LMS ids from roster.csv);
 - flags.csv: submissions whose solution code does something a solution never needs to
   (touch IPython, rewrite modules or builtins, patch a library, control the process): the
   tests run in the student's own kernel, so such code deserves a human look;
@@ -21,7 +28,9 @@ from typing import Any
 import nbformat
 from traitlets.config import Config
 
-from cnngrader.pipeline.grade import UNSANDBOXED, sandbox_enabled
+from cnngrader.pipeline.grade import UNSANDBOXED, load_roster, sandbox_enabled
+
+MISSING = "missing"  # a submission that was never handed in, in the Markdown tables (empty in the CSVs)
 
 FLAGS = (
     ("touches IPython", re.compile(r"get_ipython|\bIPython\b|InteractiveShell|showtraceback")),
@@ -94,6 +103,146 @@ def flag_submissions(root: Path) -> list[dict[str, str]]:
     return out
 
 
+def gradebook_overview(cfg: Config) -> dict[str, Any]:
+    """Students, assignments and submissions of the gradebook.
+
+    {"students": [{id, first_name, last_name, lms_user_id}], "assignments": [{name, duedate,
+    max_score, cells: [(notebook, grade cell, points)]}], "submissions": {(student, assignment):
+    {score (raw), penalty, final, timestamp, seconds_late, cells: {(notebook, cell): score}}}}."""
+    from nbgrader.api import Gradebook
+
+    out: dict[str, Any] = {"students": [], "assignments": [], "submissions": {}}
+    order = _cell_order(cfg)
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        for st in gb.students:
+            out["students"].append({"id": st.id, "first_name": st.first_name, "last_name": st.last_name,
+                                    "lms_user_id": st.lms_user_id})
+        for a in gb.assignments:
+            cells = [(nb.name, gc.name, float(gc.max_score)) for nb in a.notebooks for gc in nb.grade_cells]
+            cells.sort(key=lambda c: (c[0], order.get((a.name, c[0], c[1]), 0), c[1]))
+            out["assignments"].append({"name": a.name, "duedate": a.duedate, "max_score": float(a.max_score),
+                                       "cells": cells})
+            for sub in a.submissions:
+                penalty = float(sub.late_submission_penalty or 0.0)
+                out["submissions"][(sub.student.id, a.name)] = {
+                    "score": float(sub.score), "penalty": penalty, "final": max(0.0, float(sub.score) - penalty),
+                    "timestamp": sub.timestamp, "seconds_late": float(sub.total_seconds_late or 0.0),
+                    "cells": {(snb.name, g.name): float(g.score) for snb in sub.notebooks for g in snb.grades},
+                }
+    out["students"].sort(key=lambda s: s["id"])
+    out["assignments"].sort(key=lambda a: a["name"])
+    return out
+
+
+def test_table(overview: dict[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows): one row per student, one column "assignment:cell" per hidden test cell
+    (the graded cells), each pass (full points), fail or missing (nothing handed in)."""
+    columns = [f"{a['name']}:{cell}" for a in overview["assignments"] for _nb, cell, _pts in a["cells"]]
+    rows = []
+    for st in overview["students"]:
+        row = {"student": st["id"]}
+        for a in overview["assignments"]:
+            sub = overview["submissions"].get((st["id"], a["name"]))
+            for nb, cell, pts in a["cells"]:
+                if sub is None or (nb, cell) not in sub["cells"]:
+                    row[f"{a['name']}:{cell}"] = MISSING
+                else:
+                    row[f"{a['name']}:{cell}"] = "pass" if sub["cells"][(nb, cell)] >= pts else "fail"
+        rows.append(row)
+    return columns, rows
+
+
+# -- failure reasons, grouped ----------------------------------------------------------------
+_PAREN = re.compile(r"\s*\([^()]+\)")
+_CUT = re.compile(r":\s|;\s| for | while | on (?:cpu|cuda)")
+
+
+def reason_kind(ename: str, evalue: str) -> str:
+    """The kind of a hidden test's failure, the same for every student it applies to: the reason's
+    first clause, without the failing case, locations and numbers ("corr2d uses F.conv2d (at
+    cell 3, line 4): ..." -> "corr2d uses F.conv2d"). Errors other than the grader's verdict
+    (a dead kernel, a timeout) keep their error name in front."""
+    text = " ".join(evalue.split())
+    while _PAREN.search(text):
+        text = _PAREN.sub("", text)
+    if ename == "GradingError":
+        head = _CUT.split(text, maxsplit=1)[0]
+    else:
+        head = re.sub(r"^not run:\s*", "", text).split("; ")[0]
+    head = re.sub(r"(?<![\w.])-?\d+(?:\.\d+)?\b", "N", head).strip(" .,")  # numbers, not corr2d's 2
+    head = head[:100] or "failed"
+    return head if ename == "GradingError" else f"{ename}: {head}"
+
+
+def failure_reasons(root: Path, overview: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (assignment, cell, kind of reason), most students first: the students whose
+    hidden test cell failed that way, with one full reason as an example. Read from the graded
+    cells' outputs in root/autograded (written by the grader, never by the student's kernel)."""
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    graded = {a["name"]: {cell for _nb, cell, _p in a["cells"]} for a in overview["assignments"]}
+    for (sid, aid), sub in sorted(overview["submissions"].items()):
+        for path in sorted(Path(root, "autograded", sid, aid).glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            for cell in nb.cells:
+                gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if cell.cell_type != "code" or gid not in graded.get(aid, ()):
+                    continue
+                errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+                if not errors:
+                    continue
+                ename, evalue = str(errors[0].get("ename", "")), str(errors[0].get("evalue", ""))
+                key = (aid, gid, reason_kind(ename, evalue))
+                g = groups.setdefault(key, {"assignment": aid, "cell": gid, "kind": key[2], "students": [],
+                                            "example": " ".join(evalue.split())[:300]})
+                if sid not in g["students"]:
+                    g["students"].append(sid)
+    rows = sorted(groups.values(), key=lambda g: (-len(g["students"]), g["assignment"], g["cell"], g["kind"]))
+    for g in rows:
+        g["count"] = len(g["students"])
+    return rows
+
+
+def late_submissions(overview: dict[str, Any]) -> list[dict[str, Any]]:
+    """Submissions handed in after their assignment's due date (nbgrader's timestamp.txt against
+    the gradebook's duedate), with the penalty nbgrader's late submission plugin gave."""
+    due = {a["name"]: a["duedate"] for a in overview["assignments"]}
+    rows = []
+    for (sid, aid), sub in sorted(overview["submissions"].items()):
+        if sub["seconds_late"] > 0:
+            rows.append({"student": sid, "assignment": aid, "duedate": str(due[aid] or ""),
+                         "timestamp": str(sub["timestamp"] or ""), "hours_late": round(sub["seconds_late"] / 3600, 2),
+                         "raw_score": sub["score"], "penalty": sub["penalty"], "score": sub["final"]})
+    return rows
+
+
+CANVAS_HEADER = ["Student", "ID", "SIS User ID", "Section"]
+
+
+def write_canvas(cfg: Config, overview: dict[str, Any], path: Path) -> Path:
+    """path: the scores in Canvas's gradebook import format. The header is Student, ID (Canvas's
+    user id), SIS User ID, Section, then one column per assignment; a "Points Possible" row
+    follows it, as in Canvas's own export. Student is "Last, First" from roster.csv (the
+    student id without a roster entry); a missing submission is an empty cell, which Canvas
+    leaves ungraded. Scores are after late penalties."""
+    roster = load_roster(cfg)
+    names = [a["name"] for a in overview["assignments"]]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(CANVAS_HEADER + names)
+        w.writerow(["Points Possible", "", "", ""] + [f"{a['max_score']:g}" for a in overview["assignments"]])
+        for st in overview["students"]:
+            r = roster.get(st["id"], {})
+            first, last = r.get("first_name") or st["first_name"] or "", r.get("last_name") or st["last_name"] or ""
+            name = f"{last}, {first}" if first and last and last != st["id"] else st["id"]
+            scores = []
+            for aid in names:
+                sub = overview["submissions"].get((st["id"], aid))
+                scores.append("" if sub is None else f"{sub['final']:g}")
+            w.writerow([name, r.get("lms_user_id") or st["lms_user_id"] or "", r.get("sis_user_id", ""),
+                        r.get("section", "")] + scores)
+    return path
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
@@ -123,7 +272,6 @@ def write_report(cfg: Config, out: Path) -> Path:
     rows = gradebook_rows(cfg)
     order = _cell_order(cfg)
     assignments = sorted({r["assignment"] for r in rows})
-    students = sorted({r["student"] for r in rows})
 
     # per cell
     cells: dict[tuple[str, str, str], list[dict]] = {}
@@ -140,31 +288,42 @@ def write_report(cfg: Config, out: Path) -> Path:
         })
     _write_csv(out / "cells.csv", cell_rows, list(cell_rows[0]) if cell_rows else ["assignment"])
 
-    # per assignment and per student
-    totals: dict[tuple[str, str], float] = {}
-    max_scores: dict[str, float] = {}
-    for r in rows:
-        totals[(r["student"], r["assignment"])] = totals.get((r["student"], r["assignment"]), 0.0) + r["score"]
-    for a in assignments:
-        max_scores[a] = sum(c["points"] for c in cell_rows if c["assignment"] == a)
+    # per assignment and per student, from the submissions (missing ones are not 0)
+    overview = gradebook_overview(cfg)
+    all_assignments = [a["name"] for a in overview["assignments"]]
+    subs = overview["submissions"]
+    totals = {k: v["final"] for k, v in subs.items()}
+    max_scores = {a["name"]: a["max_score"] for a in overview["assignments"]}
+    n_students = len(overview["students"])
     assignment_rows = []
-    for a in assignments:
+    for a in all_assignments:
         scores = [v for (s, aa), v in totals.items() if aa == a]
-        assignment_rows.append({
-            "assignment": a, "max_score": max_scores[a], "submissions": len(scores),
-            "mean": statistics.fmean(scores), "median": float(statistics.median(scores)),
-            "min": min(scores), "max": max(scores),
-        })
+        stats = ({"mean": statistics.fmean(scores), "median": float(statistics.median(scores)),
+                  "min": min(scores), "max": max(scores)} if scores else dict.fromkeys(("mean", "median", "min", "max"), ""))
+        assignment_rows.append({"assignment": a, "max_score": max_scores[a], "submissions": len(scores),
+                                "missing": n_students - len(scores), **stats})
     _write_csv(out / "assignments.csv", assignment_rows,
-               ["assignment", "max_score", "submissions", "mean", "median", "min", "max"])
+               ["assignment", "max_score", "submissions", "missing", "mean", "median", "min", "max"])
     student_rows = []
-    for s in students:
+    for st in overview["students"]:
+        s = st["id"]
         row: dict[str, Any] = {"student": s}
-        for a in assignments:
-            row[a] = totals.get((s, a), 0.0)
-        row["total"] = sum(row[a] for a in assignments)
+        for a in all_assignments:
+            row[a] = totals.get((s, a), "")
+        row["total"] = sum(v for v in (totals.get((s, a)) for a in all_assignments) if v is not None)
+        row["missing"] = sum((s, a) not in totals for a in all_assignments)
         student_rows.append(row)
-    _write_csv(out / "students.csv", student_rows, ["student", *assignments, "total"])
+    _write_csv(out / "students.csv", student_rows, ["student", *all_assignments, "total", "missing"])
+
+    test_columns, test_rows = test_table(overview)
+    _write_csv(out / "tests.csv", test_rows, ["student", *test_columns])
+    failures = failure_reasons(Path(cfg.CourseDirectory.root), overview)
+    _write_csv(out / "failures.csv", [{**f, "students": " ".join(f["students"])} for f in failures],
+               ["assignment", "cell", "kind", "count", "students", "example"])
+    late = late_submissions(overview)
+    _write_csv(out / "late.csv", late, ["student", "assignment", "duedate", "timestamp", "hours_late",
+                                        "raw_score", "penalty", "score"])
+    write_canvas(cfg, overview, out / "canvas.csv")
 
     flags = flag_submissions(Path(cfg.CourseDirectory.root))
     _write_csv(out / "flags.csv", flags, ["student", "assignment", "notebook", "cell", "flag", "match"])
@@ -195,15 +354,38 @@ def write_report(cfg: Config, out: Path) -> Path:
     md = ["# Grade report", ""]
     if not sandbox_enabled(cfg):
         md += [f"**Warning: {UNSANDBOXED}.**", ""]
-    md += [f"{len(students)} student(s), {len(assignments)} assignment(s). A cell passes at full points.", ""]
-    md += ["## Assignments", "", _md_table(assignment_rows, ["assignment", "max_score", "submissions", "mean",
-                                                             "median", "min", "max"]), ""]
+    md += [f"{n_students} student(s), {len(all_assignments)} assignment(s). A cell passes at full points; "
+           f"\"{MISSING}\" means nothing was handed in (a blank notebook handed in scores 0).", ""]
+    md += ["## Assignments", "", _md_table(assignment_rows, ["assignment", "max_score", "submissions", "missing",
+                                                             "mean", "median", "min", "max"]), ""]
     for a in assignments:
         md += [f"## {a}", "", f"![{a}]({a}.png)", "",
                _md_table([c for c in cell_rows if c["assignment"] == a],
                          ["notebook", "cell", "points", "submissions", "passed", "pass_rate", "mean_score"]), ""]
-    md += ["## Students", "", _md_table(student_rows, ["student", *assignments, "total"]), ""]
+    shown = [{k: (MISSING if v == "" else v) for k, v in r.items()} for r in student_rows]
+    md += ["## Students", "", "Scores after late penalties.", "",
+           _md_table(shown, ["student", *all_assignments, "total", "missing"]), ""]
+    md += ["## Hidden tests per student", "", "Also in tests.csv.", "",
+           _md_table(test_rows, ["student", *test_columns]) if test_rows else "(none)", ""]
+    md += failures_md(failures)
+    md += ["## Late submissions", ""]
+    md += [_md_table(late, ["student", "assignment", "duedate", "timestamp", "hours_late", "raw_score",
+                            "penalty", "score"]) if late else "(none)", ""]
     md += ["## Flags for a human look", ""]
-    md += [_md_table(flags, ["student", "assignment", "cell", "flag", "match"]) if flags else "None.", ""]
+    md += [_md_table(flags, ["student", "assignment", "cell", "flag", "match"]) if flags else "(none)", ""]
     (out / "report.md").write_text("\n".join(md))
+    (out / "failures.md").write_text("\n".join(["# Why hidden tests failed", ""] + failures_md(failures)[2:]))
     return out
+
+
+def failures_md(failures: list[dict[str, Any]]) -> list[str]:
+    """The grouped failure reasons as a Markdown section (report.md and failures.md)."""
+    md = ["## Why hidden tests failed", ""]
+    if not failures:
+        return md + ["No hidden test failed.", ""]
+    md += ["Each line: the kind of reason, the hidden test cell, how many students, who.", ""]
+    for f in failures:
+        who = ", ".join(f["students"][:12]) + (", ..." if len(f["students"]) > 12 else "")
+        md.append(f"- **{f['kind']}** in {f['assignment']}:{f['cell']}: {f['count']} student(s) ({who})")
+        md.append(f"  e.g. {f['example']}")
+    return md + [""]
