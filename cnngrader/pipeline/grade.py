@@ -253,16 +253,15 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
     a readable notebook (corrupt JSON, truncated) is reported and left ungraded."""
     from nbgrader.coursedir import CourseDirectory
 
+    from .nbgrader_hooks import rename_single_notebook
+
     cd = CourseDirectory(config=cfg)
     folder = Path(cd.format_path(cd.submitted_directory, student, assignment))
-    source = Path(cd.format_path(cd.source_directory, ".", assignment))
-    expected = sorted(p.name for p in source.glob("*.ipynb"))
-    present = sorted(p.name for p in folder.glob("*.ipynb"))
-    if len(expected) == 1 and present and expected[0] not in present and len(present) == 1:
-        (folder / present[0]).rename(folder / expected[0])
-        log.info("%s/%s: graded %r as %r, the assignment's notebook", student, assignment, present[0], expected[0])
-        present = expected
-    for name in present:
+    renamed = rename_single_notebook(cd, folder, assignment)
+    if renamed:
+        log.info("%s/%s: graded %r as %r, the assignment's notebook", student, assignment, renamed[0].name,
+                 renamed[1].name)
+    for name in sorted(p.name for p in folder.glob("*.ipynb")):
         try:
             nbformat.read(str(folder / name), as_version=4)
         except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
