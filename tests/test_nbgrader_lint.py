@@ -205,3 +205,15 @@ def test_every_assignment_has_both_versions():
         assert (REPO / "solutions" / aid / f"{aid}.ipynb").is_file()
         assert (REPO / "exercises" / aid / f"{aid}.ipynb").is_file()
     assert (REPO / "nbgrader_config.py").is_file()
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_hidden_cells_state_their_points_in_words(aid):
+    """'# Hidden tests (1 point): ...' or '(N points)', the number being the cell's points."""
+    for cell in load("solutions", aid).cells:
+        m = meta(cell)
+        if not m.get("grade"):
+            continue
+        points = m["points"]
+        words = f"({points:g} point)" if points == 1 else f"({points:g} points)"
+        assert cell.source.startswith(f"# Hidden tests {words}: "), f"{m['grade_id']}: {cell.source.splitlines()[0]}"

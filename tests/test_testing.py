@@ -89,3 +89,15 @@ def test_follows_device_moves_a_module_and_rejects_non_tensors():
         assert_follows_device(lambda X: 3, torch.rand(2))
     with pytest.raises(TypeError, match="fn must be callable"):
         assert_follows_device(3, torch.rand(2))
+
+
+def test_follows_device_does_nothing_in_a_grading_kernel(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "cnngrader.kernel", types.ModuleType("cnngrader.kernel"))
+    monkeypatch.delitem(sys.modules, "cnngrader.grading", raising=False)
+    assert_follows_device(_corr2d_torch_zeros, torch.rand(5, 6), torch.rand(2, 3))  # skipped: no error
+    monkeypatch.setitem(sys.modules, "cnngrader.grading", types.ModuleType("cnngrader.grading"))
+    with pytest.raises(AssertionError, match="is on cpu"):  # the grader's checks loaded: a student's own kernel
+        assert_follows_device(_corr2d_torch_zeros, torch.rand(5, 6), torch.rand(2, 3))

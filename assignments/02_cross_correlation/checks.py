@@ -164,9 +164,9 @@ def _check_learn_kernel(name: str, runner: Any) -> None:
 ANSWERS = core.answers(__file__)  # the conceptual question's answer: a secret file, absent in students' copies
 
 CHECKS = {
-    "learned_kernel": core.answer_check("learned_kernel", ANSWERS, ((0, 0), (0, 0))),
     "corr2d": core.simple_check(CASES["corr2d"], FORBIDDEN["corr2d"]),
     "Conv2D": _check_conv2d_layer,
     "convolve2d": core.simple_check(CASES["convolve2d"], FORBIDDEN["convolve2d"]),
     "learn_kernel": _check_learn_kernel,
+    "learned_kernel": core.answer_check("learned_kernel", ANSWERS, ((0, 0), (0, 0))),
 }

@@ -10,6 +10,13 @@ reason, or returns.
 
 Cases are drawn per run from a secret (runner.secret), so a notebook cannot know them in advance;
 with no secret (an instructor's local check) they are the fixed cases of each check's base seed.
+Functions of plain values get their edge cases fixed and the rest drawn the same way (value_draw).
+
+Conceptual questions (answer_check) compare a value the notebook sets (an int, a tuple of ints...)
+with the expected answer, which is never in checks.py: it is in the secret file
+assignments/<id>/answers.toml, read with answers(__file__). Where that file is absent (a student's
+copy of the checks, for the pre-submission check) only the answer's form is checked, and the check
+raises NotChecked, a GradingError that says "its value is checked when graded".
 """
 from __future__ import annotations
 
