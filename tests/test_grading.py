@@ -570,11 +570,23 @@ def test_unattempted_stub_fails_with_its_own_message(assignment):
     with the stub's NotImplementedError. (The notebooks' layout is checked in test_nbgrader_lint.py.)"""
     release = json.loads((ROOT / "exercises" / assignment / f"{assignment}.ipynb").read_text())
     ns: dict = {}
+    questions = []
     for cell in release["cells"]:
         if cell["cell_type"] == "code" and (_meta(cell).get("solution") or _meta(cell).get("grade_id") == "setup"):
-            exec("".join(cell["source"]), ns)
+            try:
+                exec("".join(cell["source"]), ns)
+            except NotImplementedError:  # a question's stub runs at the top level: its answer stays unset
+                questions.append(_meta(cell)["grade_id"])
     name = next(_meta(c)["grade_id"] for c in release["cells"] if _meta(c).get("solution"))
     assert "NotImplementedError" in _reason(name, ns[name])
+    assert questions, "every assignment has a conceptual question"
+    from cnngrader.grading.runners import LocalRunner
+
+    for q in questions:
+        assert q not in ns
+        with pytest.raises(GradingError) as info:
+            grading.run_check(q, LocalRunner({}))
+        assert str(info.value) == f"{q} is not defined: set {q} = <your answer> in the cell above, and run that cell."
 
 
 # --- conceptual questions and drawn value cases ------------------------------------------------
