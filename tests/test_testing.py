@@ -47,17 +47,10 @@ def _corr2d_new_zeros(X, K):
 
 
 def _corr2d_torch_zeros(X, K):
+    """corr2d's output shape, made with torch.zeros and no device= (values left out): always on the CPU."""
     kh, kw = K.shape
-    Y = torch.zeros((X.shape[0] - kh + 1, X.shape[1] - kw + 1), dtype=X.dtype)  # no device=
-    for a in range(kh):
-        for b in range(kw):
-            pass  # never reads X: the output is made on the CPU whatever the input's device
-    return Y
-
-
-def test_follows_device_passes_code_that_keeps_the_inputs_device():
-    assert_follows_device(_corr2d_new_zeros, torch.rand(5, 6), torch.rand(2, 3))
-    assert_follows_device(lambda X: (X.sum(), [X * 2]), torch.rand(3))  # every tensor in a tuple or list
+    Ho, Wo = X.shape[0] - kh + 1, X.shape[1] - kw + 1
+    return torch.zeros((Ho, Wo), dtype=X.dtype)  # the values are not the point here: the device is
 
 
 def _corr2d_torch_zeros_loop(X, K):
