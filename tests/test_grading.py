@@ -357,6 +357,14 @@ def test_02_conv2d_layer_failures(solutions):
     assert "Conv2D.forward returned shape (1, " in _reason("Conv2D", FirstKernelOnly)
 
 
+    class OffByOne(ns["Conv2D"]):  # an empty output for the smallest cases: reported, never a crash
+        def forward(self, X):
+            return torch.stack([(corr2d(X, K) + b)[:-1, :-1] for K, b in zip(self.weight, self.bias)])
+
+    assert "Conv2D.forward returned shape (1, 0, 0)" in _reason("Conv2D", OffByOne)
+    assert core.fmt(torch.zeros(2, 0, 3)) == "<an empty tensor of shape (2, 0, 3)>"
+
+
 def test_02_corr2d_with_a_loop_over_the_output_still_passes_on_values():
     # The task asks for a loop over the kernel; the hidden tests check values, and say so in the task.
     grading.check("corr2d", corr2d_loop)

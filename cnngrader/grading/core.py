@@ -157,6 +157,8 @@ def fmt(t: Any) -> str:
     """A small tensor as rows of numbers, one line per row (a 3-D tensor: one block per channel)."""
     if type(t) is not c.Tensor and type(t) is not c.Parameter:
         return repr(t)
+    if c.numel(t) == 0:
+        return f"<an empty tensor of shape {tuple(c.size(t))}>"
     data = c.tolist(c.detach(c.to(t, device=c.CPU)))
     if not isinstance(data, list):
         return fmt_num(data)
