@@ -181,3 +181,66 @@ def test_an_assignment_without_code_cells_has_no_setup_cell(tmp_path):
     nb.cells = nb.cells[:1]
     with pytest.raises(ValueError, match=r"^assignments/toy/toy\.md: no setup cell"):
         build_notebook(_toy_course(tmp_path, nb), "toy")
+
+
+def _with_config(course_copy, url: str, baseurl: str):
+    text = (ROOT / "_config.yml").read_text(encoding="utf-8")
+    text = text.replace('repository:\n  url: ""', f'repository:\n  url: "{url}"')
+    text = text.replace('  baseurl: ""', f'  baseurl: "{baseurl}"')
+    (course_copy.root / "_config.yml").write_text(text, encoding="utf-8")
+    return course_copy
+
+
+def _run_setup_head(source: str, importable: bool) -> list:
+    """Run the setup cell's install lines with cnnlib importable or not; return the commands run."""
+    import importlib.util
+    import subprocess
+
+    ran: list = []
+    head = source.split("\nimport torch")[0]
+    real_find, real_run = importlib.util.find_spec, subprocess.run
+    importlib.util.find_spec = lambda name, *a: None if name == "cnnlib" and not importable else real_find(name, *a)
+    subprocess.run = lambda cmd, **kw: ran.append(cmd)
+    try:
+        exec(head, {})
+    finally:
+        importlib.util.find_spec, subprocess.run = real_find, real_run
+    return ran
+
+
+def test_published_course_links_and_install_come_from_config(course_copy):
+    from cnngrader.pipeline.authoring import published
+
+    course = _with_config(course_copy, "https://github.com/uni/cnn-course", "https://uni.github.io/cnn-course/")
+    assert published(course) == ("https://github.com/uni/cnn-course", "main", "https://uni.github.io/cnn-course")
+    nb = build_notebook(course, "02_cross_correlation")
+    assert "[Cross-correlation](https://uni.github.io/cnn-course/book/02_cross_correlation.html)" in nb.cells[0].source
+    setup = nb.cells[[c.id for c in nb.cells].index("setup")].source
+    assert _run_setup_head(setup, importable=True) == []  # the course's environment, the grading sandbox
+    ran = _run_setup_head(setup, importable=False)
+    assert len(ran) == 1 and ran[0][1:] == ["-m", "pip", "install", "-q", "git+https://github.com/uni/cnn-course@main"]
+    # without the book's address, the chapter's source in the published repository
+    nb = build_notebook(_with_config(course_copy, "https://github.com/uni/cnn-course", ""), "02_cross_correlation")
+    assert "(https://github.com/uni/cnn-course/blob/main/book/02_cross_correlation.md)" in nb.cells[0].source
+
+
+def test_an_unpublished_course_links_nowhere_and_says_so(course_copy):
+    course = _with_config(course_copy, "", "")
+    nb = build_notebook(course, "02_cross_correlation")
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "the chapter *Cross-correlation*" in text and "](" not in text.split("## 1.")[0]
+    setup = nb.cells[[c.id for c in nb.cells].index("setup")].source
+    assert _run_setup_head(setup, importable=True) == []
+    with pytest.raises(ModuleNotFoundError, match="the course is not published yet"):
+        _run_setup_head(setup, importable=False)
+    (course_copy.root / "_config.yml").unlink()  # no config at all: the same
+    assert build_notebook(course, "02_cross_correlation").cells[0].source == nb.cells[0].source
+
+
+def test_the_install_marker_belongs_in_the_setup_cell(course_copy):
+    path = course_copy.source("03_padding_stride")
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("def pad2d(X, padding):", "# course: install cnnlib when it is missing\n"
+                                                            "def pad2d(X, padding):"), encoding="utf-8")
+    with pytest.raises(ValueError, match="belongs in the setup cell only"):
+        build_notebook(course_copy, "03_padding_stride")

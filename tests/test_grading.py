@@ -333,22 +333,41 @@ def test_01_counts_and_matrix(solutions):
 
 def test_02_conv2d_layer_failures(solutions):
     ns = solutions["02_cross_correlation"]
+    corr2d = ns["corr2d"]
 
     class NoBias(ns["Conv2D"]):
         def forward(self, X):
-            return ns["corr2d"](X, self.weight)
+            return torch.stack([corr2d(X, K) for K in self.weight])
 
     class Detached(ns["Conv2D"]):
         def forward(self, X):
-            return ns["corr2d"](X, self.weight.detach()) + self.bias.detach()
+            return torch.stack([corr2d(X, K) + b for K, b in zip(self.weight.detach(), self.bias.detach())])
 
     class WeightUnused(ns["Conv2D"]):
         def forward(self, X):
-            return ns["corr2d"](X, self.weight.detach()) + self.bias
+            return torch.stack([corr2d(X, K) + b for K, b in zip(self.weight.detach(), self.bias)])
+
+    class FirstKernelOnly(ns["Conv2D"]):  # the chapter's single-kernel layer
+        def forward(self, X):
+            return (corr2d(X, self.weight[0]) + self.bias[0])[None]
 
     assert "Conv2D.forward returned wrong values" in _reason("Conv2D", NoBias)
     assert "without a gradient" in _reason("Conv2D", Detached)
     assert "does not use self.weight" in _reason("Conv2D", WeightUnused)
+    assert "Conv2D.forward returned shape (1, " in _reason("Conv2D", FirstKernelOnly)
+
+
+    class OffByOne(ns["Conv2D"]):  # an empty output for the smallest cases: reported, never a crash
+        def forward(self, X):
+            return torch.stack([(corr2d(X, K) + b)[:-1, :-1] for K, b in zip(self.weight, self.bias)])
+
+    assert "Conv2D.forward returned shape (1, 0, 0)" in _reason("Conv2D", OffByOne)
+    assert core.fmt(torch.zeros(2, 0, 3)) == "<an empty tensor of shape (2, 0, 3)>"
+
+
+def test_02_corr2d_with_a_loop_over_the_output_still_passes_on_values():
+    # The task asks for a loop over the kernel; the hidden tests check values, and say so in the task.
+    grading.check("corr2d", corr2d_loop)
 
 
 def test_02_learn_kernel_failures(solutions):
@@ -398,6 +417,22 @@ def test_03_padding_and_shapes(solutions):
     assert "receptive_field" in _reason("receptive_field", lambda layers: 1 + sum(k - 1 for k, s in layers))
 
 
+def test_03_corr2d_padded_loophole_fails():
+    """F.pad, then cnnlib's corr2d, then slicing for the stride: a correct output without writing the task."""
+    def loophole(X, K, padding=0, stride=1):
+        ph, pw = padding if isinstance(padding, tuple) else (padding, padding)
+        sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
+        return cnnlib.corr2d(F.pad(X, (pw, pw, ph, ph)), K)[::sh, ::sw]
+
+    g = torch.Generator().manual_seed(0)
+    X, K = torch.rand(5, 6, generator=g), torch.rand(2, 3, generator=g)
+    torch.testing.assert_close(loophole(X, K, (1, 2), (2, 3)), cnnlib.corr2d_padded(X, K, (1, 2), (2, 3)))  # it is right
+    reason = _reason("corr2d_padded", loophole)
+    assert "corr2d_padded called" in reason and ("torch.nn.functional.pad" in reason or "cnnlib" in reason)
+    own_pad = lambda X, K, padding=0, stride=1: cnnlib.corr2d(cnnlib.pad2d(X, padding), K)  # noqa: E731
+    assert "corr2d_padded called cnnlib" in _reason("corr2d_padded", own_pad)
+
+
 def test_04_channels(solutions):
     ns = solutions["04_channels"]
     assert "corr2d_multi_in returned wrong values" in _reason(
@@ -426,21 +461,24 @@ def test_05_pooling(solutions):
     assert "global_avg_pool2d returned shape" in _reason("global_avg_pool2d", lambda X: X.mean(dim=(-2, -1)))
 
 
+def _modern(conv_bias=False, pool=nn.MaxPool2d, act=nn.ReLU, bn=True):
+    norm = (lambda n: [nn.BatchNorm2d(n)]) if bn else (lambda n: [])
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2, bias=conv_bias), *norm(6), act(), pool(2, 2),
+        nn.Conv2d(6, 16, kernel_size=5, bias=conv_bias), *norm(16), act(), pool(2, 2), nn.Flatten(),
+        nn.Linear(400, 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, 10))
+
+
 def test_06_lenet_failures():
-    def relu_lenet():
-        return nn.Sequential(
-            nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.ReLU(), nn.AvgPool2d(2, 2),
-            nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
-            nn.Linear(400, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10))
-
-    def no_padding():
-        return nn.Sequential(
-            nn.Conv2d(1, 6, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(2, 2),
-            nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(), nn.AvgPool2d(2, 2), nn.Flatten(),
-            nn.Linear(256, 120), nn.Sigmoid(), nn.Linear(120, 84), nn.Sigmoid(), nn.Linear(84, 10))
-
-    assert _reason("lenet", relu_lenet).startswith("lenet() layer 1 is ReLU; expected Sigmoid")
-    assert "layer 0 is Conv2d(1 -> 6, kernel (5, 5), stride (1, 1), padding (0, 0))" in _reason("lenet", no_padding)
+    grading.check("lenet", _modern)
+    assert _reason("lenet", lambda: _modern(act=nn.Sigmoid)).startswith("lenet() layer 2 is Sigmoid; expected ReLU")
+    assert "the budget is 61,728. Do the convolutions still have a bias?" in _reason(
+        "lenet", lambda: _modern(conv_bias=True))
+    assert "layer 1 is ReLU; expected BatchNorm2d" in _reason("lenet", lambda: _modern(bn=False))
+    assert "layer 3 is AvgPool2d(kernel (2, 2), stride (2, 2)); expected MaxPool2d" in _reason(
+        "lenet", lambda: _modern(pool=nn.AvgPool2d))
+    assert "lenet() layer 1 is Sigmoid; expected BatchNorm2d" in _reason(  # the classic net
+        "lenet", lambda: _modern(conv_bias=True, pool=nn.AvgPool2d, act=nn.Sigmoid, bn=False))
     assert "expected a torch.nn.Module" in _reason("lenet", lambda: "LeNet")
 
 
@@ -540,8 +578,65 @@ def test_unattempted_stub_fails_with_its_own_message(assignment):
     with the stub's NotImplementedError. (The notebooks' layout is checked in test_nbgrader_lint.py.)"""
     release = json.loads((ROOT / "exercises" / assignment / f"{assignment}.ipynb").read_text())
     ns: dict = {}
+    questions = []
     for cell in release["cells"]:
         if cell["cell_type"] == "code" and (_meta(cell).get("solution") or _meta(cell).get("grade_id") == "setup"):
-            exec("".join(cell["source"]), ns)
+            try:
+                exec("".join(cell["source"]), ns)
+            except NotImplementedError:  # a question's stub runs at the top level: its answer stays unset
+                questions.append(_meta(cell)["grade_id"])
     name = next(_meta(c)["grade_id"] for c in release["cells"] if _meta(c).get("solution"))
     assert "NotImplementedError" in _reason(name, ns[name])
+    assert questions, "every assignment has a conceptual question"
+    from cnngrader.grading.runners import LocalRunner
+
+    for q in questions:
+        assert q not in ns
+        with pytest.raises(GradingError) as info:
+            grading.run_check(q, LocalRunner({}))
+        assert str(info.value) == f"{q} is not defined: set {q} = <your answer> in the cell above, and run that cell."
+
+
+# --- conceptual questions and drawn value cases ------------------------------------------------
+def test_conceptual_answers_come_from_the_secret_file_and_are_checked():
+    assert _reason("pool_gradients", (16, 4)) == ("pool_gradients = (16, 4) is not the right answer. Work it out "
+                                                  "again from the chapter; the answer is a tuple of 2 ints.")
+    assert _reason("pool_gradients", 4) == "pool_gradients is 4; the answer is a tuple of 2 ints."
+    assert _reason("pool_gradients", (4.0, 16.0)).startswith("pool_gradients is (4.0, 16.0)")
+    assert _reason("learned_kernel", torch.tensor([[4, 3], [2, 1]])) == (
+        "learned_kernel is a torch.Tensor; the answer is a tuple of 2 tuples of 2 ints.")
+    grading.check("pool_gradients", [4, 16])  # a list is accepted for a tuple
+    for aid in IDS:
+        text = (ROOT / "assignments" / aid / "checks.py").read_text()
+        assert "ANSWERS = core.answers(__file__)" in text and (ROOT / "assignments" / aid / "answers.toml").is_file()
+
+
+def test_without_the_answers_file_only_the_form_is_checked():
+    from cnngrader.grading.runners import LocalRunner
+
+    check = core.answer_check("pool_gradients", None, (0, 0))
+    with pytest.raises(core.NotChecked, match="has the right form .a tuple of 2 ints.; its value is checked when graded"):
+        check("pool_gradients", LocalRunner({"pool_gradients": (1, 2)}))
+    with pytest.raises(GradingError, match="the answer is a tuple of 2 ints") as info:
+        check("pool_gradients", LocalRunner({"pool_gradients": "4, 16"}))
+    assert not isinstance(info.value, core.NotChecked)
+    with pytest.raises(GradingError, match="pool_gradients is not defined"):
+        check("pool_gradients", LocalRunner({}))
+    assert issubclass(core.NotChecked, GradingError)  # a graded run without the file scores 0, with the reason
+    assert core.answers(str(ROOT / "nowhere" / "checks.py")) is None
+    assert core.answers(str(ROOT / "assignments" / "05_pooling" / "checks.py")) == {"pool_gradients": (4, 16)}
+    with pytest.raises(KeyError, match="no answer 'missing'"):
+        core.answer_check("missing", {"pool_gradients": (4, 16)}, (0, 0))
+
+
+def test_value_cases_are_drawn_from_the_secret_with_the_edge_cases_kept():
+    reg = grading.registry(ROOT)
+    checks = {m.__name__.rsplit("_", 1)[-1]: m for m in reg.modules}
+    for module, name, edge in (("conv", "fc_param_count", "fc_param_count(1, 1)"),
+                               ("conv", "conv_param_count", "conv_param_count(1, 1, 1)"),
+                               ("stride", "conv_output_shape", "conv_output_shape(8, 3)"),
+                               ("stride", "receptive_field", "receptive_field([])")):
+        draw = checks[module].CASES[name]
+        a, b = [c.desc for c in draw(1)], [c.desc for c in draw(2)]
+        assert a != b and edge in a and edge in b, (name, a, b)
+        assert [c.desc for c in draw(None)] == [c.desc for c in draw(None)]

@@ -125,9 +125,9 @@ def test_source_layout(aid):
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_release_matches_source_cells(aid):
     """The student version has the source's graded cells (same ids, same points), stubs in place of
-    every solution, and no call into the grader."""
+    every solution, and no call into the grader but the pre-submission check of its last cell."""
     src, ex = load("solutions", aid), load("exercises", aid)
-    ex_text = "\n".join(c.source for c in ex.cells)
+    ex_text = "\n".join(c.source for c in ex.cells if meta(c).get("grade_id") != PRECHECK_CELL)
     assert "check(" not in ex_text and "cnngrader" not in ex_text, "a call into the grader in the student version"
     ids = lambda nb: [(meta(c).get("grade_id"), meta(c).get("points")) for c in nb.cells if meta(c)]  # noqa: E731
     assert ids(ex) == ids(src), "exercises/ is stale: run make exercises"
@@ -165,8 +165,55 @@ def test_exercises_leak_no_solution_or_hidden_code(aid):
             assert "raise NotImplementedError()" in cell.source, f"{meta(cell)['grade_id']} has no stub"
 
 
+PRECHECK_CELL = "before_you_submit"
+
+
+@pytest.mark.parametrize("kind", ["solutions", "exercises"])
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_the_last_cell_is_the_pre_submission_check_and_carries_nothing(kind, aid):
+    """'Before you submit': a locked cell without points that calls cnngrader.precheck.check_all for this
+    assignment, and prints a one-line hint to stdout where the check is not installed (nothing on stderr,
+    which would fail a graded cell in plain nbgrader; and it is no grade cell)."""
+    nb = load(kind, aid)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    last = code[-1]
+    m = meta(last)
+    assert m.get("grade_id") == PRECHECK_CELL and m.get("locked") is True, "the last code cell is the pre-submission check"
+    assert m.get("grade") is False and m.get("solution") is False and "points" not in m
+    assert last.source.startswith("try:\n    from cnngrader.precheck import check_all\nexcept ImportError:")
+    assert f'check_all("{aid}")' in last.source and "print(" in last.source and "stderr" not in last.source
+    assert [c for c in code if "cnngrader.precheck" in c.source] == [last]
+    heading = nb.cells[nb.cells.index(last) - 1]
+    assert heading.cell_type == "markdown" and heading.source.startswith("## Before you submit")
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_setup_cell_installs_cnnlib_only_when_missing_and_links_are_absolute(aid):
+    from cnngrader.pipeline.authoring import install_lines, published
+
+    nb = load("exercises", aid)
+    setup = next(c for c in nb.cells if c.cell_type == "code")
+    assert setup.source.startswith(install_lines(published(load_course(REPO))) + "\n")
+    assert 'if importlib.util.find_spec("cnnlib") is None:' in setup.source
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "](../" not in text and "](book/" not in text, "a relative link into the repository"
+    assert "install the course's\npackage, `cnnlib`" in text  # the install line is explained to the student
+
+
 def test_every_assignment_has_both_versions():
     for aid in ASSIGNMENTS:
         assert (REPO / "solutions" / aid / f"{aid}.ipynb").is_file()
         assert (REPO / "exercises" / aid / f"{aid}.ipynb").is_file()
     assert (REPO / "nbgrader_config.py").is_file()
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_hidden_cells_state_their_points_in_words(aid):
+    """'# Hidden tests (1 point): ...' or '(N points)', the number being the cell's points."""
+    for cell in load("solutions", aid).cells:
+        m = meta(cell)
+        if not m.get("grade"):
+            continue
+        points = m["points"]
+        words = f"({points:g} point)" if points == 1 else f"({points:g} points)"
+        assert cell.source.startswith(f"# Hidden tests {words}: "), f"{m['grade_id']}: {cell.source.splitlines()[0]}"

@@ -556,8 +556,8 @@ def test_feedback_reveals_no_secret(batch):
     """The notebook printed whatever it could read of solutions, sources, classmates and the gradebook."""
     page = (batch.root / "feedback" / "read_secrets" / A2 / f"{A2}.html").read_text()
     solution = solution_submission(A2, course=load_course(REPO))
-    secrets = ["Y[i, j] = (X[i : i + h, j : j + w] * K).sum()", "K -= lr * K.grad", "BEGIN SOLUTION",
-               "tensor_cases", "SQLite format", "repositoryformatversion"]
+    secrets = ["Y = Y + X[a : a + Ho, b : b + Wo] * K[a, b]", "K -= lr * K.grad", "BEGIN SOLUTION",
+               "tensor_cases", "SQLite format", "repositoryformatversion", "learned_kernel = [[4, 3], [2, 1]]"]
     assert secrets[0] in cell(solution, "corr2d").source
     assert [s for s in secrets if s in page] == []
 

@@ -1,4 +1,5 @@
-"""Hidden tests of assignment 01_fc_to_conv: parameter counts, and a convolution as a dense matrix."""
+"""Hidden tests of assignment 01_fc_to_conv: parameter counts, a convolution as a dense matrix, and a question
+on equivariance and invariance."""
 from cnngrader.kernel import captured as c
 from cnngrader.grading import core
 
@@ -27,15 +28,32 @@ def _build_matrix(spec, g, integer):
 # (H, W, kh, kw)
 _MATRIX_SPECS = [(1, 1, 1, 1), (2, 2, 2, 2), (3, 3, 1, 1), (3, 4, 2, 2), (4, 3, 2, 3), (2, 5, 1, 3), (4, 4, 3, 2)]
 
+def _random_fc(g):
+    """Two layer sizes and an image shape, drawn per run."""
+    calls = [((core.randint(g, 2, 900), core.randint(g, 2, 500)), {}),
+             (((core.randint(g, 2, 64), core.randint(g, 2, 64)), core.randint(g, 1, 300)), {"bias": False}),
+             (((core.randint(g, 1, 4), core.randint(g, 2, 40), core.randint(g, 2, 40)), core.randint(g, 1, 99)), {})]
+    return calls
+
+
+def _random_conv(g):
+    """Channel counts and kernel sizes (ints and pairs), drawn per run."""
+    return [((core.randint(g, 1, 64), core.randint(g, 1, 128), core.randint(g, 1, 7)), {}),
+            ((core.randint(g, 1, 32), core.randint(g, 1, 32), (core.randint(g, 1, 5), core.randint(g, 1, 5))),
+             {"bias": False}),
+            ((core.randint(g, 1, 16), core.randint(g, 1, 16), (core.randint(g, 1, 3), core.randint(g, 2, 6))), {})]
+
+
+ANSWERS = core.answers(__file__)  # the conceptual question's answer: a secret file, absent in students' copies
+
+# The fixed calls are the edge cases (1x1, no bias, image shapes); the rest are drawn per run.
 CASES = {
-    "fc_param_count": core.value_cases("fc_param_count", REFERENCES["fc_param_count"], [
-        ((1, 1), {}), ((784, 256), {}), ((3, 5), {"bias": False}), (((300, 300), 10_000), {}),
-        (((28, 28), 10), {"bias": False}), (((3, 32, 32), 100), {}),
-    ]),
-    "conv_param_count": core.value_cases("conv_param_count", REFERENCES["conv_param_count"], [
-        ((1, 1, 1), {}), ((1, 6, 5), {}), ((6, 16, 5), {}), ((3, 64, (3, 5)), {}), ((16, 32, 1), {"bias": False}),
-        ((2, 3, (1, 4)), {"bias": False}),
-    ]),
+    "fc_param_count": core.value_draw("fc_param_count", REFERENCES["fc_param_count"], [
+        ((1, 1), {}), ((3, 5), {"bias": False}), (((28, 28), 10), {"bias": False}), (((3, 32, 32), 100), {}),
+    ], _random_fc, 31),
+    "conv_param_count": core.value_draw("conv_param_count", REFERENCES["conv_param_count"], [
+        ((1, 1, 1), {}), ((16, 32, 1), {"bias": False}), ((2, 3, (1, 4)), {"bias": False}),
+    ], _random_conv, 32),
     "conv_as_matrix": core.tensor_cases(REFERENCES["conv_as_matrix"], _MATRIX_SPECS, _build_matrix, 11),
 }
 
@@ -43,4 +61,5 @@ CHECKS = {
     "fc_param_count": core.value_check(CASES["fc_param_count"], FORBIDDEN["fc_param_count"], core.accept_int),
     "conv_param_count": core.value_check(CASES["conv_param_count"], FORBIDDEN["conv_param_count"], core.accept_int),
     "conv_as_matrix": core.simple_check(CASES["conv_as_matrix"], FORBIDDEN["conv_as_matrix"]),
+    "shift_properties": core.answer_check("shift_properties", ANSWERS, (0, 0, 0)),
 }

@@ -1,4 +1,5 @@
-"""Hidden tests of assignment 02_cross_correlation: corr2d, a Conv2D layer, convolve2d and learn_kernel."""
+"""Hidden tests of assignment 02_cross_correlation: corr2d (without a loop over the output), a Conv2D layer with
+several kernels, convolve2d, learn_kernel, and a question on the flip."""
 from __future__ import annotations
 
 import functools
@@ -47,15 +48,23 @@ CASES = {
 
 
 def _conv2d_layer_cases(secret: int | None) -> list[tuple]:
-    """(case, bias, G, dL/dK, dL/db) for L = sum(Y * G): dL/dK = corr2d(X, G) and dL/db = sum(G)."""
+    """(case, out_channels, weight, bias, G, dL/dW, dL/db) for L = sum(Y * G), with 1 to 3 kernels:
+    map o is corr2d(X, W[o]) + b[o], dL/dW[o] = corr2d(X, G[o]) and dL/db[o] = sum(G[o])."""
     out = []
+    corr = REFERENCES["corr2d"]
     for k, case in enumerate(CASES["corr2d"](secret)[::2]):
-        b = c.tensor([float(k % 3 - 1) / 2], dtype=c.F64)  # bias -0.5, 0 or 0.5
-        X, K = case.args
-        Y = REFERENCES["corr2d"](X, K) + b
-        G = core.data(core.shape(Y), core.gen(core.seed(100 + k, secret)), True)
-        out.append((case._replace(expected=Y, show=case.show + (("bias", b),)), b, G,
-                    REFERENCES["corr2d"](X, G), G.sum().reshape(1)))
+        X, K0 = case.args
+        n = k % 3 + 1
+        g = core.gen(core.seed(100 + k, secret))
+        W = c.stack([K0] + [core.data(core.shape(K0), g, k % 2 == 0) for _ in range(n - 1)])
+        b = c.tensor([float((k + o) % 3 - 1) / 2 for o in range(n)], dtype=c.F64)  # biases -0.5, 0 or 0.5
+        Y = c.stack([corr(X, W[o]) + b[o] for o in range(n)])
+        G = core.data(core.shape(Y), g, True)
+        dW = c.stack([corr(X, G[o]) for o in range(n)])
+        db = G.sum(dim=(1, 2))
+        desc = f"X {core.shape(X)} and {n} kernel{'s' if n > 1 else ''} of shape {core.shape(K0)}"
+        out.append((case._replace(expected=Y, desc=desc, show=(("X", X), ("weight", W), ("bias", b))),
+                    n, W, b, G, dW, db))
     return out
 
 
@@ -64,30 +73,32 @@ def _check_conv2d_layer(name: str, runner: Any) -> None:
     forbidden = FORBIDDEN["Conv2D"]
     for device in core.DEVICES:
         for dtype in core.DTYPES:
-            for case, b, G, dK, db in _conv2d_layer_cases(runner.secret):
-                X, K = case.args
-                where = core.combo_where(case, device, dtype) + f" with bias {b.item():g}"
+            for case, n, W, b, G, dW, db in _conv2d_layer_cases(runner.secret):
+                X = case.args[0]
+                ks = core.shape(W)[1:]
+                where = core.combo_where(case, device, dtype) + f", Conv2D({ks}, out_channels={n})"
                 to = lambda t: c.to(t, device=device, dtype=dtype)  # noqa: E731
-                out = runner.layer(name, forbidden, ctor_args=[core.shape(K)], params={"weight": to(K), "bias": to(b)},
+                out = runner.layer(name, forbidden, ctor_args=[ks, n], params={"weight": to(W), "bias": to(b)},
                                    X=to(X), G=to(G))
                 run = out["forward"]
-                core.require_clean(name, run, where, label=f"{name}.forward")
+                core.require_clean(name, run, where, label=f"{name}")
                 reason = core.check_tensor_out(f"{name}.forward", run.value, case.expected, dtype, device, where)
                 if reason:
-                    core.fail(reason + core.example(case, case.expected, run.value if type(run.value) is c.Tensor else None))
+                    got = run.value if type(run.value) is c.Tensor and c.numel(run.value) <= 200 else None
+                    core.fail(reason + core.example(case, case.expected, got))
                 if not out["requires_grad"]:
                     core.fail(f"{name}.forward returned a tensor without a gradient {where}: build the output from "
                               f"self.weight and self.bias with tensor operations so autograd can train the layer "
                               f"(no .item(), .detach() or torch.tensor(...) of results)")
                 grad_run = out["backward"]
                 core.require_clean(name, grad_run, where, label=f"backward through {name}.forward")
-                for pname, expected in (("weight", dK), ("bias", db)):
+                for pname, expected in (("weight", dW), ("bias", db)):
                     grad = out["grads"].get(pname)
                     if grad is None:
                         core.fail(f"{name}.forward does not use self.{pname} {where}: its gradient is None")
                     if core.check_tensor_out(f"{name}", grad, expected, dtype, device, where):
                         core.fail(f"the gradient of {name}'s {pname} is wrong {where}; does forward compute "
-                                  f"corr2d(X, self.weight) + self.bias?")
+                                  f"map o as corr2d(X, self.weight[o]) + self.bias[o]?")
 
 
 @functools.lru_cache(maxsize=2)
@@ -151,9 +162,12 @@ def _check_learn_kernel(name: str, runner: Any) -> None:
               f"gradient steps of size lr, not solve for the kernel directly.")
 
 
+ANSWERS = core.answers(__file__)  # the conceptual question's answer: a secret file, absent in students' copies
+
 CHECKS = {
     "corr2d": core.simple_check(CASES["corr2d"], FORBIDDEN["corr2d"]),
     "Conv2D": _check_conv2d_layer,
     "convolve2d": core.simple_check(CASES["convolve2d"], FORBIDDEN["convolve2d"]),
     "learn_kernel": _check_learn_kernel,
+    "learned_kernel": core.answer_check("learned_kernel", ANSWERS, ((0, 0), (0, 0))),
 }

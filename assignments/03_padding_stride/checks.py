@@ -1,4 +1,5 @@
-"""Hidden tests of assignment 03_padding_stride: output shapes, padding, strided correlation, receptive fields."""
+"""Hidden tests of assignment 03_padding_stride: output shapes, padding, strided correlation, receptive fields,
+and an output size worked out by hand."""
 from cnngrader.kernel import captured as c
 from cnngrader.grading import core
 
@@ -13,8 +14,9 @@ FORBIDDEN = {
     "conv_output_shape": core.forbid(core.cnn("conv_output_shape")),
     "pad2d": core.forbid(core.cnn("pad2d", "corr2d_padded", "conv2d") + core.PAD + core.CONV, core.PAD_C + core.CONV_C,
                          core.PAD_ATEN + core.CONV_ATEN, core.LOW_LEVEL + core.NUMPY_PAD + core.NUMPY_CONV),
-    "corr2d_padded": core.forbid(core.cnn("corr2d_padded", "conv2d", "Conv2d") + core.CONV, core.CONV_C,
-                                 core.CONV_ATEN, core.LOW_LEVEL + core.NUMPY_CONV),
+    # The task is the padded, strided slide: no padding but the student's pad2d, no cnnlib correlation.
+    "corr2d_padded": core.forbid(core.cnn(*core.CONV_OPS, "pad2d") + core.PAD + core.CONV, core.PAD_C + core.CONV_C,
+                                 core.PAD_ATEN + core.CONV_ATEN, core.LOW_LEVEL + core.NUMPY_PAD + core.NUMPY_CONV),
     "receptive_field": core.forbid(core.cnn("receptive_field")),
 }
 
@@ -44,20 +46,38 @@ _PAD_SPECS = [((1, 1), 1), ((2, 3), 0), ((2, 3), (0, 2)), ((3, 2), (1, 0)), ((3,
               ((4, 5), (2, 1)), ((3, 3, 2), (0, 1))]
 
 
+def _random_shapes(g):
+    """Output-shape calls drawn per run: ints and pairs, with padding and stride."""
+    n, k = core.randint(g, 5, 64), core.randint(g, 1, 5)
+    h, w, kh, kw = core.randint(g, 4, 40), core.randint(g, 4, 40), core.randint(g, 1, 4), core.randint(g, 1, 4)
+    return [((n, k), {"padding": core.randint(g, 0, 3), "stride": core.randint(g, 1, 4)}),
+            (((h, w), (kh, kw)), {"padding": (core.randint(g, 0, 2), core.randint(g, 0, 2)),
+                                  "stride": (core.randint(g, 1, 3), core.randint(g, 1, 3))}),
+            ((core.randint(g, 8, 30), (kh, kw)), {"stride": (core.randint(g, 1, 3), core.randint(g, 1, 3))})]
+
+
+def _random_stacks(g):
+    """Stacks of (kernel, stride) layers drawn per run."""
+    stacks = []
+    for depth in (2, 3, 4):
+        stacks.append(([(core.randint(g, 1, 7), core.randint(g, 1, 3)) for _ in range(depth)],))
+    return [(layers, {}) for layers in stacks]
+
+
+ANSWERS = core.answers(__file__)  # the conceptual question's answer: a secret file, absent in students' copies
+
+# The fixed calls are the edge cases (no padding, kernel as wide as the input, pairs, an empty stack);
+# the rest are drawn per run.
 CASES = {
-    "conv_output_shape": core.value_cases("conv_output_shape", REFERENCES["conv_output_shape"], [
-        ((8, 3), {}), ((8, 3), {"padding": 1}), ((8, 3), {"padding": 1, "stride": 2}), ((5, 5), {}),
-        ((7, 2), {"stride": 3}), ((224, 11), {"padding": 2, "stride": 4}), (((8, 6), 3), {}),
-        ((8, (3, 5)), {"padding": (1, 2)}), (((28, 28), 5), {"padding": 2}), ((6, 1), {"stride": (2, 3)}),
+    "conv_output_shape": core.value_draw("conv_output_shape", REFERENCES["conv_output_shape"], [
+        ((8, 3), {}), ((5, 5), {}), ((7, 2), {"stride": 3}), (((8, 6), 3), {}), ((6, 1), {"stride": (2, 3)}),
         (((5, 7), (5, 2)), {"padding": (0, 1), "stride": (1, 3)}),
-    ]),
+    ], _random_shapes, 33),
     "pad2d": core.tensor_cases(REFERENCES["pad2d"], _PAD_SPECS, _build_pad, 5),
     "corr2d_padded": core.tensor_cases(REFERENCES["corr2d_padded"], _PADDED_SPECS, _build_padded, 4),
-    "receptive_field": core.value_cases("receptive_field", REFERENCES["receptive_field"], [
-        (([],), {}), (([(3, 1)],), {}), (([(3, 1), (3, 1)],), {}), (([(2, 2), (3, 1)],), {}),
-        (([(5, 1), (2, 2), (5, 1), (2, 2)],), {}), (([(7, 2), (3, 2), (3, 1), (1, 1)],), {}),
-        (([[3, 2], [3, 2], [3, 2]],), {}),
-    ]),
+    "receptive_field": core.value_draw("receptive_field", REFERENCES["receptive_field"], [
+        (([],), {}), (([(3, 1)],), {}), (([(2, 2), (3, 1)],), {}), (([[3, 2], [3, 2], [3, 2]],), {}),
+    ], _random_stacks, 34),
 }
 
 CHECKS = {
@@ -66,4 +86,5 @@ CHECKS = {
     "pad2d": core.simple_check(CASES["pad2d"], FORBIDDEN["pad2d"]),
     "corr2d_padded": core.simple_check(CASES["corr2d_padded"], FORBIDDEN["corr2d_padded"]),
     "receptive_field": core.value_check(CASES["receptive_field"], FORBIDDEN["receptive_field"], core.accept_int),
+    "output_size_by_hand": core.answer_check("output_size_by_hand", ANSWERS, (0, 0)),
 }

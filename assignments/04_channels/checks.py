@@ -45,4 +45,7 @@ CASES = {
                                                  _build_multi_in_out, 8),
 }
 
+ANSWERS = core.answers(__file__)  # the conceptual question's answer: a secret file, absent in students' copies
+
 CHECKS = {name: core.simple_check(CASES[name], FORBIDDEN[name]) for name in REFERENCES}
+CHECKS["one_by_one_cost"] = core.answer_check("one_by_one_cost", ANSWERS, (0, 0))

@@ -52,4 +52,7 @@ CASES = {
     "global_avg_pool2d": core.tensor_cases(REFERENCES["global_avg_pool2d"], _GAP_SPECS, _build_gap, 10),
 }
 
+ANSWERS = core.answers(__file__)  # the conceptual question's answer: a secret file, absent in students' copies
+
 CHECKS = {name: core.simple_check(CASES[name], FORBIDDEN[name]) for name in REFERENCES}
+CHECKS["pool_gradients"] = core.answer_check("pool_gradients", ANSWERS, (0, 0))

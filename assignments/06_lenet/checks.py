@@ -1,4 +1,5 @@
-"""Hidden tests of assignment 06_lenet: the classic LeNet, evaluate_accuracy and train_epoch."""
+"""Hidden tests of assignment 06_lenet: the modern LeNet from its description, evaluate_accuracy, train_epoch,
+and a question on batch norm's placement."""
 from __future__ import annotations
 
 import functools
@@ -9,7 +10,7 @@ import torch
 
 from cnngrader.grading import core
 from cnngrader.kernel import captured as c
-from cnngrader.kernel.probes import probe_net
+from cnngrader.kernel.probes import describe_layer, probe_net
 
 REFERENCES = {
     "lenet": c.models.lenet,
@@ -24,13 +25,35 @@ FORBIDDEN = {
     "train_epoch": core.forbid(_TRAINING + ["cnnlib.train._epoch"]),
 }
 
-# The classic LeNet layer by layer, as cnngrader.kernel.probes.describe_layer writes a layer.
-_LENET_LAYOUT = (
-    ("conv", 1, 6, (5, 5), (1, 1), (2, 2)), ("sigmoid",), ("avgpool", (2, 2), (2, 2)),
-    ("conv", 6, 16, (5, 5), (1, 1), (0, 0)), ("sigmoid",), ("avgpool", (2, 2), (2, 2)),
-    ("flatten",), ("linear", 400, 120), ("sigmoid",), ("linear", 120, 84), ("sigmoid",), ("linear", 84, 10),
-)
-_LENET_PARAMS = 61_706
+ANSWERS = core.answers(__file__)  # the conceptual questions' answers: a secret file, absent in students' copies
+
+
+@functools.lru_cache(maxsize=2)
+def _lenet_reference(secret: int | None) -> tuple:
+    """The reference: cnnlib's modern LeNet with its convolutions' biases (if any) set to zero, which is
+    the net the task describes (no bias before batch norm). Returns its layout, the parameters a
+    student's net takes (in order, without those biases), an input batch and the output on it, in
+    training mode (batch norm normalises with the batch's statistics)."""
+    with c.fork_rng(devices=[]):
+        c.manual_seed(core.seed(1, secret))
+        net = REFERENCES["lenet"]("modern")
+    params = []
+    for m in c.module_modules(net):
+        if next(iter(c.module_children(m)), None) is not None:
+            continue
+        conv = isinstance(m, (c.nn.Conv2d, c.layers.Conv2d))
+        for pname, p in m.named_parameters(recurse=False):
+            if conv and pname == "bias":
+                with c.no_grad():
+                    p.zero_()
+            else:
+                params.append(c.detach(p))
+    layout = tuple(_tup(describe_layer(m)) for m in c.module_modules(net)
+                   if next(iter(c.module_children(m)), None) is None)
+    X = c.randn(3, 1, 28, 28, generator=core.gen(core.seed(13, secret)), dtype=torch.float32)
+    with c.no_grad():
+        expected = net(X)
+    return layout, params, X, expected
 
 
 def _tup(x: Any) -> Any:
@@ -48,45 +71,37 @@ def _layer_text(d: tuple) -> str:
     return {"sigmoid": "Sigmoid", "flatten": "Flatten"}.get(kind, " ".join(map(str, d)))
 
 
-@functools.lru_cache(maxsize=2)
-def _lenet_reference(secret: int | None) -> tuple:
-    """The reference net's parameters, an input batch and the reference's output on it."""
-    with c.fork_rng(devices=[]):
-        c.manual_seed(core.seed(1, secret))
-        net = REFERENCES["lenet"]("classic").eval()
-    X = c.randn(3, 1, 28, 28, generator=core.gen(core.seed(13, secret)), dtype=torch.float32)
-    with c.no_grad():
-        expected = net(X)
-    return [c.detach(p) for p in c.module_parameters(net)], X, expected
-
-
 def _check_lenet(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
-    params, X, expected = _lenet_reference(runner.secret)
+    layout, params, X, expected = _lenet_reference(runner.secret)
+    budget = sum(math.prod(core.shape(p)) for p in params)
     out = runner.model(name, FORBIDDEN[name], seed=0)
     core.require_clean(name, out["build"], "for lenet()")
     if not out["is_module"]:
         core.fail(f"lenet() returned {out['type']}; expected a torch.nn.Module (an nn.Sequential)")
     got = [_tup(d) for d in out["layers"]]
-    for i, want in enumerate(_LENET_LAYOUT):
+    for i, want in enumerate(layout):
         if i >= len(got):
             core.fail(f"lenet() has {len(got)} layers; layer {i} should be {_layer_text(want)} "
-                      f"(expected {len(_LENET_LAYOUT)} layers)")
+                      f"(expected {len(layout)} layers)")
         if got[i] != want:
             core.fail(f"lenet() layer {i} is {_layer_text(got[i])}; expected {_layer_text(want)}")
-    if len(got) > len(_LENET_LAYOUT):
-        core.fail(f"lenet() has {len(got)} layers; the classic LeNet has {len(_LENET_LAYOUT)} "
-                  f"(layer {len(_LENET_LAYOUT)} is an extra {_layer_text(got[len(_LENET_LAYOUT)])})")
+    if len(got) > len(layout):
+        core.fail(f"lenet() has {len(got)} layers; the modern LeNet has {len(layout)} "
+                  f"(layer {len(layout)} is an extra {_layer_text(got[len(layout)])})")
     shapes = [tuple(s) for s in out["shapes"]]
     count = sum(math.prod(s) for s in shapes)
-    if count != _LENET_PARAMS:
-        core.fail(f"lenet() has {count:,} parameters; the classic LeNet has {_LENET_PARAMS:,}")
+    if count != budget:
+        hint = (" Do the convolutions still have a bias? Batch norm right after them makes it redundant."
+                if count > budget else "")
+        core.fail(f"lenet() has {count:,} parameters; the budget is {budget:,}.{hint}")
     for i, (s, q) in enumerate(zip(shapes, params)):
         if s != core.shape(q):
             core.fail(f"lenet() parameter {i} has shape {s}; expected {core.shape(q)} "
                       f"(parameters in the order of the layers, weight before bias)")
     for device in core.DEVICES:
-        where = f"for X of shape (3, 1, 28, 28) float32 on {device}, with the reference's parameters copied in"
+        where = (f"for X of shape (3, 1, 28, 28) float32 on {device} in training mode, with the reference's "
+                 f"parameters copied in")
         out = runner.model(name, FORBIDDEN[name], seed=0, params=params, X=c.to(X, device=device))
         run = out.get("forward")
         if run is None:
@@ -95,7 +110,7 @@ def _check_lenet(name: str, runner: Any) -> None:
             core.fail(core.error_reason("lenet()'s forward", run, where))
         reason = core.check_tensor_out("lenet()'s forward", run.value, expected, torch.float32, device, where)
         if reason:
-            core.fail(reason)
+            core.fail(reason + " (is each pooling a 2x2 max pooling with stride 2?)")
 
 
 @functools.lru_cache(maxsize=4)
@@ -196,6 +211,7 @@ def _check_train_epoch(name: str, runner: Any) -> None:
 
 CHECKS = {
     "lenet": _check_lenet,
+    "bn_redundant": core.answer_check("bn_redundant", ANSWERS, (0, 0)),
     "evaluate_accuracy": _check_evaluate_accuracy,
     "train_epoch": _check_train_epoch,
 }

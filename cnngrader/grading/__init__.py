@@ -27,11 +27,11 @@ from typing import Any, Callable, NamedTuple
 
 from cnngrader.course import Course, CourseError, load_course
 from cnngrader.grading import core, runners
-from cnngrader.grading.core import DTYPES, GradingError
+from cnngrader.grading.core import DTYPES, GradingError, NotChecked
 from cnngrader.kernel import lock
 from cnngrader.tolerances import TOLERANCES, Tol
 
-__all__ = ["check", "run_check", "registry", "GradingError", "TOLERANCES", "Tol", "DTYPES", "CHECKS", "ASSIGNMENT_OF"]
+__all__ = ["check", "run_check", "registry", "GradingError", "NotChecked", "TOLERANCES", "Tol", "DTYPES", "CHECKS", "ASSIGNMENT_OF"]
 
 
 class Registry(NamedTuple):
@@ -105,6 +105,8 @@ def _reason(name: str, runner: runners.Runner, reg: Registry | None = None) -> s
         return f"no hidden checks named {name!r}; known: {', '.join(reg.checks)}"
     try:
         fn(name, runner)
+    except core.NotChecked:
+        raise  # the value is checked when graded: a pre-submission check reports it as such
     except GradingError as e:
         return str(e)
     return None
@@ -113,7 +115,8 @@ def _reason(name: str, runner: runners.Runner, reg: Registry | None = None) -> s
 def run_check(name: str, runner: runners.Runner, reg: Registry | None = None) -> None:
     """Run the hidden checks registered as `name` (in `reg`, default: this course's) through `runner`.
 
-    Returns None when every check passes; raises GradingError with the reason otherwise.
+    Returns None when every check passes; raises GradingError with the reason otherwise, and
+    core.NotChecked (a GradingError) when only an answer's form could be checked (no answers file).
     """
     reason = _reason(name, runner, reg)
     if reason is not None:
@@ -129,7 +132,7 @@ def check(name: str, obj: Any, secret: int | None = None) -> None:
 
 # ---------------------------------------------------------------------------------------------
 _PUBLIC = {"check": check, "run_check": run_check, "registry": registry, "Registry": Registry,
-           "GradingError": GradingError, "TOLERANCES": TOLERANCES, "Tol": Tol, "DTYPES": DTYPES, "CHECKS": CHECKS,
+           "GradingError": GradingError, "NotChecked": NotChecked, "TOLERANCES": TOLERANCES, "Tol": Tol, "DTYPES": DTYPES, "CHECKS": CHECKS,
            "ASSIGNMENT_OF": ASSIGNMENT_OF, "FORBIDDEN_OF": FORBIDDEN_OF}
 
 import cnngrader  # noqa: E402

@@ -10,6 +10,13 @@ reason, or returns.
 
 Cases are drawn per run from a secret (runner.secret), so a notebook cannot know them in advance;
 with no secret (an instructor's local check) they are the fixed cases of each check's base seed.
+Functions of plain values get their edge cases fixed and the rest drawn the same way (value_draw).
+
+Conceptual questions (answer_check) compare a value the notebook sets (an int, a tuple of ints...)
+with the expected answer, which is never in checks.py: it is in the secret file
+assignments/<id>/answers.toml, read with answers(__file__). Where that file is absent (a student's
+copy of the checks, for the pre-submission check) only the answer's form is checked, and the check
+raises NotChecked, a GradingError that says "its value is checked when graded".
 """
 from __future__ import annotations
 
@@ -150,6 +157,8 @@ def fmt(t: Any) -> str:
     """A small tensor as rows of numbers, one line per row (a 3-D tensor: one block per channel)."""
     if type(t) is not c.Tensor and type(t) is not c.Parameter:
         return repr(t)
+    if c.numel(t) == 0:
+        return f"<an empty tensor of shape {tuple(c.size(t))}>"
     data = c.tolist(c.detach(c.to(t, device=c.CPU)))
     if not isinstance(data, list):
         return fmt_num(data)
@@ -446,3 +455,105 @@ def accept_int_or_pair(got: Any, expected: Any) -> str | None:
 
 def is_number(v: Any) -> bool:
     return type(v) in (int, float)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases of plain values drawn per run: fixed edge cases, then random ones from the run's seed.
+def randint(g: torch.Generator, low: int, high: int) -> int:
+    """An int in [low, high], drawn from g."""
+    return int(c.randint(low, high + 1, (1,), generator=g).tolist()[0])
+
+
+def value_draw(fn_name: str, ref: Callable, fixed: list[tuple[tuple, dict]],
+               random: Callable[[torch.Generator], list[tuple[tuple, dict]]], base: int) -> Draw:
+    """value_cases of the `fixed` calls (edge cases, the same every run) and of random(g)'s calls,
+    g seeded from `base` and the run's secret, so a notebook cannot hard-code the graded answers."""
+    return Draw(lambda s: value_cases(fn_name, ref, list(fixed) + list(random(gen(s)))), base)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conceptual questions: a value in the notebook (an int, a tuple of ints...), compared with the
+# expected answer, which lives in the secret file assignments/<id>/answers.toml, never in checks.py.
+class NotChecked(GradingError):
+    """The answer has the right form, but its value cannot be checked here: the answers file is absent
+    (as in a student's copy of the checks). The value is checked when graded. A pre-submission check
+    reports this as "checked when graded"; in a graded run (where answers.toml is present) it never occurs."""
+
+
+ANSWERS_FILE = "answers.toml"
+
+
+def answers(checks_file: str) -> dict[str, Any] | None:
+    """The answers in answers.toml next to `checks_file` (pass __file__), arrays as tuples; None when
+    that file is absent."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(checks_file).with_name(ANSWERS_FILE)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        raw = tomllib.load(f).get("answers", {})
+
+    def tup(v: Any) -> Any:
+        return tuple(tup(x) for x in v) if isinstance(v, list) else v
+
+    return {k: tup(v) for k, v in raw.items()}
+
+
+def describe_form(form: Any) -> str:
+    """A form as words: 0 -> "an int", 0.0 -> "a number", (0, 0) -> "a tuple of 2 ints"."""
+    if type(form) is int:
+        return "an int"
+    if type(form) is float:
+        return "a number"
+    if isinstance(form, tuple):
+        if form and all(type(v) is int for v in form):
+            return f"a tuple of {len(form)} ints"
+        if form and all(isinstance(v, tuple) and v == form[0] for v in form):
+            return f"a tuple of {len(form)} " + describe_form(form[0]).replace("a tuple", "tuples", 1)
+        return f"a tuple of {len(form)}: (" + ", ".join(describe_form(v) for v in form) + ")"
+    raise TypeError(f"an answer's form is an int, a float or a tuple of them, not {form!r}")
+
+
+def _has_form(got: Any, form: Any) -> bool:
+    if type(form) is int:
+        return type(got) is int
+    if type(form) is float:
+        return type(got) in (int, float) and c.isfinite(got)
+    return (isinstance(got, (tuple, list)) and len(got) == len(form)
+            and all(_has_form(g, f) for g, f in zip(got, form)))
+
+
+def _same(got: Any, expected: Any) -> bool:
+    if isinstance(expected, tuple):
+        return all(_same(g, e) for g, e in zip(got, expected))
+    if type(expected) is float:
+        return abs(got - expected) <= 1e-6 * max(1.0, abs(expected))
+    return got == expected
+
+
+def answer_check(key: str, known: dict[str, Any] | None, form: Any) -> Check:
+    """The check of a conceptual question: the notebook's `name` must be a value of `form` (a template
+    such as 0, 0.0 or (0, 0)) equal to known[key]. With known None (no answers file) only the form is
+    checked, then NotChecked is raised."""
+    words = describe_form(form)
+    if known is not None and key not in known:
+        raise KeyError(f"{ANSWERS_FILE} has no answer {key!r}")
+
+    def check(name: str, runner: Any) -> None:
+        found = runner.value(name)
+        if found["kind"] == "missing":
+            fail(f"{name} is not defined: set {name} = <your answer> in the cell above, and run that cell.")
+        got = found["value"]
+        if isinstance(got, Opaque) or not _has_form(got, form):
+            shown = (f"a {got.type_name}" if isinstance(got, Opaque) else "a torch.Tensor"
+                     if type(got) in (c.Tensor, c.Parameter) else repr(got))
+            fail(f"{name} is {shown}; the answer is {words}.")
+        if known is None:
+            raise NotChecked(f"{name} has the right form ({words}); its value is checked when graded.")
+        if not _same(got, known[key]):
+            fail(f"{name} = {got!r} is not the right answer. Work it out again from the chapter; "
+                 f"the answer is {words}.")
+
+    return check

@@ -25,6 +25,10 @@ class Runner:
     def describe(self, name: str) -> dict:
         return self.ask("describe", name, None)
 
+    def value(self, name: str) -> dict:
+        """{"kind": "missing" or "value", "value": the name's value as plain data (else an Opaque)}."""
+        return self.ask("value", name, None)
+
     def call(self, name: str, forbidden: Forbidden, args: list, kwargs: dict, seed: int | None = None) -> Run:
         return Run.from_dict(self.ask("call", name, forbidden, args=args, kwargs=kwargs, seed=seed))
 

@@ -69,6 +69,14 @@ def describe(obj: Any, policy: Policy) -> dict:
     return {"kind": kind, "type": type(obj).__name__}
 
 
+def value(obj: Any, policy: Policy) -> dict:
+    """The value a name is bound to, for a conceptual question's answer (plain data crosses as
+    itself, anything else as its type's name); nothing of the student's code runs."""
+    if obj is MISSING:
+        return {"kind": "missing", "value": None}
+    return {"kind": "value", "value": obj}
+
+
 def call(obj: Any, policy: Policy, args: list, kwargs: dict, seed: int | None = None) -> dict:
     """obj(*args, **kwargs) once."""
     with full_float32(), seeded(seed):
@@ -206,5 +214,5 @@ def train_epoch(obj: Any, policy: Policy, state: dict, batches: list, device: st
     return {"run": run_dict(run), "log": net[0].log, "params": [c.detach(p) for p in c.module_parameters(net)]}
 
 
-PROBES = {"describe": describe, "call": call, "layer": layer, "model": model, "evaluate": evaluate,
+PROBES = {"describe": describe, "value": value, "call": call, "layer": layer, "model": model, "evaluate": evaluate,
           "train_epoch": train_epoch}

@@ -7,6 +7,17 @@ nbgrader's generate_assignment reads, with stable cell ids so that the gradebook
 
     python -m cnngrader.pipeline.authoring           # rewrite solutions/ from assignments/
     python -m cnngrader.pipeline.authoring --check   # exit 1 if a notebook in solutions/ is out of date
+
+Two things are filled in from the course's published addresses, which _config.yml holds and nowhere else
+(repository.url and repository.branch: the published student repository; html.baseurl: the published
+book), so that a notebook downloaded on its own still works:
+
+- the line INSTALL_MARKER in the setup cell becomes a guarded install of the course package, cnnlib, from
+  the published repository; it does nothing where cnnlib is importable (the course's environment, the
+  grading sandbox, which has no network). Before the course is published it stops with a message instead.
+- a link to a chapter, `[title](../../book/<chapter>.md)`, becomes the chapter's page in the published book
+  (`<baseurl>/book/<chapter>.html`), else its source in the published repository, else the title alone:
+  never a path into this repository, never a placeholder.
 """
 from __future__ import annotations
 
@@ -14,6 +25,7 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import jupytext
 import nbformat
@@ -27,6 +39,56 @@ NBGRADER_KEYS = frozenset({"grade", "grade_id", "locked", "points", "schema_vers
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 _CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")  # nbformat's rule for cell ids
+CONFIG = "_config.yml"
+INSTALL_MARKER = "# course: install cnnlib when it is missing"
+# [title](../book/x.md) or [title](../../book/x.md#part): a chapter, linked from an assignment.
+_CHAPTER_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)+(book/[\w.-]+)\.md(#[\w-]+)?\)")
+
+
+class Published(NamedTuple):
+    """Where the course is published ("" while it is not): the student repository and the book."""
+    repository: str
+    branch: str
+    book: str
+
+
+def published(course: Course) -> Published:
+    """The published addresses from the course's _config.yml (all "" when the file is absent)."""
+    path = course.root / CONFIG
+    if not path.is_file():
+        return Published("", "main", "")
+    import yaml
+
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    repo = config.get("repository") or {}
+    html = config.get("html") or {}
+    return Published(str(repo.get("url") or "").rstrip("/"), str(repo.get("branch") or "main"),
+                     str(html.get("baseurl") or "").rstrip("/"))
+
+
+def install_lines(where: Published) -> str:
+    """The setup cell's first lines: install cnnlib from the published repository when it is missing."""
+    guard = 'import importlib.util, subprocess, sys\nif importlib.util.find_spec("cnnlib") is None:'
+    if not where.repository:
+        return (f"{guard}  # outside the course's environment\n"
+                f'    raise ModuleNotFoundError("this notebook needs the course package cnnlib; the course is not '
+                f'published yet, so run it in the course\'s environment")')
+    return (f"{guard}  # outside the course's environment (Colab, a fresh Jupyter): install it, once\n"
+            f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", '
+            f'"git+{where.repository}@{where.branch}"], check=True)')
+
+
+def chapter_links(text: str, where: Published) -> str:
+    """Chapter links made absolute (the published book, else the repository), else the title alone."""
+    def link(m: re.Match) -> str:
+        title, page, anchor = m.group(1), m.group(2), m.group(3) or ""
+        if where.book:
+            return f"[{title}]({where.book}/{page}.html{anchor})"
+        if where.repository:
+            return f"[{title}]({where.repository}/blob/{where.branch}/{page}.md{anchor})"
+        return f"*{title}*"
+
+    return _CHAPTER_LINK.sub(link, text)
 
 
 def target(course: Course, aid: str) -> Path:
@@ -58,9 +120,18 @@ def _check_nbgrader(meta: dict, seen: set[str]) -> str:
     return gid
 
 
-def _build_cell(src: nbformat.NotebookNode, k: int, seen: set[str], first_code: bool) -> nbformat.NotebookNode:
+def _build_cell(src: nbformat.NotebookNode, k: int, seen: set[str], first_code: bool,
+                where: Published) -> nbformat.NotebookNode:
     """The k-th cell of the built notebook; `seen` holds the cell ids taken so far."""
-    cell = _new_cell(src.cell_type, src.source)
+    source = src.source
+    if src.cell_type == "markdown":
+        source = chapter_links(source, where)
+    if INSTALL_MARKER in source:
+        if not first_code:
+            raise ValueError(f"{INSTALL_MARKER!r} belongs in the setup cell only")
+        source = "\n".join(install_lines(where) if line.strip() == INSTALL_MARKER else line
+                           for line in source.split("\n"))
+    cell = _new_cell(src.cell_type, source)
     cell.metadata = {key: value for key, value in src.metadata.items() if key != "jupytext"}
     meta = cell.metadata.get("nbgrader", {})
     if not isinstance(meta, dict):
@@ -104,10 +175,11 @@ def build_notebook(course: Course, aid: str) -> nbformat.NotebookNode:
         "cnngrader": {"generated_from": rel, "note": NOTE},
     }
     seen: set[str] = set()
+    where = published(course)
     for k, src in enumerate(jupytext.read(path).cells):
         first_code = src.cell_type == "code" and not any(c.cell_type == "code" for c in nb.cells)
         try:
-            cell = _build_cell(src, k, seen, first_code)
+            cell = _build_cell(src, k, seen, first_code, where)
         except ValueError as e:
             raise ValueError(f"{rel}, cell {k + 1}: {e}") from None
         seen.add(cell.id)
