@@ -1,4 +1,4 @@
-"""LeNet in two variants, on torch's layers or on cnnlib's own, and a layer-by-layer shape walk."""
+"""A simplified LeNet-5 in two variants, on torch's layers or on cnnlib's own, and a layer-by-layer shape walk."""
 from __future__ import annotations
 
 import torch
@@ -19,10 +19,13 @@ def _xavier_init(module: nn.Module) -> None:
 
 
 def lenet(variant: str = "classic", layers: str = "torch", num_classes: int = 10) -> nn.Sequential:
-    """LeNet-5 for 1x28x28 images.
+    """A simplified LeNet-5 for 1x28x28 images: the layer sizes of LeCun et al. (1998), not its details.
 
-    - classic: sigmoid activations and average pooling, as in LeCun et al. (1998), with padding 2
-      on the first convolution so that 28x28 inputs keep their size. 61,706 parameters.
+    - classic: sigmoid activations and plain average pooling, with padding 2 on the first convolution
+      so that 28x28 inputs keep the 28x28 maps that the original made from 32x32 inputs. 61,706
+      parameters. The 1998 network differs: scaled tanh activations, subsampling layers with a
+      trainable coefficient and bias per map, a sparse table connecting the second convolution to
+      60 of the 96 map pairs, and Euclidean RBF output units (about 60,000 trainable parameters).
     - modern: ReLU and max pooling, with batch norm after each convolution and before its activation.
 
     `layers='torch'` uses nn.Conv2d and nn.AvgPool2d/nn.MaxPool2d; `layers='cnnlib'` uses this

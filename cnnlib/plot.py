@@ -40,15 +40,19 @@ def _as_2d(name: str, M) -> np.ndarray:
 
 
 def show_images(
-    imgs: Sequence, num_rows: int, num_cols: int, titles: Sequence[str] | None = None, scale: float = 1.5, cmap: str = "gray"
+    imgs: Sequence, num_rows: int, num_cols: int, titles: Sequence[str] | None = None, scale: float = 1.5, cmap: str = "gray",
+    vmin: float | None = None, vmax: float | None = None,
 ):
-    """A grid of images (tensors (H, W) or (1, H, W), or arrays) with optional titles. Returns the axes."""
+    """A grid of images (tensors (H, W) or (1, H, W), or arrays) with optional titles. Returns the axes.
+
+    vmin and vmax fix one colour scale for every image (by default each image is scaled to its own
+    range, which hides a change of brightness or contrast)."""
     fig, axes = plt.subplots(num_rows, num_cols, figsize=(num_cols * scale, num_rows * scale), squeeze=False)
     axes = axes.flatten()
     for i, ax in enumerate(axes):
         ax.axis("off")
         if i < len(imgs):
-            ax.imshow(_to_numpy(imgs[i]), cmap=cmap)
+            ax.imshow(_to_numpy(imgs[i]), cmap=cmap, vmin=vmin, vmax=vmax)
             if titles is not None and i < len(titles):
                 ax.set_title(titles[i], fontsize=9)
     fig.tight_layout()

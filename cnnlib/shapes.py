@@ -98,12 +98,47 @@ def fc_param_count(in_features: int | Sequence[int], out_features: int, bias: bo
     return n_in * n_out + (n_out if bias else 0)
 
 
-def conv_param_count(in_channels: int, out_channels: int, kernel_size: IntPair, bias: bool = True) -> int:
-    """Parameters of a convolution layer: C_out * C_in * kh * kw weights, plus C_out biases.
+def _groups(in_channels: int, out_channels: int, groups: object) -> int:
+    """A positive int that divides both channel counts."""
+    if not isinstance(groups, int) or isinstance(groups, bool):
+        raise TypeError(f"groups must be a positive int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups}")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"groups must divide in_channels and out_channels, got groups={groups} for "
+            f"in_channels={in_channels} and out_channels={out_channels}"
+        )
+    return groups
+
+
+def conv_param_count(
+    in_channels: int, out_channels: int, kernel_size: IntPair, bias: bool = True, groups: int = 1
+) -> int:
+    """Parameters of a convolution layer: C_out * (C_in / groups) * kh * kw weights, plus C_out biases.
 
     It does not depend on the image size: the kernel is shared across every position.
+    With groups=g, the channels are split into g groups and each output channel sees only the
+    C_in / g input channels of its group, as in nn.Conv2d(..., groups=g); groups=C_in=C_out is a
+    depthwise convolution (one kh x kw kernel per channel). g must divide C_in and C_out.
     """
     c_in = _count("in_channels", in_channels)
     c_out = _count("out_channels", out_channels)
     kh, kw = pair("kernel_size", kernel_size, 1)
-    return c_out * c_in * kh * kw + (c_out if bias else 0)
+    g = _groups(c_in, c_out, groups)
+    return c_out * (c_in // g) * kh * kw + (c_out if bias else 0)
+
+
+def conv_macs(
+    in_channels: int, out_channels: int, kernel_size: IntPair, output_size: IntPair, groups: int = 1
+) -> int:
+    """Multiply-accumulate operations of one convolution layer on one image (bias additions not counted).
+
+    Each of the C_out x oh x ow outputs is a sum of (C_in / groups) * kh * kw products, so the count is
+    C_out * oh * ow * (C_in / groups) * kh * kw: the layer's weight count times the output's area.
+
+    Inputs: channel counts, kernel_size (k or (kh, kw)), output_size (the output's size n or (oh, ow),
+    see conv_output_shape) and groups (see conv_param_count). A batch of N images costs N times as much.
+    """
+    oh, ow = pair("output_size", output_size, 1)
+    return conv_param_count(in_channels, out_channels, kernel_size, bias=False, groups=groups) * oh * ow

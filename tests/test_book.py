@@ -373,3 +373,29 @@ def test_plot_feature_maps_3d_and_confusion_matrix():
     with pytest.raises(ValueError, match="len\\(labels\\)"):
         cplot.plot_confusion_matrix(cm, ["a", "b", "c"])
     plt.close("all")
+
+
+def test_show_images_shares_one_scale_when_asked():
+    dim, bright = torch.full((4, 4), 0.2), torch.full((4, 4), 0.8)
+    axes = cplot.show_images([dim, bright], 1, 2, vmin=0, vmax=1)
+    assert [ax.images[0].get_clim() for ax in axes] == [(0, 1), (0, 1)]
+    plt.close("all")
+
+
+def test_lenet_chapter_figures_have_captions_and_questions_check_in_place():
+    """Chapter 6: every figure cell has a numbered caption, the quiz checks answers with cnnlib.quiz,
+    the network is called simplified, and the later architectures are cited."""
+    text = (ROOT / "book" / "06_lenet.md").read_text(encoding="utf-8")
+    cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", text, flags=re.S)
+    figures = [cell for cell in cells if "plt.show()" in cell]
+    assert len(figures) >= 10
+    for cell in figures:
+        assert "caption:" in cell and "name: fig-" in cell, cell[:200]
+    quiz = text.split("## Check your understanding", 1)[1].split("## Summary", 1)[0]
+    assert quiz.count('quiz.check("6.') >= 5
+    assert "a simplified LeNet-5" in text and "60_000" in text
+    for key in ("lin2013network", "sandler2018mobilenetv2", "lecun1998gradient", "ioffe2015batch"):
+        assert f"{{cite}}`{key}`" in text, key
+    assert "../exercises/06_lenet/06_lenet" in text
+    # batch norm is explained before the modern network uses it
+    assert text.index("## Batch normalisation") < text.index('modern = cnnlib.lenet("modern")')

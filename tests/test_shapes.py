@@ -208,3 +208,54 @@ def test_param_count_errors():
         cnnlib.conv_param_count(3, 4, 0)
     with pytest.raises(TypeError, match="in_channels must be an int or a shape tuple"):
         cnnlib.conv_param_count(True, 4, 3)
+
+
+@pytest.mark.parametrize(
+    "c_in, c_out, k, groups, bias",
+    [(32, 32, 3, 32, False), (32, 64, 3, 32, True), (12, 6, 5, 3, True), (8, 8, (3, 1), 2, False), (4, 4, 1, 1, True)],
+)
+def test_grouped_conv_param_count_matches_nn_Conv2d(c_in, c_out, k, groups, bias):
+    conv = torch.nn.Conv2d(c_in, c_out, k, groups=groups, bias=bias)
+    assert cnnlib.shapes.conv_param_count(c_in, c_out, k, bias=bias, groups=groups) == numel(conv)
+
+
+def test_depthwise_separable_count_by_hand():
+    # 3x3 depthwise on 256 channels plus a 1x1 to 256: 256*9 + 256*256, against 256*256*9.
+    separable = cnnlib.shapes.conv_param_count(256, 256, 3, bias=False, groups=256) + cnnlib.conv_param_count(
+        256, 256, 1, bias=False)
+    assert separable == 2_304 + 65_536
+    assert cnnlib.conv_param_count(256, 256, 3, bias=False) == 589_824
+
+
+def measured_macs(c_in, c_out, k, n, groups) -> int:
+    """Products counted by running the conv on an all-ones input in float64:
+    every output of an all-ones input and all-ones weights is the number of products it sums."""
+    conv = torch.nn.Conv2d(c_in, c_out, k, groups=groups, bias=False).double()
+    torch.nn.init.ones_(conv.weight)
+    with torch.no_grad():
+        return int(conv(torch.ones(1, c_in, n, n, dtype=torch.float64)).sum().item())
+
+
+@pytest.mark.parametrize("c_in, c_out, k, n, groups", [(1, 6, 5, 28, 1), (6, 16, 5, 14, 1), (8, 8, 3, 9, 8), (6, 4, 3, 7, 2)])
+def test_conv_macs_matches_products_summed(c_in, c_out, k, n, groups):
+    out = cnnlib.conv_output_shape(n, k)
+    assert cnnlib.shapes.conv_macs(c_in, c_out, k, out, groups=groups) == measured_macs(c_in, c_out, k, n, groups)
+
+
+def test_conv_macs_of_lenet_first_layer():
+    # 6 maps of 28x28, each output a sum of 25 products.
+    assert cnnlib.shapes.conv_macs(1, 6, 5, 28) == 6 * 28 * 28 * 25 == 117_600
+    assert cnnlib.shapes.conv_macs(3, 6, (3, 5), (4, 2)) == 6 * 4 * 2 * 3 * 15
+
+
+def test_groups_and_output_size_errors():
+    with pytest.raises(ValueError, match="groups must divide in_channels and out_channels"):
+        cnnlib.shapes.conv_param_count(6, 4, 3, groups=3)
+    with pytest.raises(ValueError, match="groups must be a positive int"):
+        cnnlib.shapes.conv_param_count(6, 6, 3, groups=0)
+    with pytest.raises(TypeError, match="groups must be a positive int"):
+        cnnlib.shapes.conv_param_count(6, 6, 3, groups=2.0)
+    with pytest.raises(ValueError, match="output_size must be >= 1"):
+        cnnlib.shapes.conv_macs(3, 4, 3, 0)
+    with pytest.raises(TypeError, match="output_size"):
+        cnnlib.shapes.conv_macs(3, 4, 3, "28")
