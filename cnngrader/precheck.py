@@ -121,15 +121,22 @@ def _candidates(start: Path | None, course: str | os.PathLike | None) -> list[Pa
     return out
 
 
-def course_root(aid: str, start: Path | None = None, course: str | os.PathLike | None = None) -> Path:
-    """The course folder whose course.toml lists `aid` (see _candidates)."""
+def course_root(aid: str, start: Path | None = None, course: str | os.PathLike | None = None,
+                how: str = "run from the course folder, install the course (pip install <course>), "
+                           "or name it with --course") -> Path:
+    """The course folder whose course.toml lists `aid` (see _candidates); `how`: what the error message
+    suggests (the command's options, or the notebook call's arguments)."""
     tried = _candidates(start, course)
     for root in tried:
         if _course_lists(root, aid):
             return root
     where = ", ".join(str(r) for r in tried) or "no course.toml here or above, and no installed course"
-    raise PrecheckError(f"assignment {aid!r} is in no course found ({where}); run from the course folder, "
-                        f"install the course (pip install <course>), or name it with --course")
+    raise PrecheckError(f"assignment {aid!r} is in no course found ({where}); {how}")
+
+
+# What the notebook call suggests when it finds no course.
+IN_NOTEBOOK = ("open the notebook from inside the course folder, install the course (pip install <course>), "
+               "or pass course='<course folder>' to check_all")
 
 
 _COPY_SUFFIX = re.compile(r"\s*\(\d+\)\Z")  # "02_cross_correlation (1)": a browser's renamed download
@@ -198,7 +205,7 @@ class Report:
         later = sum(r.cell.points for r in self.results if r.status in (WHEN_GRADED, NOT_HERE))
         score = f"Would score about {_num(self.earned)}/{_num(self.total)}"
         if later:
-            score += f" ({_num(later)} of these points are checked only when graded)"
+            score += f" ({_num(later)} of these points {'is' if later == 1 else 'are'} checked only when graded)"
         lines.append(score + ". The grade may differ: it is computed on other random cases.")
         lines += self.notes
         return "\n".join(lines)
@@ -308,23 +315,32 @@ def check_all(assignment: str, notebook: str | os.PathLike | None = None,
 
     notebook: the notebook file, for its points and the static scan of its saved code (default: the one
     Jupyter is running, else <assignment>.ipynb here); course: the course folder (default: found).
-    Returns the Report, or None when the notebook is being graded (the call then does nothing)."""
+    Returns the Report, or None when the notebook is being graded (the call then does nothing) or when
+    the check cannot run where the notebook is (no course, no notebook to read the points from, ...): it
+    then prints one line on stdout saying what is wrong and how to fix it, and raises nothing, so that a
+    student's "Restart & Run All" is not stopped by it. An `assignment` that is no id is a programming error
+    and raises PrecheckError."""
     if _in_grading_kernel():
         print("cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).")
         return None
     if not isinstance(assignment, str) or not assignment:
         raise PrecheckError(f"assignment must be an assignment id such as '02_cross_correlation', got {assignment!r}")
     ns = _user_namespace()
-    own = _own_notebook(assignment, ns, notebook)
-    root = course_root(assignment, own.parent if own else None, course)
-    points_from = own
-    if points_from is None or not _has_graded_cells(points_from):
-        release = root / "exercises" / assignment / f"{assignment}.ipynb"
-        points_from = release if release.is_file() else None
-    if points_from is None:
-        raise PrecheckError(f"no notebook of {assignment!r} to read its points from: pass notebook='<file>.ipynb'")
+    try:
+        own = _own_notebook(assignment, ns, notebook)
+        root = course_root(assignment, own.parent if own else None, course, how=IN_NOTEBOOK)
+        points_from = own
+        if points_from is None or not _has_graded_cells(points_from):
+            release = root / "exercises" / assignment / f"{assignment}.ipynb"
+            points_from = release if release.is_file() else None
+        if points_from is None:
+            raise PrecheckError(f"no notebook of {assignment!r} to read its points from: pass notebook='<file>.ipynb'")
+        points_nb = _load_notebook(points_from)
+    except PrecheckError as e:
+        print(f"cnngrader.precheck: the pre-submission check did not run: {e}")
+        return None
     with contextlib.redirect_stderr(sys.stdout):  # the student's code may write to stderr: keep it in stdout
-        report = _check_namespace(assignment, ns, _load_notebook(points_from), own, root)
+        report = _check_namespace(assignment, ns, points_nb, own, root)
     print(report.text())
     return report
 

@@ -36,3 +36,46 @@ def write_submissions(root: Path, subs) -> None:
             dest = root / "submitted" / sid / aid
             dest.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, dest / f"{aid}.ipynb")
+
+
+def points(nb) -> dict[str, float]:
+    """grade_id -> points of a notebook's graded cells (nbgrader `grade: true`), from its metadata: the one
+    place the tests read an assignment's points from (nb: a notebook or its path)."""
+    if not isinstance(nb, nbformat.NotebookNode):
+        nb = nbformat.read(nb, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def solution_points(aid: str) -> dict[str, float]:
+    """The points of assignment `aid`, from its notebook in solutions/."""
+    from conftest import REPO
+
+    return points(REPO / "solutions" / aid / f"{aid}.ipynb")
+
+
+def statuses(stdout: str, gids) -> dict[str, str]:
+    """grade_id -> the status word of its line in a pre-submission check's report ("pass", "FAIL",
+    "checked when graded", "not checked here"), for the grade ids `gids`."""
+    out = {}
+    for line in stdout.splitlines():
+        words = line.split()
+        if words and words[0] in gids:
+            out[words[0]] = line.split(" points: " if " points: " in line else " point: ")[1].split(":")[0]
+    return out
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def score_line(points: dict[str, float], status: dict[str, str]) -> str:
+    """The "Would score about ..." a report shows for these cells' statuses: the points of the cells that
+    pass, out of all, and how many of them are checked only when graded (a conceptual answer whose secret
+    answers file is not there)."""
+    earned = sum(p for gid, p in points.items() if status[gid] == "pass")
+    later = sum(p for gid, p in points.items() if status[gid] in ("checked when graded", "not checked here"))
+    line = f"Would score about {_num(earned)}/{_num(sum(points.values()))}"
+    if later:
+        line += f" ({_num(later)} of these points {'is' if later == 1 else 'are'} checked only when graded)"
+    return line + "."

@@ -30,12 +30,12 @@ from cnngrader.kernel import answer
 from cnngrader import precheck
 from cnngrader.pipeline import verdict
 from conftest import REPO
-from nbtools import cell, with_cells
+from nbtools import cell, score_line, solution_points, statuses as report_statuses, with_cells
 
 AID = "02_cross_correlation"
 SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
 RELEASE = REPO / "exercises" / AID / f"{AID}.ipynb"
-POINTS = {"hidden_corr2d": 5, "hidden_Conv2D": 3, "hidden_convolve2d": 3, "hidden_learn_kernel": 4}
+POINTS = solution_points(AID)  # grade_id -> points, from the solution's nbgrader metadata
 TORCH_CORR2D = '''\
 import torch.nn.functional as F
 
@@ -74,12 +74,7 @@ def namespace(nb: nbformat.NotebookNode) -> dict:
 
 def statuses(stdout: str) -> dict[str, str]:
     """grade_id -> the status word of its report line."""
-    out = {}
-    for line in stdout.splitlines():
-        words = line.split()
-        if words and words[0] in POINTS:
-            out[words[0]] = line.split("points: ")[1].split(":")[0]
-    return out
+    return report_statuses(stdout, POINTS)
 
 
 def grader_verdict(nb: nbformat.NotebookNode, ns: dict) -> dict[str, bool]:
@@ -126,26 +121,28 @@ def test_torch_corr2d_passes_the_visible_tests_but_the_check_says_what_grading_s
     assert "Cells that raised an error" not in proc.stdout  # the visible tests pass
     graded = grader_verdict(nb, ns)
     assert {gid: s == "pass" for gid, s in got.items()} == graded
-    score = sum(POINTS[gid] for gid, ok in graded.items() if ok)
-    assert score < 15 and f"Would score about {score}/15" in proc.stdout
+    assert sum(POINTS[gid] for gid, ok in graded.items() if ok) < sum(POINTS.values())
+    assert score_line(POINTS, got) in proc.stdout
 
 
 def test_the_solution_passes_everything():
     proc = run_command(str(SOLUTION))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert statuses(proc.stdout) == dict.fromkeys(POINTS, "pass")
-    assert "Would score about 15/15" in proc.stdout and proc.stderr == ""
+    assert statuses(proc.stdout) == dict.fromkeys(POINTS, "pass")  # the answers file is here: checked too
+    assert score_line(POINTS, statuses(proc.stdout)) in proc.stdout and proc.stderr == ""
 
 
 def test_the_blank_notebook_fails_each_cell_as_not_implemented():
     proc = run_command(str(RELEASE))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert statuses(proc.stdout) == dict.fromkeys(POINTS, "FAIL")
-    for gid in POINTS:
+    for gid in POINTS:  # a function still to write, or a conceptual answer not given yet
         line = next(line for line in proc.stdout.splitlines() if line.lstrip().startswith(gid))
-        assert "raised NotImplementedError" in line and "replace `raise NotImplementedError()`" in line, line
+        name = gid.removeprefix("hidden_")
+        if f"{name} is not defined: set {name} = <your answer>" not in line:
+            assert "raised NotImplementedError" in line and "replace `raise NotImplementedError()`" in line, line
     assert "cell 6 (test_corr2d): NotImplementedError" in proc.stdout  # the cells that failed to run
-    assert "Would score about 0/15" in proc.stdout
+    assert score_line(POINTS, statuses(proc.stdout)) in proc.stdout and "Would score about 0/" in proc.stdout
 
 
 def test_a_notebook_that_dies_or_lacks_a_function_still_gets_a_report(tmp_path):
@@ -208,13 +205,43 @@ def test_check_all_in_process_prints_the_report_on_stdout_only(monkeypatch, caps
         precheck.check_all("")
 
 
+def test_check_all_says_in_one_line_why_it_cannot_run_and_raises_nothing(monkeypatch, capsys, tmp_path):
+    """A setup problem (no course around the notebook, a course= that is none, a notebook= that is not
+    there) is one line on stdout saying what to do, and None: a student's Restart & Run All goes on."""
+    monkeypatch.setattr(precheck, "_user_namespace", lambda: {})
+    monkeypatch.delenv("CNNGRADER_COURSE", raising=False)
+    monkeypatch.setattr(precheck, "BUNDLED", tmp_path / "no installed course")
+    monkeypatch.chdir(tmp_path)
+    for kwargs, says in (({}, "is in no course found"), ({"course": tmp_path}, "course must be a course folder"),
+                         ({"notebook": tmp_path / "gone.ipynb"}, "does not exist"),
+                         ({"course": REPO, "notebook": tmp_path}, "does not exist")):
+        capsys.readouterr()
+        assert precheck.check_all(AID, **kwargs) is None, kwargs
+        out, err = capsys.readouterr()
+        assert err == "" and out.count("\n") == 1 and says in out, (kwargs, out)
+        assert out.startswith("cnngrader.precheck: the pre-submission check did not run: ")
+    precheck.check_all(AID)
+    out = capsys.readouterr().out
+    assert "pass course='<course folder>' to check_all" in out and "--course" not in out
+    precheck.check_all("99_nothing", course=REPO)
+    assert "'99_nothing' is in no course found" in capsys.readouterr().out
+
+
+def test_one_point_checked_when_graded_is_singular():
+    cells = [precheck.GradedCell("hidden_a", 1, ("a",)), precheck.GradedCell("hidden_b", 2, ("b",))]
+    report = precheck.Report("q", [precheck.Result(cells[0], precheck.WHEN_GRADED), precheck.Result(cells[1], precheck.PASS)])
+    assert "Would score about 2/3 (1 of these points is checked only when graded)." in report.text()
+    report.results[1].status = precheck.WHEN_GRADED
+    assert "Would score about 0/3 (3 of these points are checked only when graded)." in report.text()
+
+
 def test_check_all_without_functions_says_not_defined(monkeypatch, capsys):
     monkeypatch.setattr(precheck, "_user_namespace", lambda: {})
     report = precheck.check_all(AID, course=REPO)
     out = capsys.readouterr().out
-    assert [r.status for r in report.results] == [precheck.FAIL] * 4
-    for name in ("corr2d", "Conv2D", "convolve2d", "learn_kernel"):
-        assert f"{name} is not defined" in out
+    assert [r.status for r in report.results] == [precheck.FAIL] * len(POINTS)
+    for gid in POINTS:
+        assert f"{gid.removeprefix('hidden_')} is not defined" in out
     assert "static scan of your code was skipped" in out  # no notebook file: points from the release
 
 
@@ -230,8 +257,12 @@ def test_check_all_in_a_kernel(tmp_path):
     assert [(o.output_type, o.get("name")) for o in outputs] == [("stream", "stdout")], outputs
     text = outputs[0].text
     assert "hidden_corr2d" in text and "FAIL: corr2d uses torch.nn.functional.conv2d" in text
-    assert "hidden_learn_kernel  4 points: pass" in text
+    assert statuses(text)["hidden_learn_kernel"] == "pass" and score_line(POINTS, statuses(text)) in text
     assert nb.cells[-1].outputs[0].text.startswith("False ")
+    # The notebook's own "Before you submit" cell, run outside any course: one line on stdout, no error.
+    own = cell(nb, "before_you_submit").outputs
+    assert [(o.output_type, o.get("name")) for o in own] == [("stream", "stdout")], own
+    assert own[0].text.count("\n") == 1 and "is in no course found" in own[0].text and "course=" in own[0].text
 
 
 def test_check_all_does_nothing_where_grading_runs_the_notebook():

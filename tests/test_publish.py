@@ -21,7 +21,7 @@ import nbformat
 import pytest
 
 from conftest import ROOT
-from nbtools import cell
+from nbtools import cell, score_line, solution_points, statuses
 from test_book import MARKERS, secret_lines
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -37,6 +37,16 @@ CHECKER = ("cnngrader/__init__.py", "cnngrader/course.py", "cnngrader/tolerances
 # Hidden-test lines that name a check and nothing more: the feedback shows them, the README documents them.
 CALL_LINE = re.compile(r"""from cnngrader\.grading import check|check\((['"])\w+\1, \w+\)""")
 AID = "02_cross_correlation"
+POINTS = solution_points(AID)  # grade_id -> points, from the solution's nbgrader metadata
+
+
+def checked_when_graded() -> set[str]:
+    """The graded cells of AID whose answers are in the secret answers file: published without it, the
+    checker can check only their form, and reports them "checked when graded"."""
+    from cnngrader.grading import core
+
+    known = core.answers(str(ROOT / "assignments" / AID / "checks.py")) or {}
+    return {gid for gid in POINTS if gid.removeprefix("hidden_") in known}
 
 
 def run_publish(dest: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -154,11 +164,22 @@ def check_from(pythonpath: Path, notebook: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=600, cwd=notebook.parent, env=env)
 
 
-def assert_reports(blank: subprocess.CompletedProcess, solved: subprocess.CompletedProcess) -> None:
+def assert_solved(solved: subprocess.CompletedProcess) -> None:
+    """Every cell passes, but those whose answers are secret: checked when graded, and said so."""
     assert solved.returncode == 0, solved.stdout + solved.stderr
-    assert "Would score about 15/15" in solved.stdout
+    got = statuses(solved.stdout, POINTS)
+    later = checked_when_graded()
+    assert later, "no answer checked only when graded: nothing to test the published checker's report on"
+    assert got == {gid: "checked when graded" if gid in later else "pass" for gid in POINTS}, solved.stdout
+    assert score_line(POINTS, got) in solved.stdout, solved.stdout
+
+
+def assert_reports(blank: subprocess.CompletedProcess, solved: subprocess.CompletedProcess) -> None:
+    assert_solved(solved)
     assert blank.returncode == 1, blank.stdout + blank.stderr
-    assert blank.stdout.count("FAIL: ") == 4 and "Would score about 0/15" in blank.stdout
+    got = statuses(blank.stdout, POINTS)
+    assert got == dict.fromkeys(POINTS, "FAIL") and blank.stdout.count("FAIL: ") == len(POINTS), blank.stdout
+    assert score_line(POINTS, got) in blank.stdout and "Would score about 0/" in blank.stdout
 
 
 def test_the_published_checker_works_from_the_published_tree(published, tmp_path):
@@ -183,7 +204,7 @@ def test_the_published_checker_works_when_installed(published, tmp_path):
     env["PYTHONPATH"] = str(target)
     proc = subprocess.run([str(target / "bin" / "cnn-check"), str(solved)], capture_output=True, text=True,
                           timeout=600, cwd=solved.parent, env=env)  # the console script
-    assert proc.returncode == 0 and "Would score about 15/15" in proc.stdout, proc.stdout + proc.stderr
+    assert_solved(proc)
 
 
 def test_grading_modules_inside_cnnlib_are_left_out(tmp_path):
