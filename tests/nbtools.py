@@ -1,10 +1,29 @@
-"""Notebook helpers for the grading tests: find a cell by grade id, edit copies, write submissions."""
+"""Notebook helpers for the grading tests: an assignment's points, find a cell by grade id, edit copies,
+write submissions."""
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import nbformat
+
+from conftest import REPO
+
+
+@functools.cache
+def points(aid: str) -> dict[str, float]:
+    """grade id -> points of each graded cell of an assignment (the hidden checks: the visible tests
+    are the student's self-check), from the nbgrader metadata of solutions/<aid>/<aid>.ipynb. Tests
+    read scores from here, never hard-code them: a new graded cell changes the totals."""
+    nb = nbformat.read(REPO / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def total(aid: str) -> float:
+    """An assignment's maximum score: the points of all its graded cells."""
+    return sum(points(aid).values())
 
 
 def cell(nb, gid):
@@ -36,22 +55,6 @@ def write_submissions(root: Path, subs) -> None:
             dest = root / "submitted" / sid / aid
             dest.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, dest / f"{aid}.ipynb")
-
-
-def points(nb) -> dict[str, float]:
-    """grade_id -> points of a notebook's graded cells (nbgrader `grade: true`), from its metadata: the one
-    place the tests read an assignment's points from (nb: a notebook or its path)."""
-    if not isinstance(nb, nbformat.NotebookNode):
-        nb = nbformat.read(nb, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
-            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
-
-
-def solution_points(aid: str) -> dict[str, float]:
-    """The points of assignment `aid`, from its notebook in solutions/."""
-    from conftest import REPO
-
-    return points(REPO / "solutions" / aid / f"{aid}.ipynb")
 
 
 def statuses(stdout: str, gids) -> dict[str, str]:

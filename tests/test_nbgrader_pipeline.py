@@ -28,19 +28,18 @@ from cnngrader.pipeline.grade import course_config, generate, grade_course, solu
 from cnngrader.pipeline.report import gradebook_rows
 
 from conftest import REPO  # noqa: E402
-from nbtools import cell, solution_points, with_cells, write_submissions  # noqa: E402
+from nbtools import cell, points, with_cells, write_submissions  # noqa: E402
 ASSIGNMENTS = load_course(REPO).ids
 
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 10  # seconds per cell in these tests (the course uses 60); a legitimate cell takes < 3 s
 AID = "02_cross_correlation"  # the crafted submissions edit this one
-# Points sit on the hidden checks only (the visible tests are the student's self-check).
-POINTS = solution_points(AID)  # grade_id -> points, from the solution's nbgrader metadata
+POINTS = points(AID)  # grade id -> points of AID's hidden checks, from solutions/
 CORR2D = ("hidden_corr2d",)
 BEFORE_CONVOLVE = ("hidden_corr2d", "hidden_Conv2D")
 CONVOLVE = ("hidden_convolve2d",)
-LEARN = ("hidden_learn_kernel",)
+LEARN = ("hidden_learn_kernel", "hidden_learned_kernel")  # the cells after convolve2d
 SECRET = 20261201  # a fixed secret, so that two runs draw the same cases and give the same feedback
 
 

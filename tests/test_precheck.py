@@ -30,12 +30,12 @@ from cnngrader.kernel import answer
 from cnngrader import precheck
 from cnngrader.pipeline import verdict
 from conftest import REPO
-from nbtools import cell, score_line, solution_points, statuses as report_statuses, with_cells
+from nbtools import cell, points, score_line, statuses as report_statuses, with_cells
 
 AID = "02_cross_correlation"
 SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
 RELEASE = REPO / "exercises" / AID / f"{AID}.ipynb"
-POINTS = solution_points(AID)  # grade_id -> points, from the solution's nbgrader metadata
+POINTS = points(AID)  # grade_id -> points, from the solution's nbgrader metadata
 TORCH_CORR2D = '''\
 import torch.nn.functional as F
 

@@ -21,7 +21,7 @@ import nbformat
 import pytest
 
 from conftest import ROOT
-from nbtools import cell, score_line, solution_points, statuses
+from nbtools import cell, points, score_line, statuses
 from test_book import MARKERS, secret_lines
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -37,7 +37,7 @@ CHECKER = ("cnngrader/__init__.py", "cnngrader/course.py", "cnngrader/tolerances
 # Hidden-test lines that name a check and nothing more: the feedback shows them, the README documents them.
 CALL_LINE = re.compile(r"""from cnngrader\.grading import check|check\((['"])\w+\1, \w+\)""")
 AID = "02_cross_correlation"
-POINTS = solution_points(AID)  # grade_id -> points, from the solution's nbgrader metadata
+POINTS = points(AID)  # grade_id -> points, from the solution's nbgrader metadata
 
 
 def checked_when_graded() -> set[str]:

@@ -21,7 +21,7 @@ from traitlets.config import Config
 from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission, summary
 
-from nbtools import with_cells, write_submissions  # noqa: E402
+from nbtools import total, with_cells, write_submissions  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -127,16 +127,17 @@ def test_late_submissions_with_their_penalties(graded):
     late = read_csv(graded.reports / "late.csv")
     assert [(r["student"], r["assignment"]) for r in late] == [("late", AID)]
     assert float(late[0]["hours_late"]) == pytest.approx(48.0)
-    assert float(late[0]["raw_score"]) == 15 and float(late[0]["penalty"]) == 15 and float(late[0]["score"]) == 0
+    full = total(AID)  # late handed in the solution: all of it is the penalty
+    assert float(late[0]["raw_score"]) == full and float(late[0]["penalty"]) == full and float(late[0]["score"]) == 0
     grades = {(r["student_id"], r["assignment"]): r for r in read_csv(graded.root / "grades.csv")}
-    assert float(grades[("late", AID)]["late_submission_penalty"]) == 15
+    assert float(grades[("late", AID)]["late_submission_penalty"]) == full
     assert "## Late submissions" in (graded.reports / "report.md").read_text()
 
 
 def test_canvas_gradebook_import_format(graded):
     lines = (graded.reports / "canvas.csv").read_text().splitlines()
     assert lines[0] == f"Student,ID,SIS User ID,Section,{OTHER},{AID}"
-    assert lines[1].startswith("Points Possible,") and lines[1].split(",")[-1] == "15"
+    assert lines[1] == f"Points Possible,,,,{total(OTHER):g},{total(AID):g}"
     rows = list(csv.reader(lines[2:]))
     assert ["Lovelace, Ada", "9001", "S-1", "Sec A"] == rows[[r[0] for r in rows].index("Lovelace, Ada")][:4]
     names = [r[0] for r in rows]

@@ -147,6 +147,26 @@ def _probe_reason(name: str, log: list, training: bool, grad: bool, device: Any,
     return None
 
 
+class _PlainSGD:
+    """The reference's optimizer: what torch.optim.SGD(params, lr) does without momentum or weight decay
+    (p -= lr * p.grad; zero_grad sets the gradients to None), written out because the first
+    torch.optim optimizer of a process imports torch._dynamo, which takes seconds (over 5 s on a loaded
+    2-core machine) and would land inside the hidden cell's time limit in each fresh grading process."""
+
+    def __init__(self, params: Any, lr: float) -> None:
+        self.params, self.lr = list(params), lr
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        with c.no_grad():
+            for p in self.params:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-self.lr)
+
+
 def _check_evaluate_accuracy(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     state, batches = _probe_setup(21, (4, 4, 2), runner.secret)
@@ -181,7 +201,7 @@ def _check_train_epoch(name: str, runner: Any) -> None:
         with c.fork_rng(devices=[] if device.type == "cpu" else [device]):
             c.manual_seed(5)
             exp_loss, exp_acc = REFERENCES["train_epoch"](reference, _on(batches, device), c.nn.CrossEntropyLoss(),
-                                                          c.SGD(reference.parameters(), lr=0.5), device)
+                                                          _PlainSGD(reference.parameters(), lr=0.5), device)
         out = runner.fit("train_epoch", name, FORBIDDEN[name], state=state, batches=batches, device=str(device),
                          lr=0.5, seed=5)  # the same dropout masks as the reference
         run = out["run"]
