@@ -19,7 +19,7 @@ help:
 	@echo "make grade      autograde new or changed submissions in submitted/, write feedback/, grades.csv and reports/"
 	@echo "                (JOBS=N: N workers; STUDENT=a,b / ASSIGNMENT=id,id: only those; FORCE=1: regrade all; UNSAFE=1: no sandbox)"
 	@echo "make bench      run benchmarks/ and write benchmarks/results.json (BENCH=\"--only ops,train\" for part)"
-	@echo "make publish DEST=dir  export the student-facing course (no solutions, no grader) into dir"
+	@echo "make publish DEST=dir  export the student-facing course (no solutions, answers or grading pipeline) into dir"
 
 # The stamp is newer than both inputs once they are installed, so an unchanged
 # environment costs one `make` timestamp check, not a reinstall.
