@@ -321,7 +321,7 @@ def check_all(assignment: str, notebook: str | os.PathLike | None = None,
     student's "Restart & Run All" is not stopped by it. An `assignment` that is no id is a programming error
     and raises PrecheckError."""
     if _in_grading_kernel():
-        print("cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).")
+        _say("cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).")
         return None
     if not isinstance(assignment, str) or not assignment:
         raise PrecheckError(f"assignment must be an assignment id such as '02_cross_correlation', got {assignment!r}")
@@ -337,12 +337,19 @@ def check_all(assignment: str, notebook: str | os.PathLike | None = None,
             raise PrecheckError(f"no notebook of {assignment!r} to read its points from: pass notebook='<file>.ipynb'")
         points_nb = _load_notebook(points_from)
     except PrecheckError as e:
-        print(f"cnngrader.precheck: the pre-submission check did not run: {e}")
+        _say(f"cnngrader.precheck: the pre-submission check did not run: {e}")
         return None
     with contextlib.redirect_stderr(sys.stdout):  # the student's code may write to stderr: keep it in stdout
         report = _check_namespace(assignment, ns, points_nb, own, root)
-    print(report.text())
+    _say(report.text())
     return report
+
+
+def _say(text: str) -> None:
+    """Print text in one write: a kernel sends each flush as its own output, and print() writes the
+    newline apart from the text."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def _has_graded_cells(path: Path) -> bool:

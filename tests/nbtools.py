@@ -57,6 +57,14 @@ def write_submissions(root: Path, subs) -> None:
             nbformat.write(nb, dest / f"{aid}.ipynb")
 
 
+def stdout_of(outputs) -> str:
+    """The text a cell wrote, checking that it wrote only to stdout (no stderr, no error). A kernel may
+    send one print as several stream outputs, so they are joined."""
+    kinds = {(o.output_type, o.get("name")) for o in outputs}
+    assert kinds == {("stream", "stdout")}, outputs
+    return "".join(o.text for o in outputs)
+
+
 def statuses(stdout: str, gids) -> dict[str, str]:
     """grade_id -> the status word of its line in a pre-submission check's report ("pass", "FAIL",
     "checked when graded", "not checked here"), for the grade ids `gids`."""

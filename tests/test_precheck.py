@@ -30,7 +30,7 @@ from cnngrader.kernel import answer
 from cnngrader import precheck
 from cnngrader.pipeline import verdict
 from conftest import REPO
-from nbtools import cell, points, score_line, statuses as report_statuses, with_cells
+from nbtools import cell, points, score_line, statuses as report_statuses, stdout_of, with_cells
 
 AID = "02_cross_correlation"
 SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
@@ -253,16 +253,13 @@ def test_check_all_in_a_kernel(tmp_path):
     nb.cells.append(nbformat.v4.new_code_cell("print(report.passed, report.earned, report.total)"))
     nbformat.write(nb, tmp_path / f"{AID}.ipynb")
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = nb.cells[-2].outputs
-    assert [(o.output_type, o.get("name")) for o in outputs] == [("stream", "stdout")], outputs
-    text = outputs[0].text
+    text = stdout_of(nb.cells[-2].outputs)
     assert "hidden_corr2d" in text and "FAIL: corr2d uses torch.nn.functional.conv2d" in text
     assert statuses(text)["hidden_learn_kernel"] == "pass" and score_line(POINTS, statuses(text)) in text
-    assert nb.cells[-1].outputs[0].text.startswith("False ")
+    assert stdout_of(nb.cells[-1].outputs).startswith("False ")
     # The notebook's own "Before you submit" cell, run outside any course: one line on stdout, no error.
-    own = cell(nb, "before_you_submit").outputs
-    assert [(o.output_type, o.get("name")) for o in own] == [("stream", "stdout")], own
-    assert own[0].text.count("\n") == 1 and "is in no course found" in own[0].text and "course=" in own[0].text
+    own = stdout_of(cell(nb, "before_you_submit").outputs)
+    assert own.count("\n") == 1 and "is in no course found" in own and "course=" in own
 
 
 def test_check_all_does_nothing_where_grading_runs_the_notebook():
@@ -412,7 +409,7 @@ def test_a_submission_that_calls_check_all_is_graded_as_if_it_did_not(tmp_path):
     got = {r["cell"]: r["score"] for r in gradebook_rows(course_config(tmp_path, course)) if r["student"] == "alice"}
     assert got == POINTS
     graded = nbformat.read(tmp_path / "autograded" / "alice" / AID / f"{AID}.ipynb", as_version=4)
-    assert [o.get("text") for o in graded.cells[-1].outputs] == ["cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).\n"]
+    assert stdout_of(graded.cells[-1].outputs) == "cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).\n"
 
 
 def test_the_readme_documents_the_command_and_the_call():
