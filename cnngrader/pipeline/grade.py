@@ -119,7 +119,7 @@ def generate(
     nbgrader generate_assignment --force for each assignment; returns the ids done.
 
     paths: CourseDirectory overrides (release_directory, db_url, source_directory)."""
-    from nbgrader.converters import GenerateAssignment
+    from .nbgrader_hooks import generate_assignment
 
     course = course or load_course()
     assignments = list(assignments or course.ids)
@@ -128,15 +128,10 @@ def generate(
     cfg = course_config(root, course, **paths)
     done = []
     for aid in assignments:
-        coursedir = _coursedir(cfg, assignment_id=aid)
+        coursedir = _coursedir(cfg)
         if not Path(coursedir.format_path(coursedir.source_directory, ".", aid)).is_dir():
             raise FileNotFoundError(f"no source for assignment {aid!r} in {coursedir.source_directory}")
-        app = GenerateAssignment(coursedir=coursedir, config=cfg)
-        app.force = True
-        app.create_assignment = True
-        result = _run_app(app)
-        if not result["success"]:
-            raise RuntimeError(f"generate_assignment {aid} failed:\n{result.get('log', '')}\n{result.get('error', '')}")
+        generate_assignment(coursedir, cfg, aid)
         done.append(aid)
     return done
 
@@ -270,26 +265,14 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
     return None
 
 
-def _ensure_assignments(cfg: Config, assignments: Iterable[str], work: Path) -> list[str]:
-    """Put every assignment into the gradebook if it is not there yet (generate_assignment
-    into a scratch release directory: exercises/ stays as committed). Returns the assignments
+def _ensure_assignments(cfg: Config, assignments: Iterable[str]) -> list[str]:
+    """Put every assignment into the gradebook if it is not there yet. Returns the assignments
     that are neither in the gradebook nor in the source directory (they cannot be graded)."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from .nbgrader_hooks import add_missing_assignments
 
-    missing = []
-    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
-        for aid in sorted(set(assignments)):
-            try:
-                gb.find_assignment(aid)
-            except MissingEntry:
-                missing.append(aid)
-    source = Path(cfg.CourseDirectory.root, cfg.CourseDirectory.get("source_directory", "source"))
-    unknown = [aid for aid in missing if not (source / aid).is_dir()]
-    missing = [aid for aid in missing if aid not in unknown]
-    if missing:
-        log.info("adding %s to the gradebook", ", ".join(missing))
-        paths = {k: cfg.CourseDirectory[k] for k in ("source_directory", "db_url") if k in cfg.CourseDirectory}
-        generate(missing, cfg.CourseDirectory.root, build_sources=False, release_directory=work / "release", **paths)
+    added, unknown = add_missing_assignments(_coursedir(cfg), cfg, assignments)
+    if added:
+        log.info("added %s to the gradebook", ", ".join(added))
     return unknown
 
 
@@ -569,7 +552,7 @@ def grade_course(
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
         work = Path(tmp)
         t = time.perf_counter()
-        unknown = _ensure_assignments(cfg, {a for _, a in subs}, work)
+        unknown = _ensure_assignments(cfg, {a for _, a in subs})
         for sid, aid in [sa for sa in subs if sa[1] in unknown]:
             result.failures.append(f"unknown assignment {sid}/{aid}: not in the gradebook nor in the source directory")
         subs = result.submissions = [sa for sa in subs if sa[1] not in unknown]

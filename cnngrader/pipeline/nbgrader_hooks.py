@@ -44,7 +44,9 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
     folder = Path(notebooks[0]).parent
     student_id, assignment_id = folder.parent.name, folder.name
     try:
-        add_missing_assignment(app, assignment_id)
+        if add_missing_assignments(app.coursedir, app.config, [assignment_id])[0]:
+            app.log.info("%s was not in the gradebook: added it from %s", assignment_id,
+                         app.coursedir.format_path(app.coursedir.source_directory, ".", assignment_id))
         renamed = rename_single_notebook(app.coursedir, folder, assignment_id)
     except Exception as e:  # noqa: BLE001 - nbgrader would log a hook's failure at INFO only
         app.log.error("%s/%s: could not prepare the submission: %s", student_id, assignment_id, e)
@@ -61,38 +63,48 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
         notebooks[:] = [str(new) if Path(n) == old else n for n in notebooks]
 
 
-def add_missing_assignment(app, assignment_id: str) -> bool:
-    """Put `assignment_id` into the gradebook from the source directory when it is not there
-    (nbgrader generate_assignment into a scratch release directory); True when it was added."""
-    from nbgrader.api import Gradebook, MissingEntry
+def generate_assignment(coursedir, config, assignment_id: str) -> None:
+    """nbgrader generate_assignment --force for `assignment_id`, creating it in the gradebook, into
+    coursedir's release directory; RuntimeError with nbgrader's log when it fails."""
     from nbgrader.converters import GenerateAssignment
-    from nbgrader.coursedir import CourseDirectory
     from nbgrader.utils import capture_log
 
-    cd = app.coursedir
-    with Gradebook(cd.db_url, cd.course_id) as gb:
-        try:
-            gb.find_assignment(assignment_id)
-            return False
-        except MissingEntry:
-            pass
-    source = Path(cd.format_path(cd.source_directory, ".", assignment_id))
-    if not source.is_dir():
-        return False  # nbgrader then says the assignment is not in the database
-    with tempfile.TemporaryDirectory(prefix="nbgrader-release-") as scratch:
-        gen_cd = CourseDirectory(config=app.config)
-        for key in ("root", "source_directory", "db_url", "course_id"):
-            setattr(gen_cd, key, getattr(cd, key))
-        gen_cd.release_directory = scratch
-        gen_cd.assignment_id = assignment_id
-        gen = GenerateAssignment(coursedir=gen_cd, config=app.config)
-        gen.force = True
-        gen.create_assignment = True
-        result = capture_log(gen)
+    coursedir.assignment_id = assignment_id
+    app = GenerateAssignment(coursedir=coursedir, config=config)
+    app.force = True
+    app.create_assignment = True
+    result = capture_log(app)
     if not result["success"]:
-        raise RuntimeError(f"generate_assignment {assignment_id} failed: {result.get('error') or result.get('log')}")
-    app.log.info("%s was not in the gradebook: added it from %s", assignment_id, source)
-    return True
+        raise RuntimeError(f"generate_assignment {assignment_id} failed:\n{result.get('log', '')}\n"
+                           f"{result.get('error') or ''}")
+
+
+def add_missing_assignments(coursedir, config, assignment_ids) -> tuple[list[str], list[str]]:
+    """Put each assignment that is not in the gradebook into it, from the source directory
+    (generate_assignment into a scratch release directory: exercises/ stays as committed).
+    Returns (added, unknown): unknown ones are neither in the gradebook nor in the source
+    directory, and cannot be graded. Used by the hook and by `make grade`."""
+    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.coursedir import CourseDirectory
+
+    missing = []
+    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+        for aid in sorted(set(assignment_ids)):
+            try:
+                gb.find_assignment(aid)
+            except MissingEntry:
+                missing.append(aid)
+    unknown = [aid for aid in missing
+               if not Path(coursedir.format_path(coursedir.source_directory, ".", aid)).is_dir()]
+    added = [aid for aid in missing if aid not in unknown]
+    with tempfile.TemporaryDirectory(prefix="nbgrader-release-") as scratch:
+        for aid in added:
+            gen_cd = CourseDirectory(config=config)
+            for key in ("root", "source_directory", "db_url", "course_id"):
+                setattr(gen_cd, key, getattr(coursedir, key))
+            gen_cd.release_directory = scratch
+            generate_assignment(gen_cd, config, aid)
+    return added, unknown
 
 
 def rename_single_notebook(cd, folder: Path, assignment_id: str) -> tuple[Path, Path] | None:
