@@ -107,7 +107,7 @@ def _toy() -> nbformat.NotebookNode:
         code("def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION",
              metadata={"nbgrader": _meta("f", "solution")}),
         code("assert f(1) == 2", metadata={"nbgrader": _meta("test_f", "tests", 1)}),
-        code("### BEGIN HIDDEN TESTS\nassert f(2) == 3\n### END HIDDEN TESTS",
+        code("### BEGIN HIDDEN TESTS\nfrom cnngrader.grading import check\ncheck('f', f)\n### END HIDDEN TESTS",
              metadata={"nbgrader": _meta("hidden_f", "tests", 2)}),
     ]
     return nb
@@ -144,6 +144,12 @@ def _append(k: int, text: str):
     return edit
 
 
+def _replace(k: int, old: str, new: str):
+    def edit(nb):
+        nb.cells[k].source = nb.cells[k].source.replace(old, new)
+    return edit
+
+
 def _drop_setup(nb):
     del nb.cells[1]
 
@@ -158,6 +164,11 @@ ERRORS = [
     pytest.param(_set(5, locked=False), 6, "outside a locked grade cell", id="hidden-in-unlocked-cell"),
     pytest.param(_append(3, "### BEGIN HIDDEN TESTS\n### END HIDDEN TESTS"), 4, "outside a locked grade cell",
                  id="hidden-in-solution-cell"),
+    pytest.param(_set(5, grade_id="hidden_g"), 6, "checks 'f': its grade_id must be 'hidden_f'",
+                 id="hidden-cell-misnamed"),
+    pytest.param(_replace(5, "check('f', f)", "check('f', f)\ncheck('g', g)"), 6, "one check('<name>', <name>) call",
+                 id="hidden-cell-two-checks"),
+    pytest.param(_replace(5, "check('f', f)", "assert f(2) == 3"), 6, "may only hold", id="hidden-cell-not-a-check"),
     pytest.param(_drop_setup, 3, "setup cell", id="setup-missing"),
     pytest.param(_set(1, grade_id="prelude"), 2, "setup cell", id="setup-renamed"),
     pytest.param(_set(1, locked=False), 2, "setup cell", id="setup-unlocked"),

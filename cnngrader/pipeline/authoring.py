@@ -31,6 +31,7 @@ import jupytext
 import nbformat
 
 from cnngrader.course import Course, load_course
+from cnngrader.precheck import HIDDEN_PREFIX
 
 SOLUTIONS_DIR = "solutions"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -120,6 +121,19 @@ def _check_nbgrader(meta: dict, seen: set[str]) -> str:
     return gid
 
 
+def _check_hidden_id(source: str, gid: str) -> None:
+    """A hidden test cell checks one name, and its grade_id is hidden_<name>: the pre-submission check
+    finds a cell's check by that id."""
+    from cnngrader.pipeline.verdict import hidden_calls  # verdict reads this module's markers
+
+    calls = hidden_calls(source)
+    if len(calls) != 1:
+        raise ValueError(f"hidden test cell {gid!r} must make one check('<name>', <name>) call, not {len(calls)}")
+    if gid != HIDDEN_PREFIX + calls[0]:
+        raise ValueError(f"hidden test cell {gid!r} checks {calls[0]!r}: its grade_id must be "
+                         f"{HIDDEN_PREFIX + calls[0]!r}")
+
+
 def _build_cell(src: nbformat.NotebookNode, k: int, seen: set[str], first_code: bool,
                 where: Published) -> nbformat.NotebookNode:
     """The k-th cell of the built notebook; `seen` holds the cell ids taken so far."""
@@ -148,8 +162,10 @@ def _build_cell(src: nbformat.NotebookNode, k: int, seen: set[str], first_code: 
     if any(m in cell.source for m in SOLUTION_MARKERS) and not meta.get("solution"):
         raise ValueError(f"{SOLUTION_MARKERS[0]} / {SOLUTION_MARKERS[1]} outside a solution cell")
     locked_grade = cell.cell_type == "code" and meta.get("grade") and meta.get("locked") and not meta.get("solution")
-    if any(m in cell.source for m in HIDDEN_MARKERS) and not locked_grade:
-        raise ValueError(f"{HIDDEN_MARKERS[0]} / {HIDDEN_MARKERS[1]} outside a locked grade cell")
+    if any(m in cell.source for m in HIDDEN_MARKERS):
+        if not locked_grade:
+            raise ValueError(f"{HIDDEN_MARKERS[0]} / {HIDDEN_MARKERS[1]} outside a locked grade cell")
+        _check_hidden_id(cell.source, meta["grade_id"])
     if first_code and (meta.get("grade_id") != "setup" or not meta.get("locked") or meta.get("grade")):
         raise ValueError("the first code cell must be the locked, ungraded setup cell (grade_id 'setup')")
     return cell
@@ -164,7 +180,7 @@ def build_notebook(course: Course, aid: str) -> nbformat.NotebookNode:
 
     Raises ValueError, naming the file and the cell (counted from 1), for: a duplicate grade_id; a graded
     cell without positive points; a solution marker outside a solution cell; hidden tests outside a
-    locked grade cell; a first code cell that is not the locked setup cell; an unknown nbgrader key.
+    locked grade cell, or not one check of <name> in a cell whose grade_id is hidden_<name>; a first code cell that is not the locked setup cell; an unknown nbgrader key.
     """
     path = course.source(aid)
     rel = path.relative_to(course.root).as_posix()
