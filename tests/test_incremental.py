@@ -3,7 +3,8 @@ split_up_to_date), through the real nbgrader pipeline (sandboxed) on two student
 
 One module-scoped sequence of runs on the same grading directory; each test checks one step:
 first run, unchanged rerun (also through the command line), a changed notebook, a changed
-assignment source, the STUDENT and ASSIGNMENT filters, and FORCE.
+assignment source, the STUDENT and ASSIGNMENT filters, and FORCE. The assignment digest covers the
+assignment's folder (checks, answers) and the grader's code.
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import pytest
 
 from nbgrader.api import Gradebook
 
+from cnngrader.pipeline import grade
 from cnngrader.pipeline.execute import stop_zygote
-from cnngrader.pipeline.grade import (assignment_digest, course_config, generate, grade_course, make_submissions,
-                                      read_state, summary)
+from cnngrader.pipeline.grade import (assignment_digest, course_config, generate, grade_course, grader_files,
+                                      make_submissions, read_state, summary)
 
 from conftest import REPO  # noqa: E402
 
@@ -114,16 +116,32 @@ def test_a_changed_assignment_source_regrades_that_assignment(runs):
     assert sorted(runs.source.submissions) == [(s, AIDS[0]) for s in STUDENTS]
 
 
-def test_a_changed_checks_module_changes_the_assignment_digest(tmp_path):
-    """The digest covers course_root/assignments/<id>/checks.py (what grades the hidden cells)."""
+@pytest.mark.parametrize("changed", ["checks.py", "answers.toml"])
+def test_a_changed_checks_module_or_answer_changes_the_assignment_digest(tmp_path, changed):
+    """The digest covers course_root/assignments/<id>/ (what grades the hidden cells)."""
     cfg = course_config(tmp_path)
     shutil.copytree(REPO / "assignments" / AIDS[1], tmp_path / "course" / "assignments" / AIDS[1])
     cfg.GradingExecute.course_root = str(tmp_path / "course")
     before = assignment_digest(cfg, AIDS[1])
     assert assignment_digest(cfg, AIDS[1]) == before
-    with open(tmp_path / "course" / "assignments" / AIDS[1] / "checks.py", "a") as fh:
+    with open(tmp_path / "course" / "assignments" / AIDS[1] / changed, "a") as fh:
         fh.write("\n# a changed check\n")
     assert assignment_digest(cfg, AIDS[1]) != before
+    assert assignment_digest(cfg, AIDS[0]) != before
+
+
+def test_the_digest_covers_the_grader_and_the_reference_library(tmp_path, monkeypatch):
+    cfg = course_config(tmp_path)
+    names = {name for name, _ in grader_files(cfg)}
+    assert {"cnngrader/grading/core.py", "cnngrader/kernel/guard.py", "cnngrader/pipeline/execute.py",
+            "cnnlib/ops.py", "cnnlib/layers.py", "nbgrader_config.py"} <= names
+    assert not any("__pycache__" in name for name in names)
+    before = assignment_digest(cfg, AIDS[0])
+    fake = tmp_path / "core.py"
+    fake.write_text("CHANGED = 1\n")
+    real = grade.grader_files
+    monkeypatch.setattr(grade, "grader_files", lambda c: [(n, fake if n == "cnngrader/grading/core.py" else p)
+                                                           for n, p in real(c)])
     assert assignment_digest(cfg, AIDS[0]) != before
 
 

@@ -389,16 +389,32 @@ def submission_digest(cfg: Config, student: str, assignment: str) -> str:
 
 
 def assignment_digest(cfg: Config, assignment: str) -> str:
-    """Hash of what grades the assignment: its source notebooks (hidden cells, points) and its
-    checks module (course_root/assignments/<id>/checks.py)."""
+    """Hash of what grades the assignment: its source notebooks (hidden cells, points), its folder
+    course_root/assignments/<id>/ (checks.py, answers.toml), and the grader itself (grader_files)."""
     from nbgrader.coursedir import CourseDirectory
 
     cd = CourseDirectory(config=cfg)
     files = _tree(Path(cd.format_path(cd.source_directory, ".", assignment)), "source/")
-    checks = Path(cfg.GradingExecute.course_root, "assignments", assignment, "checks.py")
-    if checks.is_file():
-        files.append(("checks.py", checks))
-    return _digest(files)
+    files += _tree(Path(cfg.GradingExecute.course_root, "assignments", assignment), "assignment/")
+    return _digest(files + grader_files(cfg))
+
+
+def grader_files(cfg: Config) -> list[tuple[str, Path]]:
+    """The code every hidden check runs, as (name, path): the cnngrader and cnnlib packages that grade
+    (the reference implementations are cnnlib's) and the course's nbgrader_config.py."""
+    import importlib.util
+
+    import cnngrader
+
+    files = []
+    for name, folder in (("cnngrader", Path(cnngrader.__file__).parent),
+                         ("cnnlib", Path(importlib.util.find_spec("cnnlib").origin).parent)):  # no torch import
+        for path in folder.rglob("*.py"):
+            rel = path.relative_to(folder)
+            if not _SKIP_DIRS.intersection(rel.parts):
+                files.append((f"{name}/{rel.as_posix()}", path))
+    config = Path(cfg.GradingExecute.course_root, "nbgrader_config.py")
+    return files + ([("nbgrader_config.py", config)] if config.is_file() else [])
 
 
 def _state_path(cfg: Config) -> Path:
