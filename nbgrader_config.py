@@ -78,6 +78,9 @@ c.Autograde.create_student = True  # students appear in the gradebook when first
 # single notebook saved under another name ("02_cross_correlation (1).ipynb"), saying so in the log
 # (cnngrader/pipeline/nbgrader_hooks.py; `make grade` does both itself).
 c.Autograde.pre_convert_hook = "cnngrader.pipeline.nbgrader_hooks.autograde_pre_convert"
+# `nbgrader export` writes the grades.csv of `make grade`: a missing submission has empty scores and
+# the status "missing", where nbgrader's own CSV gives it 0.0, as for a blank one.
+c.ExportApp.plugin_class = "cnngrader.pipeline.nbgrader_hooks.GradesExport"
 
 # Per-cell time limit. The longest legitimate cell (a short LeNet training run) takes a few
 # seconds on a laptop core; an endless loop costs its own cell only: the kernel is

@@ -2,10 +2,12 @@
 line" shows it: its commands are read from the README and run exactly as written, in a `git clone`
 of this repository's HEAD (commit first) whose `.venv` is a link to the environment running the
 tests. Then, through the same CLI: a notebook renamed by a browser download is graded, the
-feedback of hand-placed submissions is released without a crash, and no command prints the noise
-nbgrader used to print with this configuration."""
+feedback of hand-placed submissions is released without a crash, `nbgrader export` tells a missing
+submission from a blank one, and no command prints the noise nbgrader used to print with this
+configuration."""
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -50,9 +52,15 @@ def shell(cmd: str, cwd: Path, env: dict, ok: bool = True) -> str:
     return out
 
 
+def grade_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def scores(clone: Path) -> dict[tuple[str, str], float]:
-    rows = (clone / "grades.csv").read_text().splitlines()[1:]
-    return {(r.split(",")[0], r.split(",")[3]): float(r.split(",")[9]) for r in rows}
+    """(assignment, student) -> score of each submitted row of grades.csv."""
+    return {(r["assignment"], r["student_id"]): float(r["score"]) for r in grade_rows(clone / "grades.csv")
+            if r["status"] == "submitted"}
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +144,18 @@ def test_two_misnamed_notebooks_are_named_in_the_error(clone):
     assert (f"dave/{AID}: none of its 2 notebooks ({AID} (1).ipynb, {AID} (2).ipynb) is named {AID}.ipynb"
             in out), out
     assert not (dest / "autograded" / "dave").exists()
+
+
+def test_export_tells_missing_from_submitted(clone):
+    """`nbgrader export` writes make grade's grades.csv: a student who handed nothing in is "missing" with
+    empty scores (nbgrader's own exporter writes 0.0); --to and --student work as in nbgrader."""
+    dest, env, _ = clone
+    shell(".venv/bin/nbgrader db student add carol --first-name Carol --last-name Cole", dest, env)
+    out = shell(".venv/bin/nbgrader export --to all.csv", dest, env)
+    for noise in NOISE:
+        assert noise not in out, out
+    rows = {r["student_id"]: r for r in grade_rows(dest / "all.csv") if r["assignment"] == AID}
+    assert (rows["carol"]["status"], rows["carol"]["score"], rows["carol"]["raw_score"]) == ("missing", "", "")
+    assert (rows["alice"]["status"], float(rows["alice"]["score"])) == ("submitted", total(AID))
+    shell(".venv/bin/nbgrader export --to alice.csv --student alice", dest, env)
+    assert {r["student_id"] for r in grade_rows(dest / "alice.csv")} == {"alice"}

@@ -749,34 +749,48 @@ GRADES_FIELDS = ["assignment", "duedate", "timestamp", "student_id", "last_name"
 
 
 def export_grades(cfg: Config, dest: str | Path | None = None) -> Path:
-    """The whole gradebook as root/grades.csv (or dest): nbgrader's CSV export (its columns, one row
-    per assignment and student, sorted by assignment then student) plus a status column,
-    "submitted" or "missing". A missing submission has empty scores there, not nbgrader's 0.0;
-    a submitted blank notebook scores 0."""
+    """The whole gradebook as root/grades.csv (or dest), as grade_rows gives it."""
     from nbgrader.api import Gradebook
 
     dest = Path(dest) if dest else Path(cfg.CourseDirectory.root, "grades.csv")
-    rows = []
     with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
-        subs = {(s.assignment.name, s.student.id): s for a in gb.assignments for s in a.submissions}
-        for a in gb.assignments:
-            for st in gb.students:
-                row = {"assignment": a.name, "duedate": a.duedate, "student_id": st.id, "last_name": st.last_name,
-                       "first_name": st.first_name, "email": st.email, "max_score": a.max_score}
-                sub = subs.get((a.name, st.id))
-                if sub is None:
-                    row.update(timestamp="", raw_score="", late_submission_penalty="", score="", status="missing")
-                else:
-                    penalty = sub.late_submission_penalty or 0.0
-                    row.update(timestamp=sub.timestamp, raw_score=sub.score, late_submission_penalty=penalty,
-                               score=max(0.0, sub.score - penalty), status="submitted")
-                rows.append({k: "" if v is None else str(v) for k, v in row.items()})
+        write_grades(grade_rows(gb), dest)
+    return dest
+
+
+def grade_rows(gb, students: Iterable[str] = (), assignments: Iterable[str] = ()) -> list[dict[str, str]]:
+    """nbgrader's CSV export as rows (its columns, one row per assignment and student, sorted by
+    assignment then student) plus a status column, "submitted" or "missing". A missing submission
+    has empty scores, not nbgrader's 0.0; a submitted blank notebook scores 0. students,
+    assignments: only these ids (default: all)."""
+    students, assignments = set(students), set(assignments)
+    subs = {(s.assignment.name, s.student.id): s for a in gb.assignments for s in a.submissions}
+    rows = []
+    for a in gb.assignments:
+        if assignments and a.name not in assignments:
+            continue
+        for st in gb.students:
+            if students and st.id not in students:
+                continue
+            row = {"assignment": a.name, "duedate": a.duedate, "student_id": st.id, "last_name": st.last_name,
+                   "first_name": st.first_name, "email": st.email, "max_score": a.max_score}
+            sub = subs.get((a.name, st.id))
+            if sub is None:
+                row.update(timestamp="", raw_score="", late_submission_penalty="", score="", status="missing")
+            else:
+                penalty = sub.late_submission_penalty or 0.0
+                row.update(timestamp=sub.timestamp, raw_score=sub.score, late_submission_penalty=penalty,
+                           score=max(0.0, sub.score - penalty), status="submitted")
+            rows.append({k: "" if v is None else str(v) for k, v in row.items()})
     rows.sort(key=lambda r: (r["assignment"], r["student_id"]))
+    return rows
+
+
+def write_grades(rows: list[dict[str, str]], dest: str | Path) -> None:
     with open(dest, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=GRADES_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    return dest
 
 
 # ---------------------------------------------------------------------------------------

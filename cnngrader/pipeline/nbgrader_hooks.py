@@ -11,6 +11,9 @@ nbgrader_config.py installs them with nbgrader's own configuration points:
 - `ReleaseFeedback` (c.ExchangeFactory.release_feedback), nbgrader's release_feedback for
   submissions placed in submitted/ by hand, which lack the exchange's timestamp.txt and
   submission_secret.txt.
+- `GradesExport` (c.ExportApp.plugin_class), `nbgrader export` writing the grades.csv that
+  `make grade` writes: a missing submission has empty scores and the status "missing", where
+  nbgrader's CSV exporter writes 0.0 as for a blank one.
 
 The hook acts only under the `nbgrader autograde` command (an AutogradeApp instance). The
 grading pipeline (cnngrader.pipeline.grade) loads the same configuration, but it prepares its
@@ -25,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
+from nbgrader.plugins import ExportPlugin
 
 
 def _autograde_app():
@@ -158,3 +162,14 @@ class ReleaseFeedback(ExchangeReleaseFeedback):
             excluded = [s for s in (self.coursedir.student_id_exclude or "").split(",") if s]
             self.coursedir.student_id_exclude = ",".join(excluded + skipped)
         super().copy_files()
+
+
+class GradesExport(ExportPlugin):
+    """`nbgrader export [--to FILE] [--student ...] [--assignment ...]`: cnngrader's grades.csv."""
+
+    def export(self, gradebook) -> None:
+        from .grade import grade_rows, write_grades
+
+        dest = self.to or "grades.csv"
+        self.log.info("Exporting grades to %s (a missing submission: empty scores, status 'missing')", dest)
+        write_grades(grade_rows(gradebook, [str(s) for s in self.student], [str(a) for a in self.assignment]), dest)
