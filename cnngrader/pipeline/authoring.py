@@ -180,7 +180,8 @@ def build_notebook(course: Course, aid: str) -> nbformat.NotebookNode:
 
     Raises ValueError, naming the file and the cell (counted from 1), for: a duplicate grade_id; a graded
     cell without positive points; a solution marker outside a solution cell; hidden tests outside a
-    locked grade cell, or not one check of <name> in a cell whose grade_id is hidden_<name>; a first code cell that is not the locked setup cell; an unknown nbgrader key.
+    locked grade cell, or other than one check of <name> in a cell whose grade_id is hidden_<name>; a first
+    code cell that is not the locked setup cell; an unknown nbgrader key.
     """
     path = course.source(aid)
     rel = path.relative_to(course.root).as_posix()
