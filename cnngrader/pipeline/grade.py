@@ -17,11 +17,11 @@ Grading runs in two phases, so that N workers give the very gradebook one worker
    writer. Recording overlaps with the workers' execution of the next submissions.
 
 Only new or changed submissions are graded: autograded/.cnngrader.json records the hashes of
-each submission's files and of its assignment's source and checks at its grading
-(split_up_to_date). Then feedback (nbgrader's GenerateFeedback, for the submissions whose
+each submission's files and of what grades it (its assignment's source, checks and answers, and the
+grader's code) at its grading (split_up_to_date). Then feedback (nbgrader's GenerateFeedback, for the submissions whose
 gradebook grades changed; it only reads the gradebook, so the workers share it), grades.csv
-(nbgrader's CSV columns plus a status, missing or submitted) and the analytics report (reports/). The Python API for benchmarks is grade_course() and
-make_submissions().
+(nbgrader's CSV columns plus a status, missing or submitted) and the analytics report (reports/).
+The Python API for benchmarks is grade_course() and make_submissions().
 """
 from __future__ import annotations
 
@@ -445,20 +445,16 @@ def _record_state(cfg: Config, entries: dict[str, dict], merge: bool = False) ->
 
 def split_up_to_date(cfg: Config, subs: Sequence[tuple[str, str]], digests: dict[tuple[str, str], tuple[str, str]]
                      ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(to grade, up to date). A submission is up to date when its autograded notebook exists,
-    the gradebook has its submission, and its files and the assignment's source and checks hash
-    to what they were when it was last graded successfully."""
-    from nbgrader.api import Gradebook
-
+    """(to grade, up to date). A submission is up to date when it is autograded (autograded_submissions)
+    and its files and what grades it (assignment_digest) hash to what they were when it was last
+    graded successfully."""
     state = read_state(cfg)
-    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
-        recorded = {(s.student.id, a.name) for a in gb.assignments for s in a.submissions}
+    done = set(autograded_submissions(cfg))
     todo, kept = [], []
     for sid, aid in subs:
         entry = state.get(f"{sid}/{aid}", {})
-        folder = Path(cfg.CourseDirectory.root, "autograded", sid, aid)
         same = (entry.get("submission"), entry.get("assignment")) == digests[(sid, aid)]
-        if same and (sid, aid) in recorded and any(folder.glob("*.ipynb")):
+        if same and (sid, aid) in done:
             kept.append((sid, aid))
         else:
             todo.append((sid, aid))
@@ -529,8 +525,9 @@ def grade_course(
     """Grade the new and changed submissions in root/submitted/<student>/<assignment>/ (all of
     them with force=True) with `jobs` workers; `students` and `assignments` limit the run.
 
-    A submission is up to date (kept, not regraded) when it and its assignment's source and
-    checks are unchanged since it was last graded (split_up_to_date). Writes the gradebook,
+    A submission is up to date (kept, not regraded) when it and what grades it (its assignment's
+    source, checks and answers, and the grader's code) are unchanged since it was last graded
+    (split_up_to_date). Writes the gradebook,
     root/autograded/, root/feedback/ (feedback=True) for every autograded submission,
     root/grades.csv and root/reports/ (report=True). `config` is merged over the course
     configuration (tests use it for a short Execute.timeout); `paths` are CourseDirectory
