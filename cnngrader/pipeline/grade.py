@@ -775,12 +775,17 @@ def grade_rows(gb, students: Iterable[str] = (), assignments: Iterable[str] = ()
             if sub is None:
                 row.update(timestamp="", raw_score="", late_submission_penalty="", score="", status="missing")
             else:
-                penalty = sub.late_submission_penalty or 0.0
-                row.update(timestamp=sub.timestamp, raw_score=sub.score, late_submission_penalty=penalty,
-                           score=max(0.0, sub.score - penalty), status="submitted")
+                row.update(timestamp=sub.timestamp, raw_score=sub.score,
+                           late_submission_penalty=sub.late_submission_penalty or 0.0, score=final_score(sub),
+                           status="submitted")
             rows.append({k: "" if v is None else str(v) for k, v in row.items()})
     rows.sort(key=lambda r: (r["assignment"], r["student_id"]))
     return rows
+
+
+def final_score(sub) -> float:
+    """A gradebook submission's score after its late penalty, never below 0."""
+    return max(0.0, float(sub.score) - float(sub.late_submission_penalty or 0.0))
 
 
 def write_grades(rows: list[dict[str, str]], dest: str | Path) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import nbformat
 from traitlets.config import Config
 
-from cnngrader.pipeline.grade import UNSANDBOXED, load_roster, sandbox_enabled
+from cnngrader.pipeline.grade import UNSANDBOXED, final_score, load_roster, sandbox_enabled
 
 MISSING = "missing"  # a submission that was never handed in, in the Markdown tables (empty in the CSVs)
 
@@ -123,9 +123,9 @@ def gradebook_overview(cfg: Config) -> dict[str, Any]:
             out["assignments"].append({"name": a.name, "duedate": a.duedate, "max_score": float(a.max_score),
                                        "cells": cells})
             for sub in a.submissions:
-                penalty = float(sub.late_submission_penalty or 0.0)
                 out["submissions"][(sub.student.id, a.name)] = {
-                    "score": float(sub.score), "penalty": penalty, "final": max(0.0, float(sub.score) - penalty),
+                    "score": float(sub.score), "penalty": float(sub.late_submission_penalty or 0.0),
+                    "final": final_score(sub),
                     "timestamp": sub.timestamp, "seconds_late": float(sub.total_seconds_late or 0.0),
                     "cells": {(snb.name, g.name): float(g.score) for snb in sub.notebooks for g in snb.grades},
                 }
