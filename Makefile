@@ -10,11 +10,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv test book exercises grade bench publish clean
+.PHONY: help system venv test book exercises grade bench publish clean
 
 help:
-	@echo "make test       create/refresh .venv, then run every test (what CI runs)"
-	@echo "make book       create/refresh .venv, then build the HTML book into _build/html"
+	@echo "make test       install missing system packages, create/refresh .venv, then run every test (what CI runs)"
+	@echo "make book       the same set-up, then build the HTML book into _build/html"
 	@echo "make exercises  rebuild solutions/ from assignments/, then exercises/ (student versions) from them"
 	@echo "make grade      autograde new or changed submissions in submitted/, write feedback/, grades.csv and reports/"
 	@echo "                (JOBS=N: N workers; STUDENT=a,b / ASSIGNMENT=id,id: only those; FORCE=1: regrade all; UNSAFE=1: no sandbox)"
@@ -31,12 +31,16 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# bubblewrap, chromium, dataset-fashion-mnist: installed where missing, or one line that says how.
+system:
+	@bash tools/system_packages.sh
+
 venv: $(STAMP)
 
-test: $(STAMP)
+test: system $(STAMP)
 	$(PY) -m pytest
 
-book: $(STAMP)
+book: system $(STAMP)
 	@# Chapters run at build time; jupyter-cache (_build/.jupyter_cache) keys their outputs on their code
 	@# only, so when what they import (cnnlib, the course manifest) or the requirements change, the whole
 	@# build is redone from scratch. The grader (cnngrader/) is not part of the key.
