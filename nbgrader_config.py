@@ -36,7 +36,7 @@ c.CourseDirectory.release_directory = "exercises"  # student notebooks, committe
 # -- the exchange (JupyterHub): release_assignment, collect, release_feedback -----------------
 # One directory shared by the instructor and every student, writable by all (nbgrader's default
 # is /srv/nbgrader/exchange; $NBGRADER_EXCHANGE overrides it). Students need the same root and the
-# course id in their own nbgrader_config.py: see README.md, "Running the course on JupyterHub".
+# course id in their own nbgrader_config.py: see docs/instructors.md, "Running the course on JupyterHub".
 # Nothing else in this file needs an exchange: without one, only the exchange commands fail.
 c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE", "/srv/nbgrader/exchange")
 # Submissions placed in submitted/ by hand have no timestamp.txt or submission_secret.txt; this

@@ -1,4 +1,4 @@
-"""A JupyterHub course through nbgrader's exchange, as README.md's "Running the course on JupyterHub"
+"""A JupyterHub course through nbgrader's exchange, as docs/instructors.md's "Running the course on JupyterHub"
 describes it: the instructor releases and collects with the course's nbgrader_config.py, each student
 runs nbgrader from a home of their own with the two-line student configuration, and `python -m
 cnngrader.pipeline grade` (what `make grade` runs) grades in between, sandboxed.

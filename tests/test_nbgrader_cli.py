@@ -1,5 +1,5 @@
-"""The plain nbgrader command line from a fresh clone, as README.md's "The plain nbgrader command
-line" shows it: its commands are read from the README and run exactly as written, in a `git clone`
+"""The plain nbgrader command line from a fresh clone, as docs/instructors.md's "The plain nbgrader
+command line" shows it: its commands are read from that guide and run exactly as written, in a `git clone`
 of this repository's HEAD (commit first) whose `.venv` is a link to the environment running the
 tests. Then, through the same CLI: a notebook renamed by a browser download is graded, the
 feedback of hand-placed submissions is released without a crash, `nbgrader export` tells a missing
@@ -24,14 +24,15 @@ from nbtools import total
 pytestmark = pytest.mark.slow
 
 AID = "02_cross_correlation"
-SECTION = "### The plain nbgrader command line"
+GUIDE = REPO / "docs" / "instructors.md"
+SECTION = "## The plain nbgrader command line"
 NOISE = ("is not absolute", "SAWarning", "coalesce_streams", "Traceback")
 
 
-def readme_commands() -> list[str]:
-    """The indented command lines of the README's first code block in SECTION."""
-    text = (REPO / "README.md").read_text()
-    assert SECTION in text, f"README.md has no {SECTION!r} section"
+def guide_commands() -> list[str]:
+    """The indented command lines of the guide's first code block in SECTION."""
+    text = GUIDE.read_text()
+    assert SECTION in text, f"{GUIDE.name} has no {SECTION!r} section"
     body = text.split(SECTION, 1)[1].split("\n#", 1)[0]
     lines, started = [], False
     for line in body.splitlines():
@@ -40,7 +41,7 @@ def readme_commands() -> list[str]:
             lines.append(line[4:])
         elif started and line.strip():
             break
-    assert lines, f"no commands in README.md's {SECTION!r}"
+    assert lines, f"no commands in {GUIDE.name}'s {SECTION!r}"
     return lines
 
 
@@ -65,7 +66,7 @@ def scores(clone: Path) -> dict[tuple[str, str], float]:
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):
-    """A fresh clone of HEAD, the README's commands run in it: (path, env, their outputs)."""
+    """A fresh clone of HEAD, the guide's commands run in it: (path, env, their outputs)."""
     base = tmp_path_factory.mktemp("cli")
     dest = base / "course"
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
@@ -77,14 +78,14 @@ def clone(tmp_path_factory):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JUPYTER", "NBGRADER", "CNNGRADER")) and k != "PYTHONPATH"}
     env["HOME"] = str(base / "home")
-    outputs = {cmd: shell(cmd, dest, env) for cmd in readme_commands()}
+    outputs = {cmd: shell(cmd, dest, env) for cmd in guide_commands()}
     return dest, env, outputs
 
 
-def test_readme_commands_work_from_a_fresh_clone(clone):
+def test_guide_commands_work_from_a_fresh_clone(clone):
     dest, _, outputs = clone
     assert any("nbgrader autograde" in cmd for cmd in outputs), list(outputs)
-    assert scores(dest) == {(AID, "alice"): total(AID)}  # the README grades the solution
+    assert scores(dest) == {(AID, "alice"): total(AID)}  # the guide grades the solution
     assert (dest / "feedback" / "alice" / AID / f"{AID}.html").is_file()
     # generate_assignment regenerated exercises/ byte for byte: the clone is unchanged
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=dest,

@@ -1,4 +1,4 @@
-"""Adding an assignment is four files' worth of work, as README.md's "Adding an assignment" says:
+"""Adding an assignment is four files' worth of work, as docs/development.md's "Adding an assignment" says:
 a chapter stub, an assignment notebook, a checks module and one manifest entry. This test does
 exactly that in a temporary copy of the course, then generates and grades the new assignment."""
 from __future__ import annotations

@@ -408,11 +408,12 @@ def test_a_submission_that_calls_check_all_is_graded_as_if_it_did_not(tmp_path):
     assert stdout_of(graded.cells[-1].outputs) == "cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).\n"
 
 
-def test_the_readme_documents_the_command_and_the_call():
+def test_the_students_guide_documents_the_command_and_the_call():
     import re
     import tomllib
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "students.md").read_text(encoding="utf-8")
+    assert "    source .venv/bin/activate" in readme.splitlines()  # cnn-check is on PATH only then
     commands = re.findall(r"^    (\S+) NOTEBOOK$", readme, flags=re.M)
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert commands == ["cnn-check"] and scripts["cnn-check"] == "cnngrader.precheck:main"
