@@ -267,7 +267,8 @@ def data_fingerprint(
 
 
 def describe_files(files: dict[str, Path]) -> str:
-    """'Fashion-MNIST from <folder>' for verified copies `files`, naming a checksum file that replaced the published MD5s."""
+    """'Fashion-MNIST from <folder>' for the verified copies `files`, naming the checksum file that
+    replaced the published MD5s, if one did."""
     folders = list(dict.fromkeys(str(Path(p).parent.absolute()) for p in files.values()))
     what = "Fashion-MNIST from " + ", ".join(folders)
     if os.environ.get(CHECKSUMS_ENV):
@@ -337,7 +338,9 @@ def load_fashion_mnist(
     dirs = search_dirs(root)
     root = data_dir(root)
     try:
-        paths = {name: fetch(name, expected_md5(name)[0], root, base_url, download, dirs) for name in FASHION_MNIST_FILES}
+        paths = {
+            name: fetch(name, expected_md5(name)[0], root, base_url, download, dirs) for name in FASHION_MNIST_FILES
+        }
     except DatasetUnavailable as e:
         raise DatasetUnavailable(
             f"Fashion-MNIST is not available: {e}.\n"
