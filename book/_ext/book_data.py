@@ -9,7 +9,8 @@ file and the checksums it was verified against, or, for a fallback, what was mis
 - Before Sphinx reads the pages (`env-get-outdated`), every cached notebook whose source line holds
   another fingerprint than cnnlib.data.data_source() gives now is removed from the cache, and its
   page is read again: those chapters, and only those, execute again. Finding the data verifies the
-  four files (their MD5s) and downloads nothing.
+  four files (their MD5s) and downloads nothing. Paths are compared absolute, and chapters run in
+  book/: give $CNNLIB_DATA as an absolute path, or a data chapter executes again on every build.
 - After the build, one line per chapter that loaded data says what it used, and a NOTICE follows
   when one fell back to the bundled digits. They are logged and written to <build>/datasets.txt,
   which `make book` prints last.
