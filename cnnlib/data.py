@@ -260,19 +260,20 @@ def data_fingerprint(
     for name in FASHION_MNIST_FILES:
         path = files.get(name)
         if path is None:
-            h.update(f"{name}: none, download {base_url}{name} into {data_dir(root).absolute()}\n".encode())
+            h.update(f"{name}: none, download {base_url}{name} into {os.path.abspath(data_dir(root))}\n".encode())
         else:
-            h.update(f"{name}: {Path(path).absolute()} {expected_md5(name)}\n".encode())
+            h.update(f"{name}: {os.path.abspath(path)} {expected_md5(name)}\n".encode())
     return h.hexdigest()[:12]
 
 
 def describe_files(files: dict[str, Path]) -> str:
     """'Fashion-MNIST from <folder>' for the verified copies `files`, naming the checksum file that
     replaced the published MD5s, if one did."""
-    folders = list(dict.fromkeys(str(Path(p).parent.absolute()) for p in files.values()))
+    folders = list(dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in files.values()))
     what = "Fashion-MNIST from " + ", ".join(folders)
     if os.environ.get(CHECKSUMS_ENV):
-        what += f", verified against the MD5s in {os.environ[CHECKSUMS_ENV]} (${CHECKSUMS_ENV}), not the published ones"
+        checksums = os.path.abspath(os.environ[CHECKSUMS_ENV])
+        what += f", verified against the MD5s in {checksums} (${CHECKSUMS_ENV}), not the published ones"
     return what
 
 
@@ -282,7 +283,8 @@ def data_source(root: str | os.PathLike | None = None, base_url: str = FASHION_M
     files = find_fashion_mnist(root)
     missing = [name for name, path in files.items() if path is None]
     if missing:
-        what = f"no verified {', '.join(missing)}: to be downloaded from {base_url} into {data_dir(root).absolute()}"
+        into = os.path.abspath(data_dir(root))
+        what = f"no verified {', '.join(missing)}: to be downloaded from {base_url} into {into}"
     else:
         what = describe_files(files)
     return what, data_fingerprint(files, root, base_url)

@@ -9,14 +9,15 @@ file and the checksums it was verified against, or, for a fallback, what was mis
 - Before Sphinx reads the pages (`env-get-outdated`), every cached notebook whose source line holds
   another fingerprint than cnnlib.data.data_source() gives now is removed from the cache, and its
   page is read again: those chapters, and only those, execute again. Finding the data verifies the
-  four files (their MD5s) and downloads nothing. Paths are compared absolute, and chapters run in
-  book/: give $CNNLIB_DATA as an absolute path, or a data chapter executes again on every build.
+  four files (their MD5s) and downloads nothing. It is done from the chapter's folder, where its
+  kernel runs, so that a relative $CNNLIB_DATA means the same folder to both.
 - After the build, one line per chapter that loaded data says what it used, and a NOTICE follows
   when one fell back to the bundled digits. They are logged and written to <build>/datasets.txt,
   which `make book` prints last.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import nbformat
@@ -46,16 +47,23 @@ def drop_stale_chapters(app, env, added, changed, removed) -> list[str]:
     config = env.mystnb_config
     if config.execution_mode != "cache":
         return []
-    what, now = data.data_source()
     cache = get_cache(config.execution_cache_path)
+    now: dict[Path, tuple[str, str]] = {}  # chapter folder -> data_source() there
     stale = []
     for record in cache.list_cache_records():
         used = {fingerprint for _, fingerprint in source_lines(cache.get_cache_bundle(record.pk).nb)}
-        if used - {now}:
+        if not used:
+            continue
+        folder = Path(record.uri).parent
+        if folder not in now:
+            with contextlib.chdir(folder if folder.is_dir() else "."):
+                now[folder] = data.data_source()
+        if used != {now[folder][1]}:
             cache.remove_cache(record.pk)
             stale.append(record.uri)
     docs = sorted({env.path2doc(uri) for uri in stale} - {None})
     if stale:
+        what = "; ".join(dict.fromkeys(what for what, _ in now.values()))
         logger.info(f"data now: {what}; executing again, since they loaded other data: {', '.join(docs) or stale}")
     return docs
 
