@@ -43,7 +43,10 @@ test: system $(STAMP)
 book: system $(STAMP)
 	@# Chapters run at build time; jupyter-cache (_build/.jupyter_cache) keys their outputs on their code
 	@# only, so when what they import (cnnlib, the course manifest) or the requirements change, the whole
-	@# build is redone from scratch. The grader (cnngrader/) is not part of the key.
+	@# build is redone from scratch. The grader (cnngrader/) is not part of the key. The data a chapter
+	@# loads is: cnnlib's loader prints a fingerprint of the files it read (paths and checksums), and
+	@# book/_ext/book_data.py re-executes, at the start of the build, the chapters whose cached fingerprint
+	@# differs from that of the data they would load now (cnnlib.data.data_source()); no other chapter.
 	@deps=$$(export LC_ALL=C; cat cnnlib/*.py course.toml requirements.txt | sha256sum | cut -c1-16); \
 	if [ "$$(cat _build/.book-deps 2>/dev/null)" != "$$deps" ]; then rm -rf _build; fi; \
 	mkdir -p _build && echo "$$deps" > _build/.book-deps
@@ -51,6 +54,8 @@ book: system $(STAMP)
 	$(PY) -c "import matplotlib.font_manager"
 	@# One thread per kernel: LeNet's small convolutions gain little from more, and lose a lot on a busy machine.
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/jupyter-book build . -W --keep-going
+	@# Last: which dataset each chapter that loads data used, and a NOTICE if one fell back to the digits.
+	@cat _build/datasets.txt
 
 exercises: $(STAMP)
 	$(PY) -m cnngrader.pipeline generate

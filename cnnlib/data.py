@@ -8,12 +8,20 @@ A file is accepted when its MD5 is the published one of the .gz file, or when th
 decompressed content is the published one of the raw IDX file: Debian gzips the files again, so
 any faithful gzip passes. Downloads are written atomically (a temporary file renamed into place),
 so an interrupted download never leaves a half-written file under the final name.
+
+Two environment variables change the lookup, for tests and private mirrors: $CNNLIB_SYSTEM_DATA names
+the system folder (point it at an empty folder to hide a system-wide copy), and $CNNLIB_DATA_MD5
+names a file of `<md5>  <file name>` lines (md5sum's format) whose MD5s the .gz files must have
+instead of the published ones. What a loader used is printed as its source line ("cnnlib.data: ...
+(fingerprint ...)"): the book's build compares it with data_source() to know when a cached chapter
+loaded other data than it would now.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import os
+import re
 import struct
 import tempfile
 import zlib
@@ -57,6 +65,14 @@ DIGITS_LABELS = tuple(str(d) for d in range(10))
 
 DOWNLOAD_TIMEOUT_S = 30
 
+SYSTEM_DATA_ENV = "CNNLIB_SYSTEM_DATA"
+CHECKSUMS_ENV = "CNNLIB_DATA_MD5"
+
+# The line a loader prints to say what it used; the fingerprint is data_fingerprint()'s.
+# load_data's line after it fell back to the digits says DIGITS_FALLBACK.
+DIGITS_FALLBACK = "the bundled digits, since Fashion-MNIST is not available"
+SOURCE_LINE = re.compile(r"^cnnlib\.data: (?P<what>.+) \(fingerprint (?P<fingerprint>[0-9a-f]{12})\)$", re.MULTILINE)
+
 
 class Dataset(NamedTuple):
     """What load_data returns: the loaders, the name of the dataset actually used, and its class names."""
@@ -86,15 +102,20 @@ def user_cache_dir() -> Path:
     return Path(cache) / "cnnlib"
 
 
+def system_data_dir() -> Path:
+    """The system-wide folder, only ever read: $CNNLIB_SYSTEM_DATA when set, else SYSTEM_DATA_DIR."""
+    return Path(os.environ.get(SYSTEM_DATA_ENV) or SYSTEM_DATA_DIR)
+
+
 def search_dirs(root: str | os.PathLike | None = None) -> list[Path]:
     """The folders where Fashion-MNIST is looked for, in order: `root`, $CNNLIB_DATA, the user
-    cache, then SYSTEM_DATA_DIR. Each folder appears once."""
+    cache, then system_data_dir(). Each folder appears once."""
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a path or None, got {type(root).__name__}")
     candidates = [Path(root)] if root is not None else []
     if os.environ.get("CNNLIB_DATA"):
         candidates.append(Path(os.environ["CNNLIB_DATA"]))
-    candidates += [user_cache_dir(), Path(SYSTEM_DATA_DIR)]
+    candidates += [user_cache_dir(), system_data_dir()]
     dirs: list[Path] = []
     for d in candidates:
         if d not in dirs:
@@ -123,26 +144,57 @@ def content_md5(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str | Non
     return h.hexdigest()
 
 
-def is_verified(path: str | os.PathLike, name: str) -> bool:
-    """Whether `path` is the Fashion-MNIST file `name`: its own MD5 is the published .gz one, or the
-    MD5 of its decompressed content is the published raw one (so a re-gzipped copy passes)."""
+def read_md5_file(path: str | os.PathLike) -> dict[str, str]:
+    """The `<md5>  <file name>` lines of a checksum file (md5sum's format, `*` before the name
+    allowed) as {name: md5}. Blank lines and lines starting with # are skipped."""
+    listed = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ValueError(f"${CHECKSUMS_ENV} must name a readable checksum file, got {str(path)!r}: {e}") from e
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([0-9a-fA-F]{32}) [ *](\S+)\s*", line)
+        if match is None:
+            raise ValueError(f"{path}, line {number}: expected '<32 hex digits>  <file name>', got {line!r}")
+        listed[match[2]] = match[1].lower()
+    return listed
+
+
+def expected_md5(name: str) -> tuple[str, str | None]:
+    """(MD5 of the .gz file, MD5 of its decompressed content or None) that the file `name` must match:
+    the published ones, or the .gz MD5 listed in the file $CNNLIB_DATA_MD5 names, when it is set."""
     if name not in FASHION_MNIST_FILES:
         raise ValueError(f"name must be one of {sorted(FASHION_MNIST_FILES)}, got {name!r}")
-    if md5sum(path) == FASHION_MNIST_FILES[name]:
+    checksums = os.environ.get(CHECKSUMS_ENV)
+    if not checksums:
+        return FASHION_MNIST_FILES[name], FASHION_MNIST_CONTENT_MD5.get(name)
+    listed = read_md5_file(checksums)
+    if name not in listed:
+        raise ValueError(f"${CHECKSUMS_ENV} names {checksums}, which lists no MD5 for {name}")
+    return listed[name], None
+
+
+def is_verified(path: str | os.PathLike, name: str) -> bool:
+    """Whether `path` is the Fashion-MNIST file `name`: its own MD5 is the expected .gz one, or the
+    MD5 of its decompressed content is the published raw one (so a re-gzipped copy passes)."""
+    gz_md5, raw_md5 = expected_md5(name)
+    if md5sum(path) == gz_md5:
         return True
-    return content_md5(path) == FASHION_MNIST_CONTENT_MD5.get(name)
+    return raw_md5 is not None and content_md5(path) == raw_md5
 
 
-def find_file(name: str, dirs: list[Path], skip_notice: Path | None = None) -> Path | None:
+def find_file(name: str, dirs: list[Path], skip_notice: Path | None = None, quiet: bool = False) -> Path | None:
     """The first verified copy of `name` in `dirs`, or None. A copy that fails verification is
-    passed over with a printed notice (except in `skip_notice`, whose caller reports it)."""
+    passed over with a printed notice (except in `skip_notice`, whose caller reports it, or when `quiet`)."""
     for d in dirs:
         path = Path(d) / name
         if not path.is_file():
             continue
         if is_verified(path, name):
             return path
-        if skip_notice is None or Path(d) != Path(skip_notice):
+        if not quiet and (skip_notice is None or Path(d) != Path(skip_notice)):
             print(f"cnnlib.data: {path} fails its MD5 check (corrupt or truncated); not using it")
     return None
 
@@ -190,6 +242,59 @@ def fetch(name: str, md5: str, root: Path, base_url: str, download_ok: bool, dir
     return download(base_url + name, path, md5)
 
 
+def find_fashion_mnist(root: str | os.PathLike | None = None) -> dict[str, Path | None]:
+    """Each of the four files' first verified copy in search_dirs(root), or None where there is none:
+    what load_fashion_mnist(root=root) would read, found without downloading (and without notices)."""
+    dirs = search_dirs(root)
+    return {name: find_file(name, dirs, quiet=True) for name in FASHION_MNIST_FILES}
+
+
+def data_fingerprint(
+    files: dict[str, Path | None], root: str | os.PathLike | None = None, base_url: str = FASHION_MNIST_URL
+) -> str:
+    """12 hex digits naming the data that load_fashion_mnist(root=root, base_url=base_url) reads when
+    the verified copies are `files` (as find_fashion_mnist returns them): each copy's absolute path
+    and the checksums it was verified against, and for a missing file the URL and the folder of its
+    download. A verified copy's content is fixed by its checksums, so no file is read here."""
+    h = hashlib.sha256()
+    for name in FASHION_MNIST_FILES:
+        path = files.get(name)
+        if path is None:
+            h.update(f"{name}: none, download {base_url}{name} into {os.path.abspath(data_dir(root))}\n".encode())
+        else:
+            h.update(f"{name}: {os.path.abspath(path)} {expected_md5(name)}\n".encode())
+    return h.hexdigest()[:12]
+
+
+def describe_files(files: dict[str, Path]) -> str:
+    """'Fashion-MNIST from <folder>' for the verified copies `files`, naming the checksum file that
+    replaced the published MD5s, if one did."""
+    folders = list(dict.fromkeys(os.path.dirname(os.path.abspath(p)) for p in files.values()))
+    what = "Fashion-MNIST from " + ", ".join(folders)
+    if os.environ.get(CHECKSUMS_ENV):
+        checksums = os.path.abspath(os.environ[CHECKSUMS_ENV])
+        what += f", verified against the MD5s in {checksums} (${CHECKSUMS_ENV}), not the published ones"
+    return what
+
+
+def data_source(root: str | os.PathLike | None = None, base_url: str = FASHION_MNIST_URL) -> tuple[str, str]:
+    """(what, fingerprint): which Fashion-MNIST load_fashion_mnist(root=root) would read now, found
+    without downloading. `what` names the folder, or the files that would have to be downloaded."""
+    files = find_fashion_mnist(root)
+    missing = [name for name, path in files.items() if path is None]
+    if missing:
+        into = os.path.abspath(data_dir(root))
+        what = f"no verified {', '.join(missing)}: to be downloaded from {base_url} into {into}"
+    else:
+        what = describe_files(files)
+    return what, data_fingerprint(files, root, base_url)
+
+
+def source_line(what: str, fingerprint: str) -> str:
+    """The line a loader prints to say what it used (SOURCE_LINE reads it back)."""
+    return f"cnnlib.data: {what} (fingerprint {fingerprint})"
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read a (gzipped) IDX file of unsigned bytes into an array of its stated shape."""
     opener = gzip.open if str(path).endswith(".gz") else open
@@ -224,8 +329,8 @@ def load_fashion_mnist(
 
     Batches are X of shape (batch, 1, 28, 28), float32 in [0, 1], and y of shape (batch,), int64.
     Each file is looked for in search_dirs(root) (`root`, $CNNLIB_DATA, the user cache, then
-    SYSTEM_DATA_DIR, which is only read) and otherwise downloaded into data_dir(root); a corrupt
-    copy there is fetched again.
+    system_data_dir(), which is only read) and otherwise downloaded into data_dir(root); a corrupt
+    copy there is fetched again. Prints its source line: the folder it read and the data's fingerprint.
     """
     batch_size = int_at_least("batch_size", batch_size, 1)
     if not isinstance(download, bool):
@@ -235,7 +340,9 @@ def load_fashion_mnist(
     dirs = search_dirs(root)
     root = data_dir(root)
     try:
-        paths = {name: fetch(name, md5, root, base_url, download, dirs) for name, md5 in FASHION_MNIST_FILES.items()}
+        paths = {
+            name: fetch(name, expected_md5(name)[0], root, base_url, download, dirs) for name in FASHION_MNIST_FILES
+        }
     except DatasetUnavailable as e:
         raise DatasetUnavailable(
             f"Fashion-MNIST is not available: {e}.\n"
@@ -243,6 +350,7 @@ def load_fashion_mnist(
             f"these four files in {root} (or set CNNLIB_DATA to their folder): "
             + ", ".join(FASHION_MNIST_FILES)
         ) from e
+    print(source_line(describe_files(paths), data_fingerprint(paths, root, base_url)))
 
     def images(name: str) -> torch.Tensor:
         return torch.from_numpy(read_idx(paths[name]).astype(np.float32) / 255.0).unsqueeze(1)  # (N, 1, 28, 28)
@@ -312,4 +420,5 @@ def load_data(
             "NOTICE: falling back to scikit-learn's bundled digits (1,437 train / 360 test images, "
             "8x8 resized to 28x28). Results below are for digits, not Fashion-MNIST."
         )
+        print(source_line(DIGITS_FALLBACK, data_fingerprint(find_fashion_mnist(root), root)))
         return Dataset(*load_digits28(batch_size), "digits", DIGITS_LABELS)

@@ -92,6 +92,19 @@ def test_lenet_page_names_its_dataset_and_hides_the_choice(book):
 
 
 @pytest.mark.slow
+def test_build_says_which_dataset_the_lenet_chapter_used(book):
+    html_dir, log = book
+    lines = (html_dir.parent / "datasets.txt").read_text(encoding="utf-8").splitlines()
+    what, _ = cnnlib.data.data_source()
+    if what.startswith("Fashion-MNIST from"):
+        assert lines == [f"book/06_lenet used {what}"]
+    else:
+        assert lines[0] == f"book/06_lenet used {cnnlib.data.DIGITS_FALLBACK}"
+        assert lines[1].startswith("NOTICE: book/06_lenet fell back to the bundled digits.") and len(lines) == 2
+    assert all(line in log for line in lines)
+
+
+@pytest.mark.slow
 def test_training_logs_are_one_output_box(book):
     html_dir, _ = book
     source = (html_dir / "book" / "06_lenet.html").read_text(encoding="utf-8")

@@ -4,7 +4,7 @@ installed, and the bundled-digits fallback. No test touches the network.
 
 Every test here sees an empty fake system folder and an empty user cache (the `isolated` fixture),
 so files installed on the machine never change what a test finds; the tests of the system-folder
-lookup point data.SYSTEM_DATA_DIR at a folder they fill themselves."""
+lookup point data.SYSTEM_DATA_DIR (or $CNNLIB_SYSTEM_DATA) at a folder they fill themselves."""
 from __future__ import annotations
 
 import gzip
@@ -57,6 +57,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "SYSTEM_DATA_DIR", system)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv("CNNLIB_DATA", raising=False)
+    monkeypatch.delenv(data.SYSTEM_DATA_ENV, raising=False)
+    monkeypatch.delenv(data.CHECKSUMS_ENV, raising=False)
     return SimpleNamespace(system=system, cache=tmp_path / "xdg" / "cnnlib")
 
 
@@ -367,6 +369,115 @@ def test_md5sum_reads_in_chunks(tmp_path):
     payload = os.urandom(10_000)
     (tmp_path / "f").write_bytes(payload)
     assert data.md5sum(tmp_path / "f", chunk_size=999) == hashlib.md5(payload).hexdigest()
+
+
+def test_CNNLIB_SYSTEM_DATA_names_the_system_folder(server, tmp_path, monkeypatch, offline, isolated):
+    other = tmp_path / "other-system"
+    for name in NAMES:
+        regzip(server.folder / name, isolated.system / name)
+    monkeypatch.setenv(data.SYSTEM_DATA_ENV, str(other))  # e.g. to hide Debian's copy
+    assert data.system_data_dir() == other and data.search_dirs()[-1] == other
+    with pytest.raises(cnnlib.DatasetUnavailable):
+        cnnlib.load_fashion_mnist(4, download=False)
+    monkeypatch.setenv(data.SYSTEM_DATA_ENV, str(isolated.system))
+    cnnlib.load_fashion_mnist(4, download=False)
+    monkeypatch.setenv(data.SYSTEM_DATA_ENV, "")  # empty: the default
+    assert data.system_data_dir() == isolated.system
+
+
+# --------------------------------------------------------------------------------------------
+# $CNNLIB_DATA_MD5: other checksums than the published ones, for tests and private mirrors.
+# --------------------------------------------------------------------------------------------
+
+
+def test_CNNLIB_DATA_MD5_replaces_the_published_checksums(tmp_path, monkeypatch, capsys, offline, isolated):
+    # Small files in the right format, whose MD5s are not the published ones: refused by default.
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    arrays = {TRAIN_IMAGES: rng.integers(0, 256, (3, 28, 28)), TRAIN_LABELS: np.arange(3),
+              TEST_IMAGES: rng.integers(0, 256, (2, 28, 28)), TEST_LABELS: np.arange(2)}
+    md5s = {name: write_gz(folder / name, idx_bytes(a)) for name, a in arrays.items()}
+    assert not data.is_verified(folder / TRAIN_LABELS, TRAIN_LABELS)
+    assert data.find_fashion_mnist(folder) == dict.fromkeys(NAMES)
+    checksums = tmp_path / "mine.md5"
+    checksums.write_text("# md5sum's format\n" + "".join(f"{md5} *{name}\n" for name, md5 in md5s.items()))
+    monkeypatch.setenv(data.CHECKSUMS_ENV, str(checksums))
+    assert data.expected_md5(TRAIN_LABELS) == (md5s[TRAIN_LABELS], None)
+    _, test_iter = cnnlib.load_fashion_mnist(2, root=folder, download=False)
+    assert torch.equal(all_batches(test_iter)[1], torch.arange(2))
+    line = capsys.readouterr().out.strip()
+    assert f"from {folder.absolute()}, verified against the MD5s in {checksums} ($CNNLIB_DATA_MD5)" in line
+    # A file that is not the listed one is refused, as with the published checksums.
+    (folder / TEST_LABELS).write_bytes(gzip.compress(idx_bytes(np.arange(2) + 1)))
+    assert not data.is_verified(folder / TEST_LABELS, TEST_LABELS)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0123  train-images-idx3-ubyte.gz\n", "line 1: expected '<32 hex digits>  <file name>'"),
+    ("", "lists no MD5 for train-images-idx3-ubyte.gz"),
+])
+def test_CNNLIB_DATA_MD5_bad_file_says_what_is_wrong(tmp_path, monkeypatch, text, message):
+    checksums = tmp_path / "bad.md5"
+    checksums.write_text(text)
+    monkeypatch.setenv(data.CHECKSUMS_ENV, str(checksums))
+    with pytest.raises(ValueError, match=message):
+        data.expected_md5(TRAIN_IMAGES)
+    monkeypatch.setenv(data.CHECKSUMS_ENV, str(tmp_path / "missing.md5"))
+    with pytest.raises(ValueError, match="CNNLIB_DATA_MD5 must name a readable checksum file"):
+        data.expected_md5(TRAIN_IMAGES)
+
+
+# --------------------------------------------------------------------------------------------
+# What a loader used: its source line and the data's fingerprint, for the book's cache.
+# --------------------------------------------------------------------------------------------
+
+
+def source_lines(text: str) -> list[tuple[str, str]]:
+    return [(m["what"], m["fingerprint"]) for m in data.SOURCE_LINE.finditer(text)]
+
+
+def test_fingerprint_follows_the_source_without_downloading(server, tmp_path, monkeypatch, offline, isolated):
+    env = tmp_path / "env"
+    monkeypatch.setenv("CNNLIB_DATA", str(env))
+    what, none = data.data_source()
+    assert what.startswith(f"no verified {TRAIN_IMAGES}") and f"into {env}" in what
+    assert offline == [] and not env.exists()  # nothing downloaded, nothing created
+    for name in NAMES:
+        regzip(server.folder / name, isolated.system / name)
+    what, system = data.data_source()
+    assert what == f"Fashion-MNIST from {isolated.system}" and system != none
+    env.mkdir()
+    for name in NAMES:
+        shutil.copy(server.folder / name, env / name)
+    what, in_env = data.data_source()
+    assert what == f"Fashion-MNIST from {env}" and in_env not in (none, system)  # $CNNLIB_DATA comes first
+    assert data.data_source() == (what, in_env)  # the same files: the same fingerprint
+    (env / TEST_LABELS).write_bytes(b"corrupt")
+    assert data.data_source()[1] == data.data_fingerprint(
+        {**{n: env / n for n in NAMES}, TEST_LABELS: isolated.system / TEST_LABELS})  # passed over
+
+
+def test_loaders_print_their_source_line(server, tmp_path, monkeypatch, capsys, offline, isolated):
+    root = tmp_path / "cache"
+    ds = cnnlib.load_data(batch_size=64, root=root)  # nothing anywhere: the digits
+    ((what, fingerprint),) = source_lines(capsys.readouterr().out)
+    assert ds.name == "digits" and what == data.DIGITS_FALLBACK
+    assert fingerprint == data.data_source(root)[1]  # what the book compares it with
+    root.mkdir(exist_ok=True)  # the failed download made it
+    for name in NAMES:
+        shutil.copy(server.folder / name, root / name)
+    ds = cnnlib.load_data(batch_size=4, root=root)
+    ((what, fingerprint),) = source_lines(capsys.readouterr().out)
+    assert ds.name == "fashion-mnist" and what == f"Fashion-MNIST from {root}"
+    assert data.data_source(root) == (what, fingerprint)
+
+
+def test_a_download_gets_the_fingerprint_of_the_files_it_left(server, tmp_path, capsys, isolated):
+    cnnlib.load_fashion_mnist(4, base_url=server.url)  # into the user cache
+    ((what, fingerprint),) = source_lines(capsys.readouterr().out)
+    assert what == f"Fashion-MNIST from {isolated.cache}"
+    assert data.data_source() == (what, fingerprint)  # so the next build has nothing to execute again
 
 
 # --------------------------------------------------------------------------------------------
