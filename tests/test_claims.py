@@ -78,7 +78,8 @@ def test_a_grade_cell_the_assignment_does_not_have_is_forged():
     n = len(nb.cells)
     assert forged_claims(nb, _gradebook_notebook(release)) == [
         (n - 3, "claims to be a grade cell worth 100 points 'bonus', which the assignment does not have"),
-        (n - 2, "claims to be a grade cell worth 'many' points ['not', 'a', 'name'], which the assignment does not have"),
+        (n - 2, "claims to be a grade cell worth 'many' points ['not', 'a', 'name'], which the assignment "
+                "does not have"),
     ]  # a cell that claims nothing (all flags false) is left as it is
 
 

@@ -654,7 +654,8 @@ def test_off_fails_a_non_finite_number_where_a_finite_one_is_expected():
     tol = core.TOLERANCES[torch.float64]
     assert core.where_differs([1.0, NAN], [1.0, 2.0], tol)[0] == 1 and core.where_differs([INF], [0.0], tol)
     assert core.where_differs([1.0, NAN, -INF], [1.0, NAN, -INF], tol) is None
-    assert core.not_finite(NAN) == " (not a finite number)" and core.not_finite(0.5) == "" and core.not_finite("x") == ""
+    assert core.not_finite(NAN) == " (not a finite number)"
+    assert core.not_finite(0.5) == "" and core.not_finite("x") == ""
 
 
 def test_06_non_finite_results_fail_with_a_reason(solutions):

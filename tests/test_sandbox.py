@@ -286,7 +286,8 @@ def test_etc_shows_only_what_uid_65534_could_read_on_the_host():
     assert "/etc/passwd" in read and "/etc/ld.so.cache" in read
     assert sorted(_readable_as_nobody(read)) == sorted(read)
     shows = {p for top, dirs, files in os.walk("/etc") for p in (os.path.join(top, n) for n in dirs + files)
-             if not os.path.islink(p) and (os.path.isdir(p) and os.listdir(p) or os.path.isfile(p) and os.path.getsize(p))}
+             if not os.path.islink(p)
+             and (os.path.isdir(p) and os.listdir(p) or os.path.isfile(p) and os.path.getsize(p))}
     hidden = sorted(shows - set(read))
     if os.geteuid() == 0:
         assert "/etc/shadow" in hidden

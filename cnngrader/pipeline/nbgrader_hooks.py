@@ -56,7 +56,8 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
                          app.coursedir.format_path(app.coursedir.source_directory, ".", assignment_id))
         for line in set_aside_odd_files(folder):
             app.log.warning("%s/%s: %s", student_id, assignment_id, line)
-        notebooks[:] = [n for n in notebooks if Path(n) in graded_notebooks(folder)]
+        graded = graded_notebooks(folder)
+        notebooks[:] = [n for n in notebooks if Path(n) in graded]
         renamed = rename_single_notebook(app.coursedir, folder, assignment_id)
     except Exception as e:  # noqa: BLE001 - nbgrader would log a hook's failure at INFO only
         app.log.error("%s/%s: could not prepare the submission: %s", student_id, assignment_id, e)

@@ -24,8 +24,9 @@ RLIMIT_CPU on every process is only a per-process backstop.
 
 bwrap runs as the caller. As root (CI, the course server) the sandbox's uid 65534 maps to host
 uid 0 without any capability outside its namespaces, so only the binds above are reachable, all
-read-only; and every file or folder of /etc that the host's uid 65534 could not read is masked. Without root, bwrap needs
-unprivileged user namespaces and the cgroups must be delegated to the caller (see INSTALL_HINT).
+read-only; and every file or folder of /etc that the host's uid 65534 could not read is masked
+(unreadable). Without root, bwrap needs unprivileged user namespaces and the cgroups must be
+delegated to the caller (see INSTALL_HINT).
 """
 from __future__ import annotations
 
