@@ -282,8 +282,12 @@ def note_forged_claims(cfg: Config, subs: Iterable[tuple[str, str]]) -> None:
     with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
         for sid, aid in subs:
             for path in graded_notebooks(Path(cd.format_path(cd.submitted_directory, sid, aid))):
-                nb = nbformat.read(str(path), as_version=4)
-                for i, why in gradebook_forged_claims(gb, path.stem, aid, nb):
+                try:
+                    forged = gradebook_forged_claims(gb, path.stem, aid, nbformat.read(str(path), as_version=4))
+                except Exception as e:  # noqa: BLE001 - only a log line is at stake; sanitizing decides
+                    log.warning("%s/%s: could not check the cells of %s: %s", sid, aid, path.name, e)
+                    continue
+                for i, why in forged:
                     log.warning("%s/%s: cell %d of %s %s: graded as a plain cell, it earns nothing", sid, aid,
                                 i + 1, path.name, why)
 
