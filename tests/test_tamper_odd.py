@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -143,7 +144,7 @@ def batch(tmp_path_factory):
         logger.removeHandler(handler)
         stop_zygote()
     rows = gradebook_rows(course_config(root))
-    return type("Batch", (), {"root": root, "result": result, "rows": rows, "fair": fair, "log": records})
+    return SimpleNamespace(root=root, result=result, rows=rows, fair=fair, log=records)
 
 
 def scores_of(batch, student: str) -> dict[str, float]:
