@@ -67,6 +67,7 @@ c.Autograde.autograde_preprocessors = [
 ]
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
+    "cnngrader.pipeline.claims.DropForgedClaims",  # the gradebook, not a cell's metadata, says which cell is which
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "cnngrader.pipeline.execute.RestoreCells",  # nbgrader's OverwriteCells; restores deleted cells anywhere

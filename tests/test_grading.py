@@ -640,3 +640,78 @@ def test_value_cases_are_drawn_from_the_secret_with_the_edge_cases_kept():
         a, b = [c.desc for c in draw(1)], [c.desc for c in draw(2)]
         assert a != b and edge in a and edge in b, (name, a, b)
         assert [c.desc for c in draw(None)] == [c.desc for c in draw(None)]
+
+
+# --- results that are not finite numbers -----------------------------------------------------------
+NAN, INF = float("nan"), float("inf")
+
+
+def test_off_fails_a_non_finite_number_where_a_finite_one_is_expected():
+    assert core.off(NAN, 0.5, atol=1e-9) and core.off(INF, 0.5, rtol=1.0, atol=1.0) and core.off(-INF, 1e300)
+    assert core.off(10**400, 1.0) and core.off(NAN, INF) and core.off(INF, -INF) and core.off(1.0, NAN)
+    assert not core.off(0.5 + 1e-10, 0.5, atol=1e-9) and not core.off(NAN, NAN) and not core.off(INF, INF)
+    assert core.off(0.5 + 1e-8, 0.5, atol=1e-9) and not core.off(3, 3.0)
+    tol = core.TOLERANCES[torch.float64]
+    assert core.where_differs([1.0, NAN], [1.0, 2.0], tol)[0] == 1 and core.where_differs([INF], [0.0], tol)
+    assert core.where_differs([1.0, NAN, -INF], [1.0, NAN, -INF], tol) is None
+    assert core.not_finite(NAN) == " (not a finite number)"
+    assert core.not_finite(0.5) == "" and core.not_finite("x") == ""
+
+
+def test_06_non_finite_results_fail_with_a_reason(solutions):
+    ns = solutions["06_lenet"]
+
+    def nan_accuracy(net, data_iter, device):
+        ns["evaluate_accuracy"](net, data_iter, device)
+        return NAN
+
+    def nan_epoch(net, train_iter, loss, optimizer, device):
+        ns["train_epoch"](net, train_iter, loss, optimizer, device)
+        return NAN, NAN
+
+    def inf_loss(net, train_iter, loss, optimizer, device):
+        return INF, ns["train_epoch"](net, train_iter, loss, optimizer, device)[1]
+
+    def nan_accuracy_only(net, train_iter, loss, optimizer, device):
+        return ns["train_epoch"](net, train_iter, loss, optimizer, device)[0], NAN
+
+    def huge_loss(net, train_iter, loss, optimizer, device):
+        return 10**400, ns["train_epoch"](net, train_iter, loss, optimizer, device)[1]
+
+    assert "evaluate_accuracy returned nan (not a finite number)" in _reason("evaluate_accuracy", nan_accuracy)
+    assert "returned mean loss nan (not a finite number)" in _reason("train_epoch", nan_epoch)
+    assert "returned mean loss inf (not a finite number)" in _reason("train_epoch", inf_loss)
+    assert "returned accuracy nan (not a finite number)" in _reason("train_epoch", nan_accuracy_only)
+    assert "(not a finite number)" in _reason("train_epoch", huge_loss)
+
+
+def test_non_finite_tensors_fail_with_a_reason(solutions):
+    ns = solutions["02_cross_correlation"]
+
+    def nan_corner(X, K):
+        Y = ns["corr2d"](X, K)
+        Y[0, 0] = NAN
+        return Y
+
+    def diverging(X, Y, kernel_size, num_steps, lr):
+        return torch.full(kernel_size, NAN, dtype=X.dtype, device=X.device)
+
+    reason = _reason("corr2d", nan_corner)
+    assert "corr2d returned nan" in reason and "element 0 (flattened) is nan (not a finite number)" in reason
+    assert "learn_kernel returned a kernel holding nan (not a finite number)" in _reason("learn_kernel", diverging)
+
+
+def test_a_non_finite_answer_is_not_the_answer():
+    check = core.answer_check("x", {"x": 0.5}, 0.0)
+
+    class Runner:
+        def __init__(self, value):
+            self.v = value
+
+        def value(self, name):
+            return {"kind": "value", "value": self.v}
+
+    for bad in (NAN, INF, 10**400):
+        with pytest.raises(GradingError, match="the answer is a number"):
+            check("x", Runner(bad))
+    check("x", Runner(0.5))

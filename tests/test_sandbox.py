@@ -245,3 +245,98 @@ def test_check_available_says_what_to_install(monkeypatch, tmp_path):
             check_available()
     finally:
         sb._checked.cache_clear()
+
+
+def _readable_as_nobody(paths: list[str]) -> list[str]:
+    """The paths that a process of host uid 65534 can read (files) or list (folders). Without root, the
+    sandbox's uid is the caller's: then the caller itself is the reference."""
+    code = ("import json, os, sys\nok = []\nfor p in json.load(sys.stdin):\n    try:\n"
+            "        os.listdir(p) if os.path.isdir(p) else open(p, 'rb').read(1)\n        ok.append(p)\n"
+            "    except OSError:\n        pass\nprint(json.dumps(ok))")
+    as_nobody = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+    python = "/usr/bin/python3" if as_nobody else PY  # the venv may be out of uid 65534's reach (under /root)
+    if as_nobody and not os.access(python, os.X_OK):
+        pytest.skip("no /usr/bin/python3 to read /etc as uid 65534")
+    done = subprocess.run([python, "-I", "-S", "-c", code], input=json.dumps(paths), capture_output=True,
+                          text=True, timeout=60, cwd="/", **as_nobody)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+WALK_ETC = """import json, os, stat
+read = []
+for top, dirs, files in os.walk("/etc"):
+    for name in dirs + files:
+        p = os.path.join(top, name)
+        try:
+            st = os.lstat(p)
+            # what shows something: a folder with entries, a file with bytes (a masked folder is empty, a
+            # masked file is /dev/null); a link's target is walked where it lies
+            if stat.S_ISDIR(st.st_mode) and os.listdir(p) or stat.S_ISREG(st.st_mode) and open(p, "rb").read(1):
+                read.append(p)
+        except OSError:
+            pass
+print(json.dumps(read))"""
+
+
+def test_etc_shows_only_what_uid_65534_could_read_on_the_host():
+    """As root the sandbox's uid is host uid 0: every file of /etc that the host's uid 65534 cannot read
+    (/etc/shadow, keys under /etc/ssl/private) is masked, and what it can read stays readable."""
+    read = probe(WALK_ETC)
+    assert "/etc/passwd" in read and "/etc/ld.so.cache" in read
+    assert sorted(_readable_as_nobody(read)) == sorted(read)
+    shows = {p for top, dirs, files in os.walk("/etc") for p in (os.path.join(top, n) for n in dirs + files)
+             if not os.path.islink(p)
+             and (os.path.isdir(p) and os.listdir(p) or os.path.isfile(p) and os.path.getsize(p))}
+    hidden = sorted(shows - set(read))
+    if os.geteuid() == 0:
+        assert "/etc/shadow" in hidden
+    assert _readable_as_nobody(hidden) == []  # nothing was masked that uid 65534 may read
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it writes a root-only key into /etc, then removes it")
+def test_a_root_only_key_in_etc_is_masked():
+    base = Path(f"/etc/cnngrader-sandbox-test-{os.getpid()}")
+    try:
+        (base / "private").mkdir(parents=True, mode=0o755)
+        (base / "private").chmod(0o700)
+        for rel, mode in (("key.pem", 0o600), ("group.pem", 0o640), ("private/public.pem", 0o644),
+                          ("public.pem", 0o644)):
+            (base / rel).write_text(f"SECRET {rel}" if rel != "public.pem" else "public")
+            (base / rel).chmod(mode)
+        got = probe(f"""import json, os
+out = {{}}
+for rel in ("key.pem", "group.pem", "private/public.pem", "public.pem", "private"):
+    p = os.path.join({str(base)!r}, rel)
+    try:
+        out[rel] = os.listdir(p) if os.path.isdir(p) else open(p).read()
+    except OSError as e:
+        out[rel] = type(e).__name__
+print(json.dumps(out))""")
+        assert got["public.pem"] == "public"
+        assert got["private"] == []
+        assert not [v for v in got.values() if "SECRET" in str(v)], got
+    finally:
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_unreadable_follows_the_mode_bits(tmp_path):
+    top = tmp_path / "etc"
+    (top / "open" / "deep").mkdir(parents=True)
+    (top / "closed").mkdir()
+    (top / "list_only").mkdir()
+    for rel, mode in (("open/a", 0o644), ("open/deep/b", 0o600), ("closed/c", 0o644), ("d", 0o640), ("e", 0o604)):
+        (top / rel).write_text("x")
+        (top / rel).chmod(mode)
+    (top / "closed").chmod(0o700)
+    (top / "list_only").chmod(0o744)  # readable, not searchable
+    (top / "link").symlink_to(top / "d")
+    me, other = os.getuid(), 65534 if os.getuid() != 65534 else 65533
+    files, folders = sb.unreadable(str(top), uid=other, gid=other)
+    assert files == [str(top / "d"), str(top / "open" / "deep" / "b")]
+    assert folders == [str(top / "closed"), str(top / "list_only")]
+    assert sb.unreadable(str(top), uid=me, gid=other) == ([], [])  # the owner's bits
+    files, _ = sb.unreadable(str(top), uid=other, gid=os.getgid())  # the group's bits: d is 0640
+    assert str(top / "d") not in files and str(top / "e") in files

@@ -147,6 +147,12 @@ def _check_learn_kernel(name: str, runner: Any) -> None:
                 core.fail(f"{name} returned dtype {core.dt(c.dtype_of(K))} {where}; expected {core.dt(dtype)}, X's dtype")
             if c.device_of(K) != device:
                 core.fail(f"{name} returned a kernel on {c.device_of(K)} {where}; expected it on {device}, X's device")
+            values = core.flat(c.tolist(c.detach(c.to(K, device=c.CPU, dtype=c.F64))))
+            bad = next((v for v in values if not core.finite(v)), None)
+            if bad is not None:
+                core.fail(f"{name} returned a kernel holding {bad!r}{core.not_finite(bad)} {where}: the steps "
+                          f"diverged or divided by zero. Each step should subtract lr times the gradient of the "
+                          f"summed squared error.")
             err = _residual(X, K, Y)
             if not (err <= LEARN_TOLERANCES[dtype]):
                 core.fail(f"{name} did not fit the data {where}: corr2d(X, K) is off by {err:.3g} relative to Y "

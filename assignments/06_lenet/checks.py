@@ -184,8 +184,9 @@ def _check_evaluate_accuracy(name: str, runner: Any) -> None:
         reason = _probe_reason(name, out["log"], False, False, device, where)
         if reason:
             core.fail(reason)
-        if abs(got - expected) > 1e-9:
-            core.fail(f"{name} returned {got!r} {where}; expected {expected!r} (correct predictions / examples)")
+        if core.off(got, expected, atol=1e-9):
+            core.fail(f"{name} returned {got!r}{core.not_finite(got)} {where}; expected {expected!r} "
+                      f"(correct predictions / examples)")
         if out["training_after"] is not True:
             core.fail(f"{name} left the net in eval mode {where}; it was in training mode before the call, "
                       f"restore that mode at the end")
@@ -219,13 +220,16 @@ def _check_train_epoch(name: str, runner: Any) -> None:
                 core.fail(f"after {name} the net's {pname} differs from the reference {where}: per batch, "
                           f"call optimizer.zero_grad(), compute the loss, l.backward(), then optimizer.step()")
         loss, acc = got
-        if abs(loss - exp_loss) > 1e-5 * max(1.0, abs(exp_loss)):
+        if core.off(loss, exp_loss, atol=1e-5 * max(1.0, abs(exp_loss))):
             sizes = [len(y) for _, y in batches]
-            core.fail(f"{name} returned mean loss {loss:.6g} {where}; expected {exp_loss:.6g}: the mean over "
+            shown = f"{loss:.6g}" if core.finite(loss) else f"{loss!r}{core.not_finite(loss)}"
+            core.fail(f"{name} returned mean loss {shown} {where}; expected "
+                      f"{exp_loss:.6g}: the mean over "
                       f"examples, so weight each batch's mean loss by its size ({sizes}) before dividing by "
                       f"{sum(sizes)}")
-        if abs(acc - exp_acc) > 1e-9:
-            core.fail(f"{name} returned accuracy {acc!r} {where}; expected {exp_acc!r}: the fraction of training "
+        if core.off(acc, exp_acc, atol=1e-9):
+            core.fail(f"{name} returned accuracy {acc!r}{core.not_finite(acc)} {where}; expected {exp_acc!r}: "
+                      f"the fraction of training "
                       f"examples whose arg-max logit is the label, using the logits computed before each step")
 
 

@@ -186,16 +186,34 @@ def flat(x: Any) -> list:
     return [x]
 
 
+def finite(v: Any) -> bool:
+    """Whether the number v (int or float) is finite; an int too large for a float is not."""
+    try:
+        return c.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def off(got: Any, expected: Any, rtol: float = 0.0, atol: float = 0.0) -> bool:
+    """Whether the number got misses expected by more than atol + rtol * |expected|: every numeric
+    comparison of a check goes through here. NaN compares False with everything, so a bare
+    `abs(got - expected) > tol` would let a NaN pass; here a non-finite got is off, unless expected
+    is the same non-finite value (NaN for NaN, the same infinity)."""
+    if not finite(expected):
+        return not (got == expected or (isinstance(got, float) and isinstance(expected, float)
+                                        and c.isnan(got) and c.isnan(expected)))
+    return not finite(got) or abs(got - expected) > atol + rtol * abs(expected)
+
+
+def not_finite(v: Any) -> str:
+    """" (not a finite number)" when v is a number that is not finite, else ""; for reasons."""
+    return " (not a finite number)" if type(v) in (int, float) and not finite(v) else ""
+
+
 def where_differs(got: list, expected: list, tol: Tol) -> tuple[int, float, float] | None:
-    """The first index where got and expected differ beyond tol, or None."""
+    """The first index where got and expected differ beyond tol (off), or None."""
     for i, (g, e) in enumerate(zip(got, expected)):
-        if c.isnan(e) or c.isnan(g):
-            if c.isnan(e) and c.isnan(g):
-                continue
-            return i, g, e
-        if g == e:
-            continue  # equal infinities included
-        if not (c.isfinite(g) and c.isfinite(e)) or abs(g - e) > tol.atol + tol.rtol * abs(e):
+        if off(g, e, tol.rtol, tol.atol):
             return i, g, e
     return None
 
@@ -343,6 +361,9 @@ def check_tensor_out(name: str, got: Any, expected: torch.Tensor, dtype: torch.d
     bad = where_differs(g, e, tol)
     if bad is not None:
         i, gv, ev = bad
+        if not finite(gv) and finite(ev):
+            return (f"{name} returned {gv!r} {where}: element {i} (flattened) is {gv!r}{not_finite(gv)}, "
+                    f"expected {ev:.10g}")
         return (f"{name} returned wrong values {where}: element {i} (flattened) is {gv:.10g}, expected "
                 f"{ev:.10g}, off by {abs(gv - ev):.3g} (tolerance {dt(dtype)}: rtol={tol.rtol:g}, atol={tol.atol:g})")
     return None
@@ -520,7 +541,7 @@ def _has_form(got: Any, form: Any) -> bool:
     if type(form) is int:
         return type(got) is int
     if type(form) is float:
-        return type(got) in (int, float) and c.isfinite(got)
+        return type(got) in (int, float) and finite(got)
     return (isinstance(got, (tuple, list)) and len(got) == len(form)
             and all(_has_form(g, f) for g, f in zip(got, form)))
 
@@ -529,7 +550,7 @@ def _same(got: Any, expected: Any) -> bool:
     if isinstance(expected, tuple):
         return all(_same(g, e) for g, e in zip(got, expected))
     if type(expected) is float:
-        return abs(got - expected) <= 1e-6 * max(1.0, abs(expected))
+        return not off(got, expected, atol=1e-6 * max(1.0, abs(expected)))
     return got == expected
 
 

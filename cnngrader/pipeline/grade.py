@@ -235,7 +235,7 @@ def find_submissions(cfg: Config, students: Iterable[str] | None = None,
                 continue
             if want_a is not None and adir.name not in want_a:
                 continue
-            if any(adir.glob("*.ipynb")):
+            if any(p.suffix == ".ipynb" and not p.name.startswith(".") for p in adir.iterdir()):
                 found.append((sdir.name, adir.name))
     return found
 
@@ -244,25 +244,52 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
     """Make a submission gradable, or say in one line why it is not.
 
     A single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
-    is renamed to the assignment's notebook name, and the log says so. A notebook that is not
-    a readable notebook (corrupt JSON, truncated) is reported and left ungraded."""
+    is renamed to the assignment's notebook name, and the log says so. Named pipes, sockets and
+    device files are removed and a hidden `..ipynb` ignored, one line in the log each
+    (set_aside_odd_files). A notebook that is not a readable notebook (corrupt JSON, truncated)
+    is reported and left ungraded."""
     from nbgrader.coursedir import CourseDirectory
 
-    from .nbgrader_hooks import rename_single_notebook
+    from .nbgrader_hooks import graded_notebooks, rename_single_notebook, set_aside_odd_files
 
     cd = CourseDirectory(config=cfg)
     folder = Path(cd.format_path(cd.submitted_directory, student, assignment))
+    for line in set_aside_odd_files(folder):
+        log.warning("%s/%s: %s", student, assignment, line)
     renamed = rename_single_notebook(cd, folder, assignment)
     if renamed:
         log.info("%s/%s: graded %r as %r, the assignment's notebook", student, assignment, renamed[0].name,
                  renamed[1].name)
-    for name in sorted(p.name for p in folder.glob("*.ipynb")):
+    for name in [p.name for p in graded_notebooks(folder)]:
         try:
             nbformat.read(str(folder / name), as_version=4)
         except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             return f"{student}/{assignment}: {name} is not a readable notebook ({why[:200]}); not graded"
     return None
+
+
+def note_forged_claims(cfg: Config, subs: Iterable[tuple[str, str]]) -> None:
+    """One log line for each cell whose nbgrader metadata claims what the gradebook does not vouch for
+    (an extra grade cell, a second 'setup' cell); sanitizing (claims.DropForgedClaims) neutralises it."""
+    from nbgrader.api import Gradebook
+    from nbgrader.coursedir import CourseDirectory
+
+    from .claims import gradebook_forged_claims
+    from .nbgrader_hooks import graded_notebooks
+
+    cd = CourseDirectory(config=cfg)
+    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
+        for sid, aid in subs:
+            for path in graded_notebooks(Path(cd.format_path(cd.submitted_directory, sid, aid))):
+                try:
+                    forged = gradebook_forged_claims(gb, path.stem, aid, nbformat.read(str(path), as_version=4))
+                except Exception as e:  # noqa: BLE001 - only a log line is at stake; sanitizing decides
+                    log.warning("%s/%s: could not check the cells of %s: %s", sid, aid, path.name, e)
+                    continue
+                for i, why in forged:
+                    log.warning("%s/%s: cell %d of %s %s: graded as a plain cell, it earns nothing", sid, aid,
+                                i + 1, path.name, why)
 
 
 def _ensure_assignments(cfg: Config, assignments: Iterable[str]) -> list[str]:
@@ -570,6 +597,7 @@ def grade_course(
             result.failures.append(f"unknown assignment {sid}/{aid}: not in the gradebook nor in the source directory")
         subs = result.submissions = [sa for sa in subs if sa[1] not in unknown]
         sync_students(cfg, {s for s, _ in subs})  # names from roster.csv, before the workers copy the gradebook
+        note_forged_claims(cfg, subs)
         source_db = _phase1_db(cfg, {a for _, a in subs}, work)
         result.seconds["prepare"] = time.perf_counter() - t
 

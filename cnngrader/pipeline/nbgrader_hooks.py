@@ -7,7 +7,9 @@ nbgrader_config.py installs them with nbgrader's own configuration points:
   - an assignment missing from the gradebook is added from the source directory (solutions/),
     as `make grade` does; exercises/ is not touched;
   - a single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
-    is renamed to the assignment's notebook name, and the log says so.
+    is renamed to the assignment's notebook name, and the log says so;
+  - named pipes, sockets and device files in the submission are removed, and a hidden `..ipynb`
+    ignored, one line in the log each (set_aside_odd_files).
 - `ReleaseFeedback` (c.ExchangeFactory.release_feedback), nbgrader's release_feedback for
   submissions placed in submitted/ by hand, which lack the exchange's timestamp.txt and
   submission_secret.txt.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import datetime
 import glob
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -51,6 +54,10 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
         if add_missing_assignments(app.coursedir, app.config, [assignment_id])[0]:
             app.log.info("%s was not in the gradebook: added it from %s", assignment_id,
                          app.coursedir.format_path(app.coursedir.source_directory, ".", assignment_id))
+        for line in set_aside_odd_files(folder):
+            app.log.warning("%s/%s: %s", student_id, assignment_id, line)
+        graded = graded_notebooks(folder)
+        notebooks[:] = [n for n in notebooks if Path(n) in graded]
         renamed = rename_single_notebook(app.coursedir, folder, assignment_id)
     except Exception as e:  # noqa: BLE001 - nbgrader would log a hook's failure at INFO only
         app.log.error("%s/%s: could not prepare the submission: %s", student_id, assignment_id, e)
@@ -116,12 +123,52 @@ def rename_single_notebook(cd, folder: Path, assignment_id: str) -> tuple[Path, 
     another name, rename it to the assignment's name; returns (old, new) or None."""
     source = Path(cd.format_path(cd.source_directory, ".", assignment_id))
     expected = sorted(p.name for p in source.glob("*.ipynb"))
-    present = sorted(p.name for p in folder.glob("*.ipynb"))
+    present = [p.name for p in graded_notebooks(folder)]
     if len(expected) != 1 or len(present) != 1 or present == expected:
         return None
     old, new = folder / present[0], folder / expected[0]
     old.rename(new)
     return old, new
+
+
+def graded_notebooks(folder: Path) -> list[Path]:
+    """The notebooks nbgrader grades in a submission folder: its `*.ipynb` as nbgrader's glob finds them
+    (a hidden name such as `..ipynb` is not one), regular files only."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(str(folder)), "*.ipynb"))):
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                found.append(Path(path))
+        except OSError:
+            pass  # removed meanwhile
+    return found
+
+
+_SPECIAL = {stat.S_IFIFO: "named pipe", stat.S_IFSOCK: "socket", stat.S_IFCHR: "device file",
+            stat.S_IFBLK: "device file"}
+
+
+def set_aside_odd_files(folder: Path) -> list[str]:
+    """Neutralise what in a submission folder would stop a correct notebook from being graded; one line
+    for the log each. Named pipes, sockets and device files are removed: they hold no data, and copying
+    one fails and reading one blocks. A hidden `*.ipynb` (`..ipynb`, an editor's leftover) is left
+    where it is, and not graded."""
+    lines = []
+    for top, _dirs, files in os.walk(folder):
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            rel = os.path.relpath(path, folder)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
+            kind = _SPECIAL.get(stat.S_IFMT(mode))
+            if kind:
+                os.unlink(path)
+                lines.append(f"removed the {kind} {rel!r} from the submission: only regular files are graded")
+            elif top == str(folder) and name.startswith(".") and name.endswith(".ipynb"):
+                lines.append(f"ignored {rel!r}: a hidden file is not a notebook to grade")
+    return lines
 
 
 class ReleaseFeedback(ExchangeReleaseFeedback):

@@ -24,8 +24,9 @@ RLIMIT_CPU on every process is only a per-process backstop.
 
 bwrap runs as the caller. As root (CI, the course server) the sandbox's uid 65534 maps to host
 uid 0 without any capability outside its namespaces, so only the binds above are reachable, all
-read-only; a few root-only files of /etc are masked as well. Without root, bwrap needs
-unprivileged user namespaces and the cgroups must be delegated to the caller (see INSTALL_HINT).
+read-only; and every file or folder of /etc that the host's uid 65534 could not read is masked
+(unreadable). Without root, bwrap needs unprivileged user namespaces and the cgroups must be
+delegated to the caller (see INSTALL_HINT).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -53,7 +55,7 @@ HOME = "/tmp/home"
 UID = GID = 65534
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
-MASKED_ETC = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers")
+ETC = "/etc"  # bound read-only, less what uid 65534 could not read on the host (see unreadable)
 # precheck.py: a notebook's pre-submission check imports in the kernel and does nothing there.
 KERNEL_SOURCES = ("cnngrader/__init__.py", "cnngrader/tolerances.py", "cnngrader/course.py", "cnngrader/kernel",
                   "cnngrader/precheck.py")
@@ -140,10 +142,48 @@ def _system_binds() -> list[str]:
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
     args += ["--ro-bind", "/etc", "/etc"]
-    for secret in MASKED_ETC:
-        if os.path.isfile(secret):
-            args += ["--ro-bind", "/dev/null", secret]
+    files, folders = unreadable(ETC)
+    for path in files:
+        args += ["--ro-bind", "/dev/null", path]
+    for path in folders:
+        args += ["--size", "4096", "--tmpfs", path, "--remount-ro", path]
     return args
+
+
+def _readable(st: os.stat_result, bits: int, uid: int, gid: int) -> bool:
+    """Whether `bits` (4: read, 5: read and search) are granted to uid:gid by st's mode (no ACLs)."""
+    shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+    return (st.st_mode >> shift) & bits == bits
+
+
+def unreadable(top: str, uid: int = UID, gid: int = GID) -> tuple[list[str], list[str]]:
+    """(files, folders) under `top` that host uid:gid could not read, outermost folders only, for the
+    sandbox to mask: /dev/null over each file, an empty read-only tmpfs over each folder. As root the
+    sandbox's uid is host uid 0, which the files' modes alone would not stop (a 0600 key in
+    /etc/ssl/private, /etc/shadow). Symbolic links are left as they are: their targets are judged where
+    they lie."""
+    files: list[str] = []
+    folders: list[str] = []
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            folders.append(folder)
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # removed meanwhile
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                (stack if _readable(st, 5, uid, gid) else folders).append(entry.path)
+            elif not _readable(st, 4, uid, gid):
+                files.append(entry.path)
+    return sorted(files), sorted(folders)
 
 
 def _base_flags() -> list[str]:
