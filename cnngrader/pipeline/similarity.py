@@ -192,6 +192,16 @@ def _raw(fp, idx: np.ndarray) -> np.ndarray:
     return idx + fp.offsets[:, 1][at]
 
 
+def _part_names(fp, listing: Listing) -> dict[int, str]:
+    """Position in the filtered code of each of the fingerprint's k-grams -> the name of the part holding it
+    (computed once per fingerprint)."""
+    if getattr(fp, "part_names", None) is None:
+        pos = np.array(sorted({i for idx in fp.hash_idx.values() for i in idx}), dtype=np.int64)
+        at = np.searchsorted([s for s, _ in listing.parts], _raw(fp, pos), side="right") - 1
+        fp.part_names = {int(i): listing.parts[max(0, int(k))][1] for i, k in zip(pos, at)}
+    return fp.part_names
+
+
 def _lines(listing: Listing, slices: np.ndarray) -> str:
     """"3-9, 12-14": the lines (within their part) that the character ranges cover."""
     spans = []
@@ -241,6 +251,32 @@ class SimilarityCheck(Configurable):
             hashes |= self.fingerprint(source, window=1).hashes
         return np.array(sorted(hashes), dtype=np.int64)
 
+    def listing_fingerprint(self, listing: Listing, boilerplate: np.ndarray | None = None):
+        """The listing's fingerprint, less the fingerprints that straddle two of its cells: cells are joined
+        into one listing (so that code moved between cells still matches), but the end of one cell and the
+        start of the next one (both template code, often) is no passage anyone wrote."""
+        from copydetect.utils import get_token_coverage
+
+        fp = self.fingerprint(listing.code, boilerplate)
+        if len(listing.parts) < 2 or not fp.hash_idx:
+            return fp
+        hashes = list(fp.hash_idx)
+        counts = [len(fp.hash_idx[h]) for h in hashes]
+        pos = np.fromiter((i for h in hashes for i in fp.hash_idx[h]), dtype=np.int64, count=sum(counts))
+        starts = np.array([s for s, _ in listing.parts])
+        inside = (np.searchsorted(starts, _raw(fp, pos), side="right")
+                  == np.searchsorted(starts, _raw(fp, pos + fp.k - 1), side="right"))
+        out = copy.copy(fp)
+        out.hash_idx, at = {}, 0
+        for h, n in zip(hashes, counts):
+            kept = pos[at:at + n][inside[at:at + n]]
+            if len(kept):
+                out.hash_idx[h] = kept.tolist()
+            at += n
+        out.hashes = set(out.hash_idx)
+        out.token_coverage = get_token_coverage(out.hash_idx, fp.k, len(fp.filtered_code))
+        return out
+
     def _without(self, fp, drop: set[int]):
         """A copy of a fingerprint without these hashes (copydetect's boilerplate removal, after the fact)."""
         from copydetect.utils import get_token_coverage
@@ -278,7 +314,11 @@ class SimilarityCheck(Configurable):
         prod = sparse.triu(lm @ lm.T, k=1) if right is None else lm @ m[len(left):].T
         prod = sparse.coo_matrix(prod)
         # A passage of min_match characters spans at least min_match / noise fingerprints.
-        keep = prod.data >= max(1, self.min_match // self.noise // 2)
+        # A flagged pair shares a good part of the shorter listing's fingerprints (the score's share, less a
+        # margin for repeated passages), and a passage of min_match characters spans min_match / noise of them.
+        sizes = np.array(lengths)
+        shorter = sizes[prod.row] if right is not None else np.minimum(sizes[prod.row], sizes[prod.col])
+        keep = (prod.data >= max(1, self.min_match // self.noise // 2)) & (prod.data >= 0.5 * self.threshold * shorter)
         return sorted(zip(prod.row[keep].tolist(), prod.col[keep].tolist()))
 
     def pair(self, aid: str, a: Listing, fa, b: Listing, fb) -> Pair | None:
@@ -301,11 +341,11 @@ class SimilarityCheck(Configurable):
         from copydetect.utils import get_copied_slices
 
         groups: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        part_a, part_b = _part_names(fa, a), _part_names(fb, b)
         for h in fa.hashes & fb.hashes:
-            pa, pb = np.asarray(fa.hash_idx[h]), np.asarray(fb.hash_idx[h])
-            for ia, ra in zip(pa.tolist(), _raw(fa, pa).tolist()):
-                for ib, rb in zip(pb.tolist(), _raw(fb, pb).tolist()):
-                    pos = groups.setdefault((a.part_at(ra)[0], b.part_at(rb)[0]), ([], []))
+            for ia in fa.hash_idx[h]:
+                for ib in fb.hash_idx[h]:
+                    pos = groups.setdefault((part_a[ia], part_b[ib]), ([], []))
                     pos[0].append(ia)
                     pos[1].append(ib)
         order = {name: k for k, (_s, name) in enumerate(a.parts)}
@@ -321,8 +361,11 @@ class SimilarityCheck(Configurable):
         """The flagged pairs of one assignment, best first: student with student, with an earlier term's
         student, and with a known source."""
         bp = self.boilerplate(template)
-        for item in [*students, *earlier, *sources]:
-            item.fingerprint = self.fingerprint(item.code, bp)
+        for item in [*students, *earlier]:
+            item.fingerprint = self.listing_fingerprint(item, bp)
+        for item in sources:  # fingerprinted once, shared by every assignment; the template removed here
+            item.fingerprint = item.fingerprint or self.listing_fingerprint(item)
+            item.common_free = self._without(item.fingerprint, set(bp.tolist()))
         drop = self.common([*students, *earlier])
         for item in [*students, *earlier]:
             item.common_free = self._without(item.fingerprint, drop) if drop else item.fingerprint
@@ -332,8 +375,8 @@ class SimilarityCheck(Configurable):
         for i, j in self.shared([s.common_free.hashes for s in students], [e.common_free.hashes for e in earlier]):
             found.append(self.pair(aid, students[i], students[i].common_free, earlier[j], earlier[j].common_free))
         # Known sources keep the common passages: a class that copies cnnlib alike is still copying it.
-        for i, j in self.shared([s.fingerprint.hashes for s in students], [s.fingerprint.hashes for s in sources]):
-            found.append(self.pair(aid, students[i], students[i].fingerprint, sources[j], sources[j].fingerprint))
+        for i, j in self.shared([s.fingerprint.hashes for s in students], [s.common_free.hashes for s in sources]):
+            found.append(self.pair(aid, students[i], students[i].fingerprint, sources[j], sources[j].common_free))
         return sorted((p for p in found if p), key=lambda p: (-p.score, p.a.owner, p.b.owner))
 
 
