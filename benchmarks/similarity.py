@@ -25,16 +25,19 @@ TARGET = "<= 60"  # seconds for one assignment of 1,000 students
 # Each way of writing a function; "{a|b|c}" is a choice every student makes on their own.
 CORR2D = [
     """{h, w = K.shape|h, w = K.size()|h = K.shape[0]; w = K.shape[1]}
-Y = {X.new_zeros|torch.zeros}(({X.shape[0]|X.size(0)|len(X)} - h + 1, {X.shape[1]|X.size(1)|X.shape[-1]} - w + 1){|, dtype=X.dtype})
+Y = {X.new_zeros|torch.zeros}(({X.shape[0]|X.size(0)|len(X)} - h + 1, {X.shape[1]|X.size(1)|\
+X.shape[-1]} - w + 1){|, dtype=X.dtype})
 for i in range({Y.shape[0]|len(Y)|Y.size(0)}):
     for j in range({Y.shape[1]|Y.size(1)|Y.shape[-1]}):
-        Y[i, j] = {(X[i : i + h, j : j + w] * K).sum()|torch.sum(X[i:i + h, j:j + w] * K)|(K * X[i:i + h, j:j + w]).sum()}
+        Y[i, j] = {(X[i : i + h, j : j + w] * K).sum()|torch.sum(X[i:i + h, j:j + w] * K)|(K * X[i:i + h,\
+ j:j + w]).sum()}
 return Y""",
     """H, W = {X.shape|X.size()}
 kh, kw = {K.shape|K.size()}
 rows = []
 for i in range(H - kh + 1):
-    {row = [torch.sum(X[i:i + kh, j:j + kw] * K) for j in range(W - kw + 1)]|row = [(X[i:i + kh, j:j + kw] * K).sum() for j in range(W - kw + 1)]}
+    {row = [torch.sum(X[i:i + kh, j:j + kw] * K) for j in range(W - kw + 1)]|row = [(X[i:i + kh,\
+ j:j + kw] * K).sum() for j in range(W - kw + 1)]}
     rows.append({torch.stack(row)|torch.tensor(row)})
 return {torch.stack(rows)|torch.stack(rows, dim=0)}""",
     """kh, kw = {K.shape|K.size()}
@@ -46,24 +49,32 @@ return torch.einsum({"ijab,ab->ij"|"hwkl,kl->hw"|"...ab,ab->..."}, windows, K)""
 out_h, out_w = X.shape[0] - kh + 1, X.shape[1] - kw + 1
 s0, s1 = X.stride()
 view = X.as_strided((out_h, out_w, kh, kw), (s0, s1, s0, s1))
-return {torch.tensordot(view, K, dims=([2, 3], [0, 1]))|(view * K).sum((-1, -2))|torch.einsum("ijkl,kl->ij", view, K)}""",
+return {torch.tensordot(view, K, dims=([2, 3], [0, 1]))|(view * K).sum((-1, -2))|torch.einsum("ijkl,kl->ij",\
+ view, K)}""",
     """kh, kw = K.shape
-out = torch.zeros({X.shape[0] - kh + 1, X.shape[1] - kw + 1|(X.shape[0] - kh + 1, X.shape[1] - kw + 1)}, dtype=X.dtype, device=X.device)
+out = torch.zeros({X.shape[0] - kh + 1, X.shape[1] - kw + 1|(X.shape[0] - kh + 1, X.shape[1] - kw + 1)},\
+ dtype=X.dtype, device=X.device)
 for a in range(kh):
     for b in range(kw):
-        {out += K[a, b] * X[a:a + out.shape[0], b:b + out.shape[1]]|out = out + X[a:a + out.shape[0], b:b + out.shape[1]] * K[a, b]}
+        {out += K[a, b] * X[a:a + out.shape[0], b:b + out.shape[1]]|out = out + X[a:a + out.shape[0],\
+ b:b + out.shape[1]] * K[a, b]}
 return out""",
     """{import torch.nn.functional as F|from torch.nn import functional as F}
-return F.conv2d({X[None, None]|X.reshape(1, 1, *X.shape)|X.unsqueeze(0).unsqueeze(0)}, {K[None, None]|K.reshape(1, 1, *K.shape)|K.unsqueeze(0).unsqueeze(0)}){[0, 0]|.squeeze(0).squeeze(0)|.reshape(X.shape[0] - K.shape[0] + 1, -1)}""",
+return F.conv2d({X[None, None]|X.reshape(1, 1, *X.shape)|X.unsqueeze(0).unsqueeze(0)}, {K[None, None]|\
+K.reshape(1, 1, *K.shape)|K.unsqueeze(0).unsqueeze(0)}){[0, 0]|.squeeze(0).squeeze(0)|\
+.reshape(X.shape[0] - K.shape[0] + 1, -1)}""",
 ]
 INIT = [
-    """self.weight = nn.Parameter({torch.rand((out_channels, *kernel_size))|torch.rand(out_channels, *kernel_size)|torch.randn(out_channels, *kernel_size) * 0.1})
+    """self.weight = nn.Parameter({torch.rand((out_channels, *kernel_size))|torch.rand(out_channels,\
+ *kernel_size)|torch.randn(out_channels, *kernel_size) * 0.1})
 self.bias = nn.Parameter({torch.zeros(out_channels)|torch.zeros((out_channels,))|torch.rand(out_channels)})""",
     """kh, kw = kernel_size
-self.weight = nn.Parameter({torch.randn(out_channels, kh, kw) * 0.1|torch.rand(out_channels, kh, kw)|0.01 * torch.randn((out_channels, kh, kw))})
+self.weight = nn.Parameter({torch.randn(out_channels, kh, kw) * 0.1|torch.rand(out_channels, kh, kw)|\
+0.01 * torch.randn((out_channels, kh, kw))})
 self.bias = nn.Parameter({torch.zeros(out_channels)|torch.zeros((out_channels,))})""",
     """self.out_channels = out_channels
-self.weight = nn.Parameter(torch.empty(out_channels, kernel_size[0], kernel_size[1]).{uniform_(-1, 1)|normal_(0, 0.1)|uniform_(0, 1)})
+self.weight = nn.Parameter(torch.empty(out_channels, kernel_size[0], kernel_size[1]).{uniform_(-1, 1)|\
+normal_(0, 0.1)|uniform_(0, 1)})
 self.bias = nn.Parameter({torch.zeros(out_channels)|torch.zeros((out_channels,))})""",
 ]
 FORWARD = [
@@ -100,7 +111,8 @@ return {K.detach()|K.detach().clone()}""",
     """K = torch.zeros(kernel_size, dtype=X.dtype, device=X.device)
 for _ in range(num_steps):
     K.requires_grad_(True)
-    {(g,) = torch.autograd.grad(((corr2d(X, K) - Y) ** 2).sum(), K)|g = torch.autograd.grad(((corr2d(X, K) - Y) ** 2).sum(), K)[0]}
+    {(g,) = torch.autograd.grad(((corr2d(X, K) - Y) ** 2).sum(), K)|g = torch.autograd.grad(((corr2d(X,\
+ K) - Y) ** 2).sum(), K)[0]}
     K = {(K - lr * g).detach()|K.detach() - lr * g}
 return K""",
 ]
@@ -143,7 +155,8 @@ def honest(rng: random.Random) -> dict[str, str]:
     return {
         "corr2d": f"def corr2d(X, K):\n{doc}{_indent(_body(rng, rng.choice(CORR2D)), 4)}\n",
         "Conv2D": (f"class Conv2D(nn.Module):\n    def __init__(self, kernel_size, out_channels=1):\n"
-                   f"        super().__init__()\n{_indent(_pick(rng, rng.choice(INIT)), 8)}\n\n    def forward(self, X):\n"
+                   f"        super().__init__()\n{_indent(_pick(rng, rng.choice(INIT)), 8)}\n\n"
+                   f"    def forward(self, X):\n"
                    f"{_indent(_pick(rng, rng.choice(FORWARD)), 8)}\n"),
         "convolve2d": f"def convolve2d(X, K):\n{_indent(_pick(rng, rng.choice(CONVOLVE)), 4)}\n",
         "learn_kernel": (f"def learn_kernel(X, Y, kernel_size, num_steps, lr):\n"
@@ -159,7 +172,7 @@ def disguise(rng: random.Random, cells: dict[str, str]) -> tuple[dict[str, str],
     out = {}
     for gid, src in cells.items():
         src = re.sub(r"#[^\n]*", lambda _m: rng.choice(COMMENTS), src)
-        out[gid] = re.sub(r"\b(" + "|".join(LOCALS) + r")\b", lambda m: names[m.group(1)], src)
+        out[gid] = re.sub(r"(?<![.\w])(" + "|".join(LOCALS) + r")\b", lambda m: names[m.group(1)], src)
     head, _, rest = out["Conv2D"].partition("    def __init__")
     init, _, forward = rest.partition("\n    def forward")
     out["Conv2D"] = f"{head}    def forward{forward.rstrip()}\n\n    def __init__{init.rstrip()}\n"
@@ -200,25 +213,35 @@ def make_class(root: Path, count: int, copied: float = 0.05, seed: int = 0) -> l
     return copies
 
 
-def measure(root: Path, students: int, log=print) -> tuple[float, dict]:
-    """Write a class of `students`, run the report on it; (seconds, details)."""
+def measure(root: Path, students: int, log=print, threshold: float | None = None) -> tuple[float, dict]:
+    """Write a class of `students`, run the report on it; (seconds, details). threshold: flag from this score
+    on instead of the default, to see which copies and which other pairs each threshold would flag."""
+    from traitlets.config import Config
+
     from cnngrader.pipeline.similarity import write_similarity
 
     copies = make_class(root, students)
-    t0 = time.perf_counter()
-    result = write_similarity(root, [AID])
-    seconds = time.perf_counter() - t0
+    config = Config()
+    if threshold is not None:
+        config.SimilarityCheck.threshold = threshold
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = write_similarity(root, [AID], config=config)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     origin = {copier: original for copier, original in copies}  # two copies of one original share code too
-    flagged = {frozenset((p.a.owner, p.b.owner)) for p in result.pairs if p.b.kind == "student"}
-    found = sum(frozenset(c) in flagged for c in copies)
-    wrong = sum(len({origin.get(s, s) for s in pair}) == 2 for pair in flagged)
-    scores = sorted(p.score for p in result.pairs if p.b.kind == "student")
-    log(f"similarity: {students} students, {seconds:.1f} s; {len(copies)} disguised copies, {found} of them flagged; "
-        f"{len(flagged)} student pairs flagged, {wrong} of them not copies of one original; "
-        f"{len(result.pairs) - len(flagged)} matches with a known source")
-    return seconds, {"students": students, "copies": len(copies), "copies_flagged": found,
-                     "student_pairs_flagged": len(flagged), "not_copies_flagged": wrong,
-                     "source_matches": len(result.pairs) - len(flagged), "lowest_score": scores[:1],
+    scores = {frozenset((p.a.owner, p.b.owner)): p.score for p in result.pairs if p.b.kind == "student"}
+    copied = {pair for pair in scores if len({origin.get(s, s) for s in pair}) == 1}
+    found = sum(frozenset(c) in scores for c in copies)
+    by_threshold = {f"{t:.1f}": {"copies": sum(scores.get(frozenset(c), 0) >= t for c in copies),
+                                 "other_pairs": sum(v >= t for k, v in scores.items() if k not in copied)}
+                    for t in (0.5, 0.6, 0.7, 0.8, 0.9)}
+    log(f"similarity: {students} students, {seconds:.1f} s ({cpu:.1f} s of CPU); {len(copies)} disguised copies, "
+        f"{found} of them flagged; {len(scores)} student pairs flagged, {len(scores) - len(copied)} of them not "
+        f"copies of one original; {len(result.pairs) - len(scores)} matches with a known source")
+    log("  flagged from score t: " + "; ".join(f"t={t}: {v['copies']} copies, {v['other_pairs']} other pairs"
+                                              for t, v in by_threshold.items()))
+    return seconds, {"students": students, "cpu_seconds": cpu, "copies": len(copies), "copies_flagged": found,
+                     "student_pairs_flagged": len(scores), "not_copies_flagged": len(scores) - len(copied),
+                     "source_matches": len(result.pairs) - len(scores), "by_threshold": by_threshold,
                      "assignment_seconds": result.seconds}
 
 
@@ -247,10 +270,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.similarity", description=__doc__.split("\n\n")[0])
     p.add_argument("--students", type=int, default=1000)
     p.add_argument("--keep", type=Path, help="write the class and its report here (kept) instead of a temporary folder")
+    p.add_argument("--threshold", type=float, help="flag from this score on (with --keep; default: the report's)")
     args = p.parse_args(argv)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        measure(args.keep, args.students)
+        measure(args.keep, args.students, threshold=args.threshold)
         return 0
     results, skipped = run(args.students)
     for r in results:

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import html
-import io
 import json
 import logging
 import time
@@ -192,6 +192,13 @@ def _raw(fp, idx: np.ndarray) -> np.ndarray:
     return idx + fp.offsets[:, 1][at]
 
 
+def _kgram_hashes(text: str, k: int) -> np.ndarray:
+    """A 64-bit hash of every k-character substring (copydetect's hashed_kgrams, salted by nothing)."""
+    data = text.encode("utf-32-le")
+    return np.array([int.from_bytes(hashlib.blake2b(data[4 * i:4 * (i + k)], digest_size=8).digest(), "little",
+                                    signed=True) for i in range(len(text) - k + 1)], dtype=np.int64)
+
+
 def _part_names(fp, listing: Listing) -> dict[int, str]:
     """Position in the filtered code of each of the fingerprint's k-grams -> the name of the part holding it
     (computed once per fingerprint)."""
@@ -224,10 +231,13 @@ class SimilarityCheck(Configurable):
     """Fingerprints the listings of one assignment with copydetect and finds the pairs worth a look."""
 
     noise = Integer(25, help="copydetect's noise threshold k: a fingerprint covers k characters of normalised "
-                             "code (names are one letter, comments and whitespace gone): about one line").tag(config=True)
+                             "code (names are one letter, comments and whitespace gone): about one line"
+                    ).tag(config=True)
     guarantee = Integer(30, help="copydetect's guarantee threshold: a shared passage this long is always found "
                                  "(the winnowing window is guarantee - noise + 1)").tag(config=True)
-    threshold = Float(0.6, help="a pair is flagged from this score on: the share of a student's fingerprinted "
+    # 0.8: on the generated class of benchmarks/similarity.py (1,000 students), every disguised copy found from
+    # 0.5 on still scores 0.8 or more, while the pairs of independent students flagged fall twelvefold.
+    threshold = Float(0.8, help="a pair is flagged from this score on: the share of a student's fingerprinted "
                                 "code that the other listing matches").tag(config=True)
     min_match = Integer(100, help="and only when the matched code is at least this many normalised characters "
                                   "(about four lines of code): short solutions that everyone writes alike are "
@@ -235,14 +245,30 @@ class SimilarityCheck(Configurable):
     common_share = Float(0.1, help="a passage found in more than this share of the class (and more than "
                                    "common_min students) is common code, like the template").tag(config=True)
     common_min = Integer(10, help="a passage is never common below this many students").tag(config=True)
-    max_pages = Integer(200, help="pair pages written per assignment, best first (pairs.csv lists all)").tag(config=True)
+    max_pages = Integer(200, help="pair pages written per assignment, best first (pairs.csv lists all)"
+                        ).tag(config=True)
 
     def fingerprint(self, code: str, boilerplate: np.ndarray | None = None, window: int | None = None):
+        """copydetect's fingerprint of the code (its tokenizer, its winnowing), with one change: k-grams are
+        hashed with BLAKE2b, not Python's hash(), which is salted per process, so that a report (its scores,
+        its spans) is the same from one run to the next."""
         from copydetect import CodeFingerprint
+        from copydetect.utils import filter_code, get_token_coverage, winnow
 
         window = window or self.guarantee - self.noise + 1
-        return CodeFingerprint("listing.py", self.noise, window, boilerplate=boilerplate, fp=io.StringIO(code),
-                               language="python")
+        filtered, offsets = filter_code(code, "listing.py", "python")
+        hashes, idx = winnow(_kgram_hashes(filtered, self.noise), window, remove_duplicates=False)
+        if boilerplate is not None and len(boilerplate):
+            keep = ~np.isin(hashes, boilerplate)
+            hashes, idx = hashes[keep], idx[keep]
+        fp = CodeFingerprint.__new__(CodeFingerprint)  # the attributes its __init__ sets, filled in here
+        fp.filename, fp.raw_code, fp.filtered_code, fp.offsets, fp.k = "listing.py", code, filtered, offsets, self.noise
+        fp.hash_idx = {}
+        for h, i in zip(hashes.tolist(), idx.tolist()):
+            fp.hash_idx.setdefault(h, []).append(i)
+        fp.hashes = set(fp.hash_idx)
+        fp.token_coverage = get_token_coverage(fp.hash_idx, self.noise, len(filtered))
+        return fp
 
     def boilerplate(self, cells: Iterable[str]) -> np.ndarray:
         """Every fingerprint of the template's cells (no winnowing: all of its k-grams), each cell on its own."""
@@ -496,7 +522,8 @@ def write_similarity(root: str | Path | None = None, assignments: Sequence[str] 
     write root/reports/similarity/ (pairs.csv, index.html, pairs/) and the Similarity section of report.md.
 
     earlier: a folder of earlier terms' submissions, <earlier>/<student>/<id>/*.ipynb. release: where the
-    released notebooks are (default the course's exercises/). config: a traitlets Config for SimilarityCheck."""
+    released notebooks are (default the course's exercises/). config: a traitlets Config for SimilarityCheck,
+    over the course's nbgrader_config.py."""
     from cnngrader.pipeline.grade import course_config
 
     course = course or load_course()
@@ -507,7 +534,9 @@ def write_similarity(root: str | Path | None = None, assignments: Sequence[str] 
     if earlier is not None and not Path(earlier).is_dir():
         raise FileNotFoundError(f"earlier submissions: {earlier} is not a folder (expected <student>/<id>/*.ipynb)")
     ids = [course.get(aid).id for aid in assignments] if assignments else list(course.ids)
-    settings = SimilarityCheck(config=config)
+    if config is not None:
+        cfg.merge(config)  # nbgrader_config.py's SimilarityCheck settings, then the caller's
+    settings = SimilarityCheck(config=cfg)
     known = course_sources(course)
     pairs, counts, seconds = [], {}, {}
     for aid in ids:
