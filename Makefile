@@ -18,6 +18,8 @@ help:
 	@echo "make exercises  rebuild solutions/ from assignments/, then exercises/ (student versions) from them"
 	@echo "make grade      autograde new or changed submissions in submitted/, write feedback/, grades.csv and reports/"
 	@echo "                (JOBS=N: N workers; STUDENT=a,b / ASSIGNMENT=id,id: only those; FORCE=1: regrade all; UNSAFE=1: no sandbox)"
+	@echo "make similarity which submissions share code, with each other and the course's sources: reports/similarity/"
+	@echo "                (instructor only; ASSIGNMENT=id,id: only those; EARLIER=dir: earlier terms' submissions too)"
 	@echo "make bench      run benchmarks/ and write benchmarks/results.json (BENCH=\"--only ops,train\" for part)"
 	@echo "make publish DEST=dir  export the student-facing course (no solutions, answers or grading pipeline) into dir"
 
@@ -63,6 +65,10 @@ exercises: $(STAMP)
 grade: $(STAMP)
 	$(PY) -m cnngrader.pipeline grade --jobs $(JOBS) $(if $(UNSAFE),--unsandboxed) $(if $(FORCE),--force) \
 	  $(if $(STUDENT),--student "$(STUDENT)") $(ASSIGNMENT)
+
+.PHONY: similarity
+similarity: $(STAMP)
+	$(PY) -m cnngrader.pipeline similarity $(if $(EARLIER),--earlier "$(EARLIER)") $(ASSIGNMENT)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH)

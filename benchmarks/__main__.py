@@ -4,6 +4,7 @@
     python -m benchmarks --only ops,train     # the torch comparisons only (a few minutes)
     python -m benchmarks --skip grade,book
     python -m benchmarks --quick --only ops   # tiny sizes: checks that the harness runs
+    python -m benchmarks --only similarity    # the similarity report on a generated class of 1,000
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from . import book, grading, ops, training
+from . import book, grading, ops, similarity, training
 from .machine import machine_info, versions
 from .report import Skipped, table, write_json
 
-SECTIONS = ("ops", "train", "grade", "book")
+SECTIONS = ("ops", "train", "grade", "book", "similarity")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -54,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="timed repeats per contender (default 7); a ratio is the median of the repeats' ratios")
     p.add_argument("--quick", action="store_true", help="tiny sizes, for checking the harness itself")
     p.add_argument("--students", type=int, default=8, help="generated students to grade (default 8)")
+    p.add_argument("--class-size", type=int, default=1000,
+                   help="generated students for the similarity report (default 1000)")
     p.add_argument("--jobs", type=int, default=2, help="workers for the parallel grading run (default 2)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
     args = p.parse_args(argv)
@@ -94,6 +97,9 @@ def main(argv=None) -> int:
         results, skipped = results + r, skipped + s
     if "book" in sections:
         r, s = book.run(log=log)
+        results, skipped = results + r, skipped + s
+    if "similarity" in sections:
+        r, s = similarity.run(args.class_size, log=log)
         results, skipped = results + r, skipped + s
 
     seconds = time.perf_counter() - t0

@@ -4,6 +4,8 @@
     python -m cnngrader.pipeline grade [--jobs N] [--student S] [--force] [ASSIGNMENT ...]
                                                                   # submitted/ -> grades.csv, feedback/, reports/
     python -m cnngrader.pipeline report                           # reports/ from the gradebook
+    python -m cnngrader.pipeline similarity [--earlier DIR] [ASSIGNMENT ...]
+                                                                  # submitted/ -> reports/similarity/
     python -m cnngrader.pipeline submissions --count N            # N solution-copy students (benchmarks)
 
 Run it from the course directory (the one holding course.toml), or set $CNNGRADER_COURSE.
@@ -42,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="UNSAFE: run kernels without a sandbox (where bubblewrap or user namespaces are missing)")
     p = sub.add_parser("report", help="write reports/ from the gradebook")
     p.add_argument("--root")
+    p = sub.add_parser("similarity", help="which submissions share code: reports/similarity/ (instructor only)")
+    p.add_argument("assignments", nargs="*", help="only these assignments (default: all)")
+    p.add_argument("--root", help="grading directory holding submitted/ (default: the course directory)")
+    p.add_argument("--earlier", help="a folder of earlier terms' submissions, <student>/<assignment>/*.ipynb")
+    p.add_argument("--threshold", type=float, help="flag pairs from this score on (default: SimilarityCheck's)")
     p = sub.add_parser("submissions", help="write solution-copy submissions (for benchmarks)")
     p.add_argument("--count", type=int, default=8)
     p.add_argument("--prefix", default="student")
@@ -82,8 +89,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = course_config(args.root, course)
         log.info("report: %s", write_report(cfg, Path(cfg.CourseDirectory.root) / "reports") / "report.md")
         return 0
+    if args.cmd == "similarity":
+        return _similarity(args, course)
     students = make_submissions(args.root, args.count, prefix=args.prefix, course=course)
     log.info("wrote %d students: %s ... %s", len(students), students[0], students[-1])
+    return 0
+
+
+def _similarity(args: argparse.Namespace, course) -> int:
+    from cnngrader.pipeline.similarity import write_similarity
+
+    config = Config()
+    if args.threshold is not None:
+        config.SimilarityCheck.threshold = args.threshold
+    assignments = [a for arg in args.assignments for a in arg.replace(",", " ").split()] or None
+    try:
+        result = write_similarity(args.root, assignments, args.earlier, course=course, config=config)
+    except (KeyError, FileNotFoundError) as e:
+        log.error("similarity: %s", e.args[0] if e.args else e)
+        return 2
+    log.info("similarity: %d flagged pair(s) in %s", len(result.pairs), result.out / "index.html")
     return 0
 
 

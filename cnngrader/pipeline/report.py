@@ -15,7 +15,8 @@ Writes, for every graded assignment:
   (touch IPython, rewrite modules or builtins, patch a library, control the process): the
   tests run in the student's own kernel, so such code deserves a human look;
 - <assignment>.png: pass rate per test cell and the histogram of scores;
-- report.md: all of the above as Markdown tables, with the figures.
+- report.md: all of the above as Markdown tables, with the figures, and a link to the similarity report
+  (reports/similarity/, `make similarity`) with the pairs it flagged: pairs worth a look, never a grade.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import nbformat
 from traitlets.config import Config
 
 from cnngrader.pipeline.grade import UNSANDBOXED, final_score, load_roster, sandbox_enabled
+from cnngrader.pipeline.similarity import similarity_md
 
 MISSING = "missing"  # a submission that was never handed in, in the Markdown tables (empty in the CSVs)
 
@@ -373,6 +375,7 @@ def write_report(cfg: Config, out: Path) -> Path:
                             "penalty", "score"]) if late else "(none)", ""]
     md += ["## Flags for a human look", ""]
     md += [_md_table(flags, ["student", "assignment", "cell", "flag", "match"]) if flags else "(none)", ""]
+    md += similarity_md(out)  # last: `make similarity` rewrites this section
     (out / "report.md").write_text("\n".join(md))
     (out / "failures.md").write_text("\n".join(["# Why hidden tests failed", ""] + failures_md(failures)[2:]))
     return out
