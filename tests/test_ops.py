@@ -599,7 +599,8 @@ def _op_cases():
 
     return {f.__name__: f for f in (
         corr2d, convolve2d, corr2d_multi_in, corr2d_multi_in_out, corr2d_multi_in_out_1x1,
-        conv2d, conv2d_dilated_grouped, conv2d_depthwise, pool2d_max, pool2d_avg, global_avg_pool2d, pad2d, corr2d_padded, conv_as_matrix,
+        conv2d, conv2d_dilated_grouped, conv2d_depthwise, pool2d_max, pool2d_avg, global_avg_pool2d, pad2d,
+        corr2d_padded, conv_as_matrix,
     )}
 
 
