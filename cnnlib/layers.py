@@ -32,7 +32,8 @@ class Conv2d(nn.Module):
     """A convolution layer built on cnnlib.conv2d, with nn.Conv2d's arguments and initialisation.
 
     Inputs: X of shape (N, C_in, H, W) or (C_in, H, W).
-    Returns: (N, C_out, H', W') where H' = (H + 2*ph - kh) // sh + 1.
+    Returns: (N, C_out, H', W') where H' = (H + 2*ph - dh*(kh-1) - 1) // sh + 1.
+    The weight has shape (C_out, C_in // groups, kh, kw); see cnnlib.conv2d for dilation and groups.
     """
 
     def __init__(
@@ -43,6 +44,8 @@ class Conv2d(nn.Module):
         stride: IntPair = 1,
         padding: IntPair = 0,
         bias: bool = True,
+        dilation: IntPair = 1,
+        groups: int = 1,
     ) -> None:
         super().__init__()
         self.in_channels = int_at_least("in_channels", in_channels, 1)
@@ -50,7 +53,14 @@ class Conv2d(nn.Module):
         self.kernel_size = pair("kernel_size", kernel_size, 1)
         self.stride = pair("stride", stride, 1)
         self.padding = pair("padding", padding, 0)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
+        self.dilation = pair("dilation", dilation, 1)
+        self.groups = int_at_least("groups", groups, 1)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups must divide in_channels and out_channels, got groups={groups} for "
+                f"in_channels={in_channels} and out_channels={out_channels}"
+            )
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
 
@@ -58,16 +68,23 @@ class Conv2d(nn.Module):
         # The same default as nn.Conv2d: uniform in +-1/sqrt(fan_in) for both weight and bias.
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+            fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+            bound = 1 / math.sqrt(fan_in)
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return conv2d(X, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        return conv2d(
+            X, self.weight, self.bias, stride=self.stride, padding=self.padding,
+            dilation=self.dilation, groups=self.groups,
+        )
 
     def extra_repr(self) -> str:
+        extra = (f", dilation={self.dilation}" if self.dilation != (1, 1) else "") + (
+            f", groups={self.groups}" if self.groups != 1 else ""
+        )  # listed only when not the default, as nn.Conv2d does
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
+            f"stride={self.stride}, padding={self.padding}{extra}, bias={self.bias is not None}"
         )
 
 

@@ -4,14 +4,15 @@ Every op returns its output on the input's device and in the input's dtype, and 
 from differentiable torch operations, so autograd flows through it.
 
 Shapes follow the chapters' names: X is the input, K the kernel, Y the output;
-H' = (H + 2*ph - kh) // sh + 1 and W' = (W + 2*pw - kw) // sw + 1.
+H' = (H + 2*ph - kh) // sh + 1 and W' = (W + 2*pw - kw) // sw + 1
+(conv2d with a dilation d: H' = (H + 2*ph - dh*(kh-1) - 1) // sh + 1).
 """
 from __future__ import annotations
 
 import torch
 
 from . import _engine
-from ._checks import IntPair, check_fits, check_same, check_tensor, pair
+from ._checks import IntPair, check_fits, check_same, check_tensor, int_at_least, pair
 
 
 def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
@@ -111,6 +112,8 @@ def conv2d(
     bias: torch.Tensor | None = None,
     stride: IntPair = 1,
     padding: IntPair = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
 ) -> torch.Tensor:
     """Vectorized 2-D convolution layer (cross-correlation), as torch.nn.functional.conv2d.
 
@@ -121,34 +124,49 @@ def conv2d(
 
     Inputs:
     - X: (N, C, H, W) or (C, H, W)
-    - weight: (F, C, kh, kw)
+    - weight: (F, C // groups, kh, kw)
     - bias: (F,) or None
     - stride: int or (sh, sw), at least 1
     - padding: int or (ph, pw), zeros added on each side
+    - dilation: int or (dh, dw), at least 1: the kernel's taps sit d pixels apart, so a
+      (kh, kw) kernel spans dh*(kh-1)+1 rows and dw*(kw-1)+1 columns
+    - groups: a positive int G that divides C and F. The channels are split into G groups;
+      output channel f sees only the C/G input channels of group f // (F/G).
+      groups = C = F is a depthwise convolution: one (kh, kw) kernel per channel.
 
     Returns: (N, F, H', W') or (F, H', W'), where
-    H' = (H + 2*ph - kh) // sh + 1 and W' = (W + 2*pw - kw) // sw + 1.
+    H' = (H + 2*ph - dh*(kh-1) - 1) // sh + 1 and W' = (W + 2*pw - dw*(kw-1) - 1) // sw + 1
+    (with dilation 1: (H + 2*ph - kh) // sh + 1).
     """
     check_tensor("X", X, (3, 4), "(N, C, H, W) or (C, H, W)")
     check_tensor("weight", weight, (4,), "(F, C, kh, kw)")
     check_same("X", X, "weight", weight)
     sh, sw = pair("stride", stride, 1)
     ph, pw = pair("padding", padding, 0)
+    dh, dw = pair("dilation", dilation, 1)
+    G = int_at_least("groups", groups, 1)
     unbatched = X.dim() == 3
     if unbatched:
         X = X.unsqueeze(0)
     N, C, H, W = X.shape
     F_out, C_w, kh, kw = weight.shape
-    if C_w != C:
-        raise ValueError(f"X has {C} channels but weight expects {C_w}: weight must have shape (F, {C}, kh, kw)")
-    check_fits((kh, kw), (H, W), (ph, pw), "kernel")
+    if C % G or F_out % G:
+        raise ValueError(
+            f"groups must divide the input channels and the output channels, got groups={G} "
+            f"for X with {C} channels and weight with {F_out} output channels"
+        )
+    if C_w * G != C:
+        expected = f"(F, {C}, kh, kw)" if G == 1 else f"(F, {C} // groups = {C // G}, kh, kw)"
+        raise ValueError(f"X has {C} channels but weight expects {C_w * G}: weight must have shape {expected}")
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    check_fits(span, (H, W), (ph, pw), "kernel" if (dh, dw) == (1, 1) else f"dilated kernel (dilation {(dh, dw)})")
     if bias is not None:
         if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (F_out,):
             got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
             raise ValueError(f"bias must be a tensor of shape ({F_out},), got {got}")
         check_same("X", X, "bias", bias)
 
-    Y = _engine.conv2d(X, weight, bias, (sh, sw), (ph, pw))  # (N, F, H', W')
+    Y = _engine.conv2d(X, weight, bias, (sh, sw), (ph, pw), (dh, dw), G)  # (N, F, H', W')
     return Y[0] if unbatched else Y
 
 

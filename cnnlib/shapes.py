@@ -13,7 +13,7 @@ def _size_pair(name: str, value: object, minimum: int) -> tuple[tuple[int, int],
 
 
 def conv_output_shape(
-    input_size: IntPair, kernel_size: IntPair, padding: IntPair = 0, stride: IntPair = 1
+    input_size: IntPair, kernel_size: IntPair, padding: IntPair = 0, stride: IntPair = 1, dilation: IntPair = 1
 ) -> int | tuple[int, int]:
     """Output size of a convolution or pooling window sliding over an input.
 
@@ -22,8 +22,10 @@ def conv_output_shape(
     - kernel_size: k, the window's size
     - padding: p, rows or columns of padding added on *each* side
     - stride: s, the step between windows
+    - dilation: d, the step between the kernel's taps; the window then spans d*(k-1) + 1 pixels
 
-    Returns: (n + 2*p - k) // s + 1 per axis; an int when every argument is an int, else a pair.
+    Returns: (n + 2*p - d*(k-1) - 1) // s + 1 per axis, which is (n + 2*p - k) // s + 1 for d = 1;
+    an int when every argument is an int, else a pair.
 
     The course notes write the same formula with the *total* padding P = 2*p over both sides:
     floor((n - k + P + s) / s), which equals (n - k + P) // s + 1.
@@ -32,15 +34,18 @@ def conv_output_shape(
     k, k_pair = _size_pair("kernel_size", kernel_size, 1)
     p, p_pair = _size_pair("padding", padding, 0)
     s, s_pair = _size_pair("stride", stride, 1)
+    d, d_pair = _size_pair("dilation", dilation, 1)
     out = []
     for axis in range(2):
-        if k[axis] > n[axis] + 2 * p[axis]:
+        span = d[axis] * (k[axis] - 1) + 1
+        if span > n[axis] + 2 * p[axis]:
+            what = f"kernel_size {k[axis]}" + (f" with dilation {d[axis]} spans {span}, which" if d[axis] > 1 else "")
             raise ValueError(
-                f"kernel_size {k[axis]} is larger than the padded input {n[axis]} + 2*{p[axis]} "
+                f"{what} is larger than the padded input {n[axis]} + 2*{p[axis]} "
                 f"= {n[axis] + 2 * p[axis]} on axis {axis}"
             )
-        out.append((n[axis] + 2 * p[axis] - k[axis]) // s[axis] + 1)
-    if n_pair or k_pair or p_pair or s_pair:
+        out.append((n[axis] + 2 * p[axis] - span) // s[axis] + 1)
+    if n_pair or k_pair or p_pair or s_pair or d_pair:
         return out[0], out[1]
     return out[0]
 
@@ -48,11 +53,13 @@ def conv_output_shape(
 def receptive_field(layers: Iterable[Sequence[int]]) -> int:
     """Size of the input region that one output unit sees, after a stack of layers.
 
-    Inputs: layers, a sequence of (kernel, stride) pairs, first layer first.
-    Returns: r, where r starts at 1 and each layer adds (kernel - 1) times the product
-    of the strides of the layers before it.
+    Inputs: layers, a sequence of (kernel, stride) pairs or (kernel, stride, dilation) triples,
+    first layer first.
+    Returns: r, where r starts at 1 and each layer adds dilation * (kernel - 1) times the jump,
+    the product of the strides of the layers before it.
 
-    Example: two 3x3 stride-1 convolutions see 5x5; with a stride-2 layer first, 3 + 2*2 = 7.
+    Example: two 3x3 stride-1 convolutions see 5x5; with a stride-2 layer first, 3 + 2*2 = 7;
+    3x3 layers with dilations 1, 2, 4 see 1 + 2 + 4 + 8 = 15.
     """
     if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
         raise TypeError(f"layers must be a sequence of (kernel, stride) pairs, got {type(layers).__name__}")
@@ -60,14 +67,19 @@ def receptive_field(layers: Iterable[Sequence[int]]) -> int:
     for i, layer in enumerate(layers):
         if (
             not isinstance(layer, (tuple, list))
-            or len(layer) != 2
+            or len(layer) not in (2, 3)
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in layer)
         ):
-            raise TypeError(f"layers[{i}] must be a (kernel, stride) pair of ints, got {layer!r}")
-        k, s = layer
-        if k < 1 or s < 1:
-            raise ValueError(f"layers[{i}] must have kernel >= 1 and stride >= 1, got {tuple(layer)}")
-        r += (k - 1) * jump
+            raise TypeError(
+                f"layers[{i}] must be a (kernel, stride) pair of ints or a (kernel, stride, dilation) triple, "
+                f"got {layer!r}"
+            )
+        k, s, d = (*layer, 1) if len(layer) == 2 else layer
+        if k < 1 or s < 1 or d < 1:
+            raise ValueError(
+                f"layers[{i}] must have kernel >= 1 and stride >= 1 (and dilation >= 1), got {tuple(layer)}"
+            )
+        r += d * (k - 1) * jump
         jump *= s
     return r
 

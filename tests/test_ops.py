@@ -102,6 +102,28 @@ def test_conv2d_stride_padding_hand_case():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_dilation_hand_case(dtype):
+    X = torch.arange(16.0, dtype=dtype).reshape(1, 1, 4, 4)
+    W = torch.ones(1, 1, 2, 2, dtype=dtype)
+    # Taps 2 apart: Y[i, j] = X[i, j] + X[i, j+2] + X[i+2, j] + X[i+2, j+2]; a span of 3, so 2x2 outputs.
+    assert_close(cnnlib.conv2d(X, W, dilation=2), T([[[[20, 24], [36, 40]]]], dtype))
+    # Dilation (2, 1) on rows only: Y[i, j] = X[i, j] + X[i, j+1] + X[i+2, j] + X[i+2, j+1].
+    assert_close(cnnlib.conv2d(X, W, dilation=(2, 1)), T([[[[18, 22, 26], [34, 38, 42]]]], dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_groups_hand_case(dtype):
+    X = torch.stack([X09(dtype), 10 * X09(dtype)])  # (2, 3, 3)
+    # Depthwise: one 1x1 kernel per channel, so channel 0 is doubled and channel 1 negated, never mixed.
+    W = T([2.0, -1.0], dtype).reshape(2, 1, 1, 1)
+    assert_close(cnnlib.conv2d(X, W, groups=2), torch.stack([2 * X09(dtype), -10 * X09(dtype)]))
+    # Two groups of one channel, two outputs each: outputs 0-1 see channel 0 only, outputs 2-3 channel 1 only.
+    W = T([1.0, 3.0, 1.0, 3.0], dtype).reshape(4, 1, 1, 1)
+    expected = torch.stack([X09(dtype), 3 * X09(dtype), 10 * X09(dtype), 30 * X09(dtype)])
+    assert_close(cnnlib.conv2d(X, W, groups=2), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_pool2d_worked_examples(dtype):
     assert_close(cnnlib.pool2d(X09(dtype), 2, stride=1, mode="max"), T([[4, 5], [7, 8]], dtype))
     assert_close(cnnlib.pool2d(X09(dtype), 2, stride=1, mode="avg"), T([[2, 3], [5, 6]], dtype))
@@ -243,6 +265,89 @@ def test_conv2d_matches_F_conv2d(case, dtype, seed):
     )
     Y = cnnlib.conv2d(X, Wt, b, stride=case["stride"], padding=case["padding"])
     assert_close(Y, expected, dtype=dtype)
+
+
+@st.composite
+def dilated_grouped_cases(draw):
+    """conv_cases with a dilation and groups: C = G * C/G input channels, F = G * F/G outputs."""
+    case = draw(conv_cases())
+    kh, kw = case["kernel"]
+    G = draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = (case["padding"],) * 2 if isinstance(case["padding"], int) else case["padding"]
+    case.update(
+        C=G * draw(st.integers(1, 2)), F=G * draw(st.integers(1, 2)), groups=G,
+        dilation=maybe_pair(draw, dh, dw),
+        H=draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 14)),  # spans reach 3*(5-1)+1 = 13
+        W=draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 14)),
+    )
+    return case
+
+
+def grouped_inputs(case, seed, dtype=torch.float64, device="cpu"):
+    X, _, b = conv_inputs(case, seed, dtype, device)
+    Wt = randn((case["F"], case["C"] // case["groups"], *case["kernel"]), seed + 1, dtype, device)
+    return X, Wt, b
+
+
+def conv_kwargs(case):
+    return dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+
+
+@given(case=dilated_grouped_cases(), dtype=FLOATS, seed=SEEDS)
+def test_conv2d_dilation_groups_match_F_conv2d(case, dtype, seed):
+    X, Wt, b = grouped_inputs(case, seed, dtype)
+    expected = F.conv2d(X.double(), Wt.double(), None if b is None else b.double(), **conv_kwargs(case))
+    assert_close(cnnlib.conv2d(X, Wt, b, **conv_kwargs(case)), expected, dtype=dtype)
+
+
+@given(case=dilated_grouped_cases(), seed=SEEDS)
+def test_conv2d_dilation_groups_gradients_match_F_conv2d(case, seed):
+    X, Wt, b = grouped_inputs(case, seed)
+    tensors = (X, Wt) if b is None else (X, Wt, b)
+    ours = grads(lambda *t: cnnlib.conv2d(*t, **conv_kwargs(case)), *tensors, seed=seed + 3)
+    theirs = grads(lambda *t: F.conv2d(*t, **conv_kwargs(case)), *tensors, seed=seed + 3)
+    for name, a, e in zip(("dL/dX", "dL/dW", "dL/db"), ours, theirs):
+        assert_close(a, e, what=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_dilation_groups_large_batch_uses_chunks(dtype):
+    # Enough images that the engine works a few at a time (the chunked paths), forward and backward.
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 6, 20, 20, generator=g, dtype=torch.float64)
+    W = torch.randn(9, 2, 3, 3, generator=g, dtype=torch.float64)
+    kw = dict(padding=2, dilation=2, groups=3)
+    assert_close(cnnlib.conv2d(X.to(dtype), W.to(dtype), **kw), F.conv2d(X, W, **kw), dtype=dtype)
+    # Gradients in float64: dL/dW sums 16,000 products, beyond float32's per-value tolerance.
+    ours = grads(lambda x, w: cnnlib.conv2d(x, w, **kw), X, W, seed=1)
+    theirs = grads(lambda x, w: F.conv2d(x, w, **kw), X, W, seed=1)
+    assert_close(ours[0], theirs[0], what="dL/dX")
+    assert_close(ours[1], theirs[1], what="dL/dW")
+
+
+def test_Conv2d_layer_with_dilation_and_groups_matches_nn_Conv2d():
+    kwargs = dict(kernel_size=3, stride=2, padding=2, dilation=2, groups=4, bias=True)
+    theirs = torch.nn.Conv2d(8, 12, **kwargs).double()
+    ours = cnnlib.Conv2d(8, 12, **kwargs).double()
+    assert ours.weight.shape == theirs.weight.shape == (12, 2, 3, 3)
+    ours.load_state_dict(theirs.state_dict())
+    X1 = randn((2, 8, 11, 9), 0).requires_grad_(True)
+    X2 = X1.detach().clone().requires_grad_(True)
+    Y1, Y2 = ours(X1), theirs(X2)
+    assert_close(Y1, Y2, what="forward")
+    Y1.sum().backward()
+    Y2.sum().backward()
+    assert_close(X1.grad, X2.grad, what="input grad")
+    assert_close(ours.weight.grad, theirs.weight.grad, what="weight grad")
+    assert "dilation=(2, 2), groups=4" in repr(ours)
+    assert "dilation" not in repr(cnnlib.Conv2d(2, 2, 3)) and "groups" not in repr(cnnlib.Conv2d(2, 2, 3))
+    # The default initialisation's bias bound uses the fan-in of one group: 1/sqrt(2*3*3).
+    bound = 1 / (2 * 3 * 3) ** 0.5
+    fresh = cnnlib.Conv2d(8, 12, **kwargs)
+    assert fresh.bias.abs().max() <= bound and fresh.weight.abs().max() <= bound
+    with pytest.raises(ValueError, match="groups must divide in_channels and out_channels"):
+        cnnlib.Conv2d(8, 6, 3, groups=4)
 
 
 @st.composite
@@ -403,6 +508,21 @@ def test_gradcheck_conv2d_and_pool2d():
     assert torch.autograd.gradcheck(lambda x: cnnlib.pool2d(x, 3, stride=2, padding=1, mode="avg"), (X,))
 
 
+def test_gradcheck_and_gradgradcheck_dilated_grouped_conv2d():
+    # The backward is itself built from differentiable ops (a grouped, dilated conv2d among them),
+    # so second derivatives agree with finite differences too.
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(2, 4, 7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(6, 2, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def f(x, w, b):
+        return cnnlib.conv2d(x, w, b, stride=(2, 1), padding=(1, 2), dilation=(2, 3), groups=2)
+
+    assert torch.autograd.gradcheck(f, (X, W, b))
+    assert torch.autograd.gradgradcheck(f, (X, W, b))
+
+
 # --------------------------------------------------------------------------------------------
 # Every op in float32 and float64, on every device: output on the input's device and dtype.
 # --------------------------------------------------------------------------------------------
@@ -439,6 +559,15 @@ def _op_cases():
         Y = cnnlib.conv2d(X, W, b, stride=(2, 1), padding=(1, 2))
         return Y, F.conv2d(X.double(), W.double(), b.double(), stride=(2, 1), padding=(1, 2))
 
+    def conv2d_dilated_grouped(dtype, device):
+        X, W, b = make([(2, 6, 9, 8), (4, 3, 3, 2), (4,)], device, dtype)
+        kw = dict(stride=(1, 2), padding=(2, 1), dilation=(2, 3), groups=2)
+        return cnnlib.conv2d(X, W, b, **kw), F.conv2d(X.double(), W.double(), b.double(), **kw)
+
+    def conv2d_depthwise(dtype, device):
+        X, W = make([(2, 5, 8, 8), (5, 1, 3, 3)], device, dtype)
+        return cnnlib.conv2d(X, W, padding=1, groups=5), F.conv2d(X.double(), W.double(), padding=1, groups=5)
+
     def pool2d_max(dtype, device):
         (X,) = make([(2, 3, 7, 6)], device, dtype)
         return cnnlib.pool2d(X, 3, stride=2, padding=1, mode="max"), F.max_pool2d(X.double(), 3, 2, 1)
@@ -470,7 +599,8 @@ def _op_cases():
 
     return {f.__name__: f for f in (
         corr2d, convolve2d, corr2d_multi_in, corr2d_multi_in_out, corr2d_multi_in_out_1x1,
-        conv2d, pool2d_max, pool2d_avg, global_avg_pool2d, pad2d, corr2d_padded, conv_as_matrix,
+        conv2d, conv2d_dilated_grouped, conv2d_depthwise, pool2d_max, pool2d_avg, global_avg_pool2d, pad2d,
+        corr2d_padded, conv_as_matrix,
     )}
 
 
@@ -493,6 +623,21 @@ def test_ops_are_differentiable_on_device(device):
     cnnlib.global_avg_pool2d(Y).sum().backward()
     assert X.grad.device == X.device and W.grad.device == W.device
     assert X.grad.abs().sum() > 0 and W.grad.abs().sum() > 0
+
+
+def test_conv2d_on_the_meta_device():
+    # Shapes, dtype and device with no data: forward and backward, with every argument.
+    meta = torch.device("meta")
+    X = torch.empty(3, 6, 17, 15, device=meta, requires_grad=True)
+    W = torch.empty(9, 2, 3, 2, device=meta, requires_grad=True)
+    b = torch.empty(9, device=meta, requires_grad=True)
+    kw = dict(stride=(2, 1), padding=(1, 3), dilation=(2, 3), groups=3)
+    Y = cnnlib.conv2d(X, W, b, **kw)
+    expected = F.conv2d(X, W, b, **kw)
+    assert (Y.shape, Y.dtype, Y.device) == (expected.shape, expected.dtype, meta)
+    dX, dW, db = torch.autograd.grad(Y.sum(), (X, W, b))
+    assert (dX.shape, dW.shape, db.shape) == (X.shape, W.shape, b.shape)
+    assert dX.device == dW.device == db.device == meta
 
 
 # --------------------------------------------------------------------------------------------
@@ -646,3 +791,27 @@ def test_device_mismatch():
 def test_corr2d_multi_in_rejects_zero_channels():
     with pytest.raises(ValueError, match="X must have at least one channel"):
         cnnlib.corr2d_multi_in(torch.zeros(0, 3, 3), torch.zeros(0, 2, 2))
+
+
+def test_conv2d_dilation_and_groups_errors():
+    W = torch.zeros(4, 2, 2, 2)
+    X = torch.zeros(1, 4, 5, 5)
+    with pytest.raises(ValueError, match=r"dilation must be >= 1 on each axis, got \(1, 0\)"):
+        cnnlib.conv2d(X, W, dilation=(1, 0), groups=2)
+    with pytest.raises(TypeError, match="dilation must be an int or a pair of ints, got 1.5"):
+        cnnlib.conv2d(X, W, dilation=1.5, groups=2)
+    with pytest.raises(ValueError, match="groups must be a positive int, got 0"):
+        cnnlib.conv2d(X, W, groups=0)
+    with pytest.raises(TypeError, match="groups must be a positive int, got 2.0"):
+        cnnlib.conv2d(X, W, groups=2.0)
+    with pytest.raises(TypeError, match="groups must be a positive int, got True"):
+        cnnlib.conv2d(X, torch.zeros(4, 4, 2, 2), groups=True)
+    with pytest.raises(ValueError, match=r"groups must divide .* got groups=3 for X with 4 channels"):
+        cnnlib.conv2d(X, torch.zeros(3, 1, 2, 2), groups=3)
+    with pytest.raises(ValueError, match=r"groups=2 for X with 4 channels and weight with 3 output channels"):
+        cnnlib.conv2d(X, torch.zeros(3, 2, 2, 2), groups=2)
+    with pytest.raises(ValueError, match=r"weight must have shape \(F, 4 // groups = 2, kh, kw\)"):
+        cnnlib.conv2d(X, torch.zeros(4, 4, 2, 2), groups=2)
+    with pytest.raises(ValueError, match=r"dilated kernel \(dilation \(5, 5\)\) height 6 is larger than the padded"):
+        cnnlib.conv2d(X, torch.zeros(4, 2, 2, 2), dilation=5, groups=2)
+    cnnlib.conv2d(X, torch.zeros(4, 2, 2, 2), dilation=4, padding=0, groups=2)  # span 5 exactly fits

@@ -16,12 +16,12 @@ import cnnlib
 META = torch.device("meta")  # shapes without arithmetic: torch computes output sizes only
 
 
-def torch_conv_shape(n, k, p, s) -> tuple[int, int]:
+def torch_conv_shape(n, k, p, s, d=1) -> tuple[int, int]:
     """The (H', W') torch's own F.conv2d gives for one image of size n with kernel k."""
-    n, k, p, s = (v if isinstance(v, tuple) else (v, v) for v in (n, k, p, s))
+    n, k, p, s, d = (v if isinstance(v, tuple) else (v, v) for v in (n, k, p, s, d))
     X = torch.empty(1, 1, *n, device=META)
     K = torch.empty(1, 1, *k, device=META)
-    return tuple(F.conv2d(X, K, stride=s, padding=p).shape[-2:])
+    return tuple(F.conv2d(X, K, stride=s, padding=p, dilation=d).shape[-2:])
 
 
 # A grid of ints: every input size up to 9 with every kernel, padding and stride that fits.
@@ -60,6 +60,47 @@ def test_conv_output_shape_matches_torch_with_pairs(case):
         assert got == expected[0] and expected[0] == expected[1]
     else:
         assert got == expected
+
+
+# Dilated kernels: every size up to 12, kernel up to 4, dilation up to 3, wherever the span fits.
+DILATED_GRID = [
+    (n, k, p, s, d)
+    for n, k, p, s, d in itertools.product(range(1, 13), range(1, 5), range(0, 3), range(1, 4), range(1, 4))
+    if d * (k - 1) + 1 <= n + 2 * p
+]
+
+
+def test_conv_output_shape_with_dilation_matches_torch_on_a_grid():
+    assert len(DILATED_GRID) > 1000
+    for n, k, p, s, d in DILATED_GRID:
+        got = cnnlib.conv_output_shape(n, k, padding=p, stride=s, dilation=d)
+        assert (got, got) == torch_conv_shape(n, k, p, s, d), f"n={n} k={k} p={p} s={s} d={d}"
+        assert got == (n + 2 * p - d * (k - 1) - 1) // s + 1  # the formula of chapter 3
+
+
+@given(case=pair_cases(), d=st.tuples(st.integers(1, 3), st.integers(1, 3)))
+def test_conv_output_shape_with_dilation_pairs(case, d):
+    n, k, p, s = case
+    n2, k2, p2 = (v if isinstance(v, tuple) else (v, v) for v in (n, k, p))
+    if any(d[i] * (k2[i] - 1) + 1 > n2[i] + 2 * p2[i] for i in range(2)):
+        with pytest.raises(ValueError, match=r"with dilation \d spans \d+, which is larger than the padded input"):
+            cnnlib.conv_output_shape(n, k, padding=p, stride=s, dilation=d)
+        return
+    assert cnnlib.conv_output_shape(n, k, padding=p, stride=s, dilation=d) == torch_conv_shape(n, k, p, s, d)
+
+
+def test_conv_output_shape_dilation_hand_cases():
+    # A 3x3 kernel with dilation 2 spans 5 pixels: 28 -> 24 without padding, 28 with padding 2.
+    assert cnnlib.conv_output_shape(28, 3, dilation=2) == 24
+    assert cnnlib.conv_output_shape(28, 3, padding=2, dilation=2) == 28
+    assert cnnlib.conv_output_shape(28, 3, padding=2, dilation=(2, 1)) == (28, 30)
+    assert cnnlib.conv_output_shape(9, 3, stride=2, dilation=3) == 2  # span 7: windows at 0 and 2
+    with pytest.raises(ValueError, match=r"kernel_size 3 with dilation 3 spans 7, which is larger than .* 6"):
+        cnnlib.conv_output_shape(6, 3, dilation=3)
+    with pytest.raises(ValueError, match="dilation must be >= 1"):
+        cnnlib.conv_output_shape(6, 3, dilation=0)
+    with pytest.raises(TypeError, match="dilation must be an int or a pair of ints"):
+        cnnlib.conv_output_shape(6, 3, dilation=1.5)
 
 
 @pytest.mark.parametrize("n, k, p, s", [(28, 5, 2, 1), (14, 5, 0, 1), (10, 3, 1, 1), (28, 2, 0, 2), (9, 3, 1, 2), (7, 2, 1, 2)])
@@ -118,6 +159,10 @@ def test_conv_output_shape_errors():
         ([(5, 1), (2, 2), (5, 1), (2, 2)], 16),  # LeNet's two conv+pool stages
         ([(1, 1), (1, 4)], 1),
         ([(1, 2), (2, 1)], 3),  # sees input pixels 0 and 2 only, but spans 3
+        ([(3, 1, 2)], 5),  # a 3x3 kernel with dilation 2 spans 5
+        ([(3, 1, 1), (3, 1, 2), (3, 1, 4)], 15),  # dilations 1, 2, 4: 1 + 2 + 4 + 8, growing exponentially
+        ([(3, 2), (3, 1, 2)], 11),  # d(k-1) times the jump: 3 + 2*2*2
+        ([(3, 1, 1)], 3),  # an explicit dilation of 1 is the plain pair
     ],
 )
 def test_receptive_field_hand_cases(layers, r):
@@ -132,21 +177,27 @@ def measured_receptive_field(layers) -> int:
     r = cnnlib.receptive_field(layers)
     X = torch.ones(1, 1, r + 5, r + 5, dtype=torch.float64, requires_grad=True)  # room to spare
     Y = X
-    for k, s in layers:
-        Y = cnnlib.conv2d(Y, torch.ones(1, 1, k, k, dtype=torch.float64), stride=s)
+    for k, s, *d in layers:
+        Y = cnnlib.conv2d(Y, torch.ones(1, 1, k, k, dtype=torch.float64), stride=s, dilation=d[0] if d else 1)
     Y[0, 0, 0, 0].backward()
     seen = X.grad[0, 0] != 0
     rows = seen.any(dim=1).nonzero().flatten()
     cols = seen.any(dim=0).nonzero().flatten()
     assert rows.tolist() == cols.tolist()  # square kernels see a square region
     assert rows[0] == 0  # it starts at the unit's own corner
-    if all(k >= s for k, s in layers):  # no holes: every position in the extent is seen
+    if all(k >= s and (len(rest) == 0 or rest[0] == 1) for k, s, *rest in layers):  # no holes in the extent
         assert int(seen.sum()) == len(rows) ** 2 == (int(rows[-1]) + 1) ** 2
     return int(rows[-1]) + 1
 
 
 @given(layers=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 3)), min_size=1, max_size=4))
 def test_receptive_field_matches_measurement(layers):
+    assert measured_receptive_field(layers) == cnnlib.receptive_field(layers)
+
+
+@given(layers=st.lists(st.tuples(st.integers(1, 4), st.integers(1, 2), st.integers(1, 3)), min_size=1, max_size=3))
+def test_receptive_field_with_dilation_matches_measurement(layers):
+    # Each dilated layer adds d*(k-1) times the jump: measured through cnnlib.conv2d(dilation=).
     assert measured_receptive_field(layers) == cnnlib.receptive_field(layers)
 
 
@@ -159,6 +210,10 @@ def test_receptive_field_errors():
         cnnlib.receptive_field([(3, 1), (3,)])
     with pytest.raises(ValueError, match=r"layers\[0\] must have kernel >= 1 and stride >= 1"):
         cnnlib.receptive_field([(3, 0)])
+    with pytest.raises(ValueError, match=r"layers\[1\] must have .*dilation >= 1\), got \(3, 1, 0\)"):
+        cnnlib.receptive_field([(3, 1), (3, 1, 0)])
+    with pytest.raises(TypeError, match=r"layers\[0\] must be .* or a \(kernel, stride, dilation\) triple"):
+        cnnlib.receptive_field([(3, 1, 2, 1)])
 
 
 # --------------------------------------------------------------------------------------------
