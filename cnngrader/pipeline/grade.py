@@ -48,7 +48,7 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from cnngrader.course import Course, load_course
-from cnngrader.pipeline import authoring
+from cnngrader.pipeline import authoring, csvsafe, safefiles
 
 EXECUTE = "cnngrader.pipeline.execute.GradingExecute"
 REPLAY = "cnngrader.pipeline.execute.ReplayExecute"
@@ -229,8 +229,8 @@ def find_submissions(cfg: Config, students: Iterable[str] | None = None,
     want_s = set(students) if students else None
     want_a = set(assignments) if assignments else None
     found = []
-    for sdir in sorted(p for p in base.glob("*") if p.is_dir()):
-        for adir in sorted(p for p in sdir.glob("*") if p.is_dir()):
+    for sdir in sorted(p for p in base.glob("*") if _real_dir(p)):
+        for adir in sorted(p for p in sdir.glob("*") if _real_dir(p)):
             if want_s is not None and sdir.name not in want_s:
                 continue
             if want_a is not None and adir.name not in want_a:
@@ -240,8 +240,18 @@ def find_submissions(cfg: Config, students: Iterable[str] | None = None,
     return found
 
 
+def _real_dir(path: Path) -> bool:
+    """A folder, not a link to one."""
+    return path.is_dir() and not path.is_symlink()
+
+
 def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None:
     """Make a submission gradable, or say in one line why it is not.
+
+    The student id must be one a CSV and a path can carry (csvsafe.student_id_problem). Entries
+    that are not plain files or folders (symlinks, FIFOs, sockets, devices, hard links to outside
+    files) are removed from the folder, a line each, and a folder over safefiles.FileLimits (file
+    count, apparent size) is not graded.
 
     A single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
     is renamed to the assignment's notebook name, and the log says so. A notebook that is not
@@ -252,6 +262,14 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
 
     cd = CourseDirectory(config=cfg)
     folder = Path(cd.format_path(cd.submitted_directory, student, assignment))
+    if why := csvsafe.student_id_problem(student):
+        return f"{student!r}/{assignment}: {why}; not graded"
+    try:  # before nbgrader lists or copies anything of it: links, FIFOs, devices go; sizes are checked
+        safefiles.clean(folder, label=f"{student}/{assignment}")
+    except safefiles.TooBig as e:
+        return f"{student}/{assignment}: the submission is too big ({e}); not graded"
+    except OSError as e:
+        return f"{student}/{assignment}: the submission cannot be read ({e.strerror or e}); not graded"
     renamed = rename_single_notebook(cd, folder, assignment)
     if renamed:
         log.info("%s/%s: graded %r as %r, the assignment's notebook", student, assignment, renamed[0].name,
@@ -366,18 +384,26 @@ _SKIP_DIRS = {".ipynb_checkpoints", "__pycache__"}
 
 
 def _digest(files: Iterable[tuple[str, Path]]) -> str:
-    """sha256 over (name, bytes) pairs, in name order."""
+    """sha256 over (name, bytes) pairs, in name order; each file is read as a stream."""
     h = hashlib.sha256()
     for name, path in sorted(files):
-        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(name.encode() + b"\0")
+        safefiles.file_digest(path, h)
+        h.update(b"\0")
     return h.hexdigest()
 
 
+_NO_LIMITS = safefiles.FileLimits(max_bytes=sys.maxsize, max_files=sys.maxsize)
+
+
 def _tree(folder: Path, label: str = "") -> list[tuple[str, Path]]:
-    if not folder.is_dir():
+    """The regular files under folder (one linear listing, no link followed; a submission's size was
+    checked by prepare_submission)."""
+    try:
+        found = safefiles.scan(folder, _NO_LIMITS, skip=_SKIP_DIRS)
+    except FileNotFoundError:
         return []
-    return [(f"{label}{p.relative_to(folder)}", p) for p in folder.rglob("*")
-            if p.is_file() and not _SKIP_DIRS.intersection(p.relative_to(folder).parts)]
+    return [(f"{label}{rel}", folder / rel) for rel in found.files]
 
 
 def submission_digest(cfg: Config, student: str, assignment: str) -> str:
@@ -790,7 +816,7 @@ def final_score(sub) -> float:
 
 def write_grades(rows: list[dict[str, str]], dest: str | Path) -> None:
     with open(dest, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=GRADES_FIELDS, lineterminator="\n")
+        writer = csvsafe.DictWriter(fh, fieldnames=GRADES_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
 

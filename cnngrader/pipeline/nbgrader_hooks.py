@@ -4,6 +4,9 @@ nbgrader_config.py installs them with nbgrader's own configuration points:
 
 - `autograde_pre_convert` (c.Autograde.pre_convert_hook), before each submission of
   `nbgrader autograde`:
+  - a student id outside [A-Za-z0-9._-], or a folder over safefiles.FileLimits, is not graded;
+    symlinks, FIFOs, devices and hard links to outside files are removed from the folder
+    (safefiles.clean), a line each, as `make grade` does;
   - an assignment missing from the gradebook is added from the source directory (solutions/),
     as `make grade` does; exercises/ is not touched;
   - a single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
@@ -30,6 +33,8 @@ from pathlib import Path
 from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
 from nbgrader.plugins import ExportPlugin
 
+from . import csvsafe, safefiles
+
 
 def _autograde_app():
     """The running `nbgrader autograde` application, or None (the grading pipeline, the formgrader)."""
@@ -47,6 +52,16 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
         return
     folder = Path(notebooks[0]).parent
     student_id, assignment_id = folder.parent.name, folder.name
+    why = csvsafe.student_id_problem(student_id)
+    try:
+        if not why:  # links, FIFOs, devices go before nbgrader copies the folder (it follows links)
+            safefiles.clean(folder, label=f"{student_id}/{assignment_id}", logger=app.log)
+    except (safefiles.TooBig, OSError) as e:
+        why = f"the submission is too big or unreadable ({e})"
+    if why:
+        app.log.error("%r/%s: %s; not graded", student_id, assignment_id, why)
+        notebooks[:] = []
+        return
     try:
         if add_missing_assignments(app.coursedir, app.config, [assignment_id])[0]:
             app.log.info("%s was not in the gradebook: added it from %s", assignment_id,
