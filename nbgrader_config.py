@@ -42,6 +42,11 @@ c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE", "/srv/nbgrader/exchange")
 # Submissions placed in submitted/ by hand have no timestamp.txt or submission_secret.txt; this
 # release_feedback writes the first and skips (with a warning) what the exchange cannot deliver.
 c.ExchangeFactory.release_feedback = "cnngrader.pipeline.nbgrader_hooks.ReleaseFeedback"
+# collect on a shared hub: an inbound entry counts only if it is a real folder owned by the student its
+# name claims; its time is the file system's; symlinks, FIFOs and devices are never followed, and a bad
+# entry is skipped with a line (cnngrader/pipeline/collect.py). Where one account owns every submission
+# (a test), collect with --ExchangeCollect.check_owner=False.
+c.ExchangeFactory.collect = "cnngrader.pipeline.collect.SafeCollect"
 
 # -- the student versions -----------------------------------------------------------------
 # exercises/ is generated output (committed so that students can download it): regenerating it is
