@@ -87,6 +87,13 @@ c.Autograde.pre_convert_hook = "cnngrader.pipeline.nbgrader_hooks.autograde_pre_
 # the status "missing", where nbgrader's own CSV gives it 0.0, as for a blank one.
 c.ExportApp.plugin_class = "cnngrader.pipeline.nbgrader_hooks.GradesExport"
 
+# Nothing a student wrote runs in a browser: every notebook nbconvert renders as HTML (the feedback
+# pages and the formgrader's pages) is cleaned first (cnngrader/pipeline/sanitize.py: no script, event
+# handler or javascript: URL), and each feedback page gets a Content-Security-Policy under which no
+# script runs (`make grade` adds it, and so does `nbgrader generate_feedback` through this hook).
+c.HTMLExporter.preprocessors = ["cnngrader.pipeline.sanitize.SafeHTML"]
+c.GenerateFeedback.post_convert_hook = "cnngrader.pipeline.nbgrader_hooks.feedback_post_convert"
+
 # Per-cell time limit. The longest legitimate cell (a short LeNet training run) takes a few
 # seconds on a laptop core; an endless loop costs its own cell only: the kernel is
 # interrupted (KeyboardInterrupt) and the next cell runs.

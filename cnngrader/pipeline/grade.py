@@ -739,14 +739,22 @@ WRAP_CSS = ('<style id="cnngrader-wrap">.jp-OutputArea-output pre, .output_area 
 
 
 def wrap_feedback(folder: Path) -> int:
-    """Add WRAP_CSS to every feedback page under folder that lacks it; returns the pages changed."""
+    """Add WRAP_CSS and the Content-Security-Policy (sanitize.add_csp: no script runs) to every
+    feedback page under folder that lacks them; returns the pages changed."""
+    from cnngrader.pipeline.sanitize import add_csp
+
     changed = 0
-    for page in sorted(Path(folder).rglob("*.html")):
-        text = page.read_text(encoding="utf-8")
-        if 'id="cnngrader-wrap"' in text or "</head>" not in text:
+    for rel in safefiles.scan(folder, _NO_LIMITS).files:
+        page = Path(folder, rel)
+        if page.suffix != ".html":
             continue
-        page.write_text(text.replace("</head>", WRAP_CSS + "\n</head>", 1), encoding="utf-8")
-        changed += 1
+        text = page.read_text(encoding="utf-8", errors="replace")
+        new = add_csp(text)
+        if 'id="cnngrader-wrap"' not in new and "</head>" in new:
+            new = new.replace("</head>", WRAP_CSS + "\n</head>", 1)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+            changed += 1
     return changed
 
 

@@ -82,6 +82,23 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
         notebooks[:] = [str(new) if Path(n) == old else n for n in notebooks]
 
 
+def feedback_post_convert(assignment: str, student: str, notebooks: list[str]) -> None:
+    """c.GenerateFeedback.post_convert_hook: the feedback pages nbgrader just wrote get the
+    Content-Security-Policy and the wrapping style of `make grade` (grade.wrap_feedback)."""
+    from .grade import wrap_feedback
+
+    if notebooks:
+        from nbgrader.apps.generatefeedbackapp import GenerateFeedbackApp
+
+        app = GenerateFeedbackApp.instance() if GenerateFeedbackApp.initialized() else None
+        if app is not None:
+            cd = app.coursedir
+            folder = Path(cd.format_path(cd.feedback_directory, Path(notebooks[0]).parent.parent.name,
+                                         Path(notebooks[0]).parent.name))
+            if folder.is_dir():
+                wrap_feedback(folder)
+
+
 def generate_assignment(coursedir, config, assignment_id: str) -> None:
     """nbgrader generate_assignment --force for `assignment_id`, creating it in the gradebook, into
     coursedir's release directory; RuntimeError with nbgrader's log when it fails."""
