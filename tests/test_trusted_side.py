@@ -307,3 +307,5 @@ def test_grading_kernels_get_their_share_of_the_cores():
     assert km.limits().cpus == km.threads
     km.max_cpus = 0.5
     assert km.limits().cpus == 0.5
+    km.max_cpus = -1.0  # no quota (the benchmark's comparison)
+    assert km.limits().cpus == 0.0
