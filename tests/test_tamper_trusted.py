@@ -147,13 +147,16 @@ needs_browser = pytest.mark.skipif(importlib.util.find_spec("playwright") is Non
                                    reason="playwright or Chromium is missing")
 
 
-def formgrade_page(batch) -> Path:
+def formgrade_page(batch, sanitised: bool = True) -> Path:
     """The page the formgrader shows for the traps submission, rendered as the formgrader renders it:
-    nbconvert's HTMLExporter with the course's configuration and nbgrader's formgrade template."""
+    nbconvert's HTMLExporter with the course's configuration and nbgrader's formgrade template
+    (sanitised=False: without the course's cleaning, to test the Content-Security-Policy alone)."""
     from nbconvert.exporters import HTMLExporter
     from nbgrader.server_extensions.formgrader import handlers
 
     cfg = course_config(batch.root)
+    if not sanitised:
+        cfg.HTMLExporter.preprocessors = []
     cfg.HTMLExporter.template_name = "formgrade"
     cfg.HTMLExporter.extra_template_basedirs = [handlers.template_path]
     exporter = HTMLExporter(config=cfg)
@@ -161,7 +164,7 @@ def formgrade_page(batch) -> Path:
                  "base_url": "", "student": "traps", "last_name": "", "first_name": "", "notebook_path": ""}
     html, _ = exporter.from_filename(str(batch.root / "autograded" / "traps" / A2 / f"{A2}.ipynb"),
                                      resources=resources)
-    path = batch.root / "formgrade.html"
+    path = batch.root / ("formgrade.html" if sanitised else "formgrade-raw.html")
     path.write_text(html)
     return path
 
@@ -186,5 +189,31 @@ def test_no_student_script_runs_in_the_browser(batch):
                 assert page.evaluate("window.__pwned === undefined"), (name, page.evaluate("window.__pwned"))
                 assert page.locator("text=My notes").count() >= 1, name
                 page.close()
+        finally:
+            browser.close()
+
+
+@needs_browser
+def test_the_formgrader_policy_blocks_student_script_by_itself(batch):
+    """The second line alone: the formgrade page rendered WITHOUT the cleaning, served with the policy of
+    cnngrader.pipeline.formgrader_csp. nbgrader's own inline script runs; none of the student's does."""
+    from playwright.sync_api import sync_playwright
+
+    from cnngrader.pipeline.formgrader_csp import policy
+
+    html = formgrade_page(batch, sanitised=False).read_bytes()
+    assert b"window.__pwned" in html.split(b'id="notebook-container"', 1)[1]  # the traps are in the page
+    url = "http://formgrader.test/formgrader/submissions/x"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.route("**/*", lambda route: route.fulfill(
+                status=200, body=html, headers={"Content-Type": "text/html", "Content-Security-Policy": policy(html)})
+                if route.request.url == url else route.abort())
+            page.goto(url)
+            page.wait_for_timeout(500)
+            assert page.evaluate("window.submission_id") == "x"  # nbgrader's inline script, allowed by its hash
+            assert page.evaluate("window.__pwned === undefined"), page.evaluate("window.__pwned")
         finally:
             browser.close()
