@@ -241,8 +241,11 @@ def find_submissions(cfg: Config, students: Iterable[str] | None = None,
 
 
 def _real_dir(path: Path) -> bool:
-    """A folder, not a link to one."""
-    return path.is_dir() and not path.is_symlink()
+    """A folder, not a link to one (a link is skipped with a line: the grader follows no student link)."""
+    if path.is_symlink():
+        log.warning("%s is a symbolic link: skipped", path)
+        return False
+    return path.is_dir()
 
 
 def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None:
