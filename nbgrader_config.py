@@ -42,6 +42,11 @@ c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE", "/srv/nbgrader/exchange")
 # Submissions placed in submitted/ by hand have no timestamp.txt or submission_secret.txt; this
 # release_feedback writes the first and skips (with a warning) what the exchange cannot deliver.
 c.ExchangeFactory.release_feedback = "cnngrader.pipeline.nbgrader_hooks.ReleaseFeedback"
+# collect on a shared hub: an inbound entry counts only if it is a real folder owned by the student its
+# name claims; its time is the file system's; symlinks, FIFOs and devices are never followed, and a bad
+# entry is skipped with a line (cnngrader/pipeline/collect.py). Where one account owns every submission
+# (a test), collect with --ExchangeCollect.check_owner=False.
+c.ExchangeFactory.collect = "cnngrader.pipeline.collect.SafeCollect"
 
 # -- the student versions -----------------------------------------------------------------
 # exercises/ is generated output (committed so that students can download it): regenerating it is
@@ -82,6 +87,13 @@ c.Autograde.pre_convert_hook = "cnngrader.pipeline.nbgrader_hooks.autograde_pre_
 # `nbgrader export` writes the grades.csv of `make grade`: a missing submission has empty scores and
 # the status "missing", where nbgrader's own CSV gives it 0.0, as for a blank one.
 c.ExportApp.plugin_class = "cnngrader.pipeline.nbgrader_hooks.GradesExport"
+
+# Nothing a student wrote runs in a browser: every notebook nbconvert renders as HTML (the feedback
+# pages and the formgrader's pages) is cleaned first (cnngrader/pipeline/sanitize.py: no script, event
+# handler or javascript: URL), and each feedback page gets a Content-Security-Policy under which no
+# script runs (`make grade` adds it, and so does `nbgrader generate_feedback` through this hook).
+c.HTMLExporter.preprocessors = ["cnngrader.pipeline.sanitize.SafeHTML"]
+c.GenerateFeedback.post_convert_hook = "cnngrader.pipeline.nbgrader_hooks.feedback_post_convert"
 
 # Per-cell time limit. The longest legitimate cell (a short LeNet training run) takes a few
 # seconds on a laptop core; an endless loop costs its own cell only: the kernel is

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from . import book, grading, ops, similarity, training
+from . import book, fair_share, grading, ops, similarity, training
 from .machine import machine_info, versions
 from .report import Skipped, table, write_json
 
-SECTIONS = ("ops", "train", "grade", "book", "similarity")
+SECTIONS = ("ops", "train", "grade", "share", "book", "similarity")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -94,6 +94,9 @@ def main(argv=None) -> int:
         results += training.run(devices, args.quick, args.repeats, log=log)
     if "grade" in sections:
         r, s = grading.run(args.students, args.jobs, log=log)
+        results, skipped = results + r, skipped + s
+    if "share" in sections:
+        r, s = fair_share.run(log=log)
         results, skipped = results + r, skipped + s
     if "book" in sections:
         r, s = book.run(log=log)

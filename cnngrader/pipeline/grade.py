@@ -48,7 +48,7 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from cnngrader.course import Course, load_course
-from cnngrader.pipeline import authoring
+from cnngrader.pipeline import authoring, csvsafe, safefiles
 
 EXECUTE = "cnngrader.pipeline.execute.GradingExecute"
 REPLAY = "cnngrader.pipeline.execute.ReplayExecute"
@@ -229,8 +229,8 @@ def find_submissions(cfg: Config, students: Iterable[str] | None = None,
     want_s = set(students) if students else None
     want_a = set(assignments) if assignments else None
     found = []
-    for sdir in sorted(p for p in base.glob("*") if p.is_dir()):
-        for adir in sorted(p for p in sdir.glob("*") if p.is_dir()):
+    for sdir in sorted(p for p in base.glob("*") if _real_dir(p)):
+        for adir in sorted(p for p in sdir.glob("*") if _real_dir(p)):
             if want_s is not None and sdir.name not in want_s:
                 continue
             if want_a is not None and adir.name not in want_a:
@@ -240,8 +240,21 @@ def find_submissions(cfg: Config, students: Iterable[str] | None = None,
     return found
 
 
+def _real_dir(path: Path) -> bool:
+    """A folder, not a link to one (a link is skipped with a line: the grader follows no student link)."""
+    if path.is_symlink():
+        log.warning("%s is a symbolic link: skipped", path)
+        return False
+    return path.is_dir()
+
+
 def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None:
     """Make a submission gradable, or say in one line why it is not.
+
+    The student id must be one a CSV and a path can carry (csvsafe.student_id_problem). Entries
+    that are not plain files or folders (symlinks, FIFOs, sockets, devices, hard links to outside
+    files) are removed from the folder, a line each, and a folder over safefiles.FileLimits (file
+    count, apparent size) is not graded.
 
     A single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
     is renamed to the assignment's notebook name, and the log says so. Named pipes, sockets and
@@ -254,6 +267,14 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
 
     cd = CourseDirectory(config=cfg)
     folder = Path(cd.format_path(cd.submitted_directory, student, assignment))
+    if why := csvsafe.student_id_problem(student):
+        return f"{student!r}/{assignment}: {why}; not graded"
+    try:  # before nbgrader lists or copies anything of it: links, FIFOs, devices go; sizes are checked
+        safefiles.clean(folder, label=f"{student}/{assignment}")
+    except safefiles.TooBig as e:
+        return f"{student}/{assignment}: the submission is too big ({e}); not graded"
+    except OSError as e:
+        return f"{student}/{assignment}: the submission cannot be read ({e.strerror or e}); not graded"
     for line in set_aside_odd_files(folder):
         log.warning("%s/%s: %s", student, assignment, line)
     renamed = rename_single_notebook(cd, folder, assignment)
@@ -393,18 +414,26 @@ _SKIP_DIRS = {".ipynb_checkpoints", "__pycache__"}
 
 
 def _digest(files: Iterable[tuple[str, Path]]) -> str:
-    """sha256 over (name, bytes) pairs, in name order."""
+    """sha256 over (name, bytes) pairs, in name order; each file is read as a stream."""
     h = hashlib.sha256()
     for name, path in sorted(files):
-        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(name.encode() + b"\0")
+        safefiles.file_digest(path, h)
+        h.update(b"\0")
     return h.hexdigest()
 
 
+_NO_LIMITS = safefiles.FileLimits(max_bytes=sys.maxsize, max_files=sys.maxsize)
+
+
 def _tree(folder: Path, label: str = "") -> list[tuple[str, Path]]:
-    if not folder.is_dir():
+    """The regular files under folder (one linear listing, no link followed; a submission's size was
+    checked by prepare_submission)."""
+    try:
+        found = safefiles.scan(folder, _NO_LIMITS, skip=_SKIP_DIRS)
+    except FileNotFoundError:
         return []
-    return [(f"{label}{p.relative_to(folder)}", p) for p in folder.rglob("*")
-            if p.is_file() and not _SKIP_DIRS.intersection(p.relative_to(folder).parts)]
+    return [(f"{label}{rel}", folder / rel) for rel in found.files]
 
 
 def submission_digest(cfg: Config, student: str, assignment: str) -> str:
@@ -741,14 +770,22 @@ WRAP_CSS = ('<style id="cnngrader-wrap">.jp-OutputArea-output pre, .output_area 
 
 
 def wrap_feedback(folder: Path) -> int:
-    """Add WRAP_CSS to every feedback page under folder that lacks it; returns the pages changed."""
+    """Add WRAP_CSS and the Content-Security-Policy (sanitize.add_csp: no script runs) to every
+    feedback page under folder that lacks them; returns the pages changed."""
+    from cnngrader.pipeline.sanitize import add_csp
+
     changed = 0
-    for page in sorted(Path(folder).rglob("*.html")):
-        text = page.read_text(encoding="utf-8")
-        if 'id="cnngrader-wrap"' in text or "</head>" not in text:
+    for rel in safefiles.scan(folder, _NO_LIMITS).files:
+        page = Path(folder, rel)
+        if page.suffix != ".html":
             continue
-        page.write_text(text.replace("</head>", WRAP_CSS + "\n</head>", 1), encoding="utf-8")
-        changed += 1
+        text = page.read_text(encoding="utf-8", errors="replace")
+        new = add_csp(text)
+        if 'id="cnngrader-wrap"' not in new and "</head>" in new:
+            new = new.replace("</head>", WRAP_CSS + "\n</head>", 1)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+            changed += 1
     return changed
 
 
@@ -818,7 +855,7 @@ def final_score(sub) -> float:
 
 def write_grades(rows: list[dict[str, str]], dest: str | Path) -> None:
     with open(dest, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=GRADES_FIELDS, lineterminator="\n")
+        writer = csvsafe.DictWriter(fh, fieldnames=GRADES_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
 

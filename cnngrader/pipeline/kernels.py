@@ -33,7 +33,7 @@ from multiprocessing import util as mp_util
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode
 
 from cnngrader.pipeline.execute import GradingKernelManager
 from cnngrader.pipeline.launch import THREAD_VARS
@@ -69,6 +69,7 @@ class SandboxedKernelManager(GradingKernelManager):
     max_processes = Integer(Limits.pids, help="Tasks (processes + threads) of the kernel's tree.").tag(config=True)
     max_cpu_seconds = Integer(Limits.cpu_seconds, help="CPU seconds of the kernel's tree.").tag(config=True)
     max_disk = Integer(Limits.disk_bytes, help="Bytes of each writable tmpfs (/submission, /tmp).").tag(config=True)
+    max_cpus = Float(0.0, help="CPU quota of the kernel's tree in cores (0: `threads`; < 0: none).").tag(config=True)
 
     warm_spare = Bool(True, help="Launch the next kernel while this one runs, and adopt a waiting one.").tag(config=True)
 
@@ -83,8 +84,11 @@ class SandboxedKernelManager(GradingKernelManager):
     _extra: tuple[str, ...] = ()
 
     def limits(self) -> Limits:
+        # CPU quota: the cores its threads were given (all cores / parallel jobs), so that a
+        # fork-and-spin notebook slows no other notebook graded beside it
         return Limits(memory_bytes=self.max_memory, pids=self.max_processes,
-                      cpu_seconds=self.max_cpu_seconds, disk_bytes=self.max_disk)
+                      cpu_seconds=self.max_cpu_seconds, disk_bytes=self.max_disk,
+                      cpus=float(self.max_cpus or self.threads) if self.max_cpus >= 0 else 0.0)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = AsyncKernelManager.format_kernel_cmd(self, extra_arguments)  # not the launcher or the zygote

@@ -4,6 +4,9 @@ nbgrader_config.py installs them with nbgrader's own configuration points:
 
 - `autograde_pre_convert` (c.Autograde.pre_convert_hook), before each submission of
   `nbgrader autograde`:
+  - a student id outside [A-Za-z0-9._-], or a folder over safefiles.FileLimits, is not graded;
+    symlinks, FIFOs, devices and hard links to outside files are removed from the folder
+    (safefiles.clean), a line each, as `make grade` does;
   - an assignment missing from the gradebook is added from the source directory (solutions/),
     as `make grade` does; exercises/ is not touched;
   - a single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
@@ -33,6 +36,8 @@ from pathlib import Path
 from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
 from nbgrader.plugins import ExportPlugin
 
+from . import csvsafe, safefiles
+
 
 def _autograde_app():
     """The running `nbgrader autograde` application, or None (the grading pipeline, the formgrader)."""
@@ -50,6 +55,16 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
         return
     folder = Path(notebooks[0]).parent
     student_id, assignment_id = folder.parent.name, folder.name
+    why = csvsafe.student_id_problem(student_id)
+    try:
+        if not why:  # links, FIFOs, devices go before nbgrader copies the folder (it follows links)
+            safefiles.clean(folder, label=f"{student_id}/{assignment_id}", logger=app.log)
+    except (safefiles.TooBig, OSError) as e:
+        why = f"the submission is too big or unreadable ({e})"
+    if why:
+        app.log.error("%r/%s: %s; not graded", student_id, assignment_id, why)
+        notebooks[:] = []
+        return
     try:
         if add_missing_assignments(app.coursedir, app.config, [assignment_id])[0]:
             app.log.info("%s was not in the gradebook: added it from %s", assignment_id,
@@ -72,6 +87,23 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
         app.log.warning("%s/%s: graded %r as %r, the assignment's only notebook (renamed in %s)",
                         student_id, assignment_id, old.name, new.name, folder)
         notebooks[:] = [str(new) if Path(n) == old else n for n in notebooks]
+
+
+def feedback_post_convert(assignment: str, student: str, notebooks: list[str]) -> None:
+    """c.GenerateFeedback.post_convert_hook: the feedback pages nbgrader just wrote get the
+    Content-Security-Policy and the wrapping style of `make grade` (grade.wrap_feedback)."""
+    from .grade import wrap_feedback
+
+    if notebooks:
+        from nbgrader.apps.generatefeedbackapp import GenerateFeedbackApp
+
+        app = GenerateFeedbackApp.instance() if GenerateFeedbackApp.initialized() else None
+        if app is not None:
+            cd = app.coursedir
+            folder = Path(cd.format_path(cd.feedback_directory, Path(notebooks[0]).parent.parent.name,
+                                         Path(notebooks[0]).parent.name))
+            if folder.is_dir():
+                wrap_feedback(folder)
 
 
 def generate_assignment(coursedir, config, assignment_id: str) -> None:

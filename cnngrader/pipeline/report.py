@@ -20,7 +20,6 @@ Writes, for every graded assignment:
 """
 from __future__ import annotations
 
-import csv
 import re
 import statistics
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import nbformat
 from traitlets.config import Config
 
+from cnngrader.pipeline import csvsafe
 from cnngrader.pipeline.grade import UNSANDBOXED, final_score, load_roster, sandbox_enabled
 from cnngrader.pipeline.similarity import similarity_md
 
@@ -229,7 +229,7 @@ def write_canvas(cfg: Config, overview: dict[str, Any], path: Path) -> Path:
     roster = load_roster(cfg)
     names = [a["name"] for a in overview["assignments"]]
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
+        w = csvsafe.writer(fh)
         w.writerow(CANVAS_HEADER + names)
         w.writerow(["Points Possible", "", "", ""] + [f"{a['max_score']:g}" for a in overview["assignments"]])
         for st in overview["students"]:
@@ -247,7 +247,7 @@ def write_canvas(cfg: Config, overview: dict[str, Any], path: Path) -> Path:
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
     with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        w = csvsafe.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
 

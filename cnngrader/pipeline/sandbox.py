@@ -15,8 +15,9 @@ What a process inside sees and may do:
   course directory;
 - writable: /submission (its cwd; a copy of the inbox) and /tmp, each a tmpfs of
   `Limits.disk_bytes`; the kernel's ipc sockets go to a tiny tmpfs at `runtime` (see link_sockets);
-- memory (RAM + swap), task count and CPU time limited for the whole tree by one cgroup per
-  sandbox, which the bwrap process joins before it execs (so every descendant is counted).
+- memory (RAM + swap), task count, CPU time and a CPU quota in cores (`Limits.cpus`, cgroup
+  cpu.max or v1 cpu.cfs_quota_us) limited for the whole tree by one cgroup per sandbox, which the
+  bwrap process joins before it execs (so every descendant is counted).
 
 CPU time is enforced by a watchdog thread that polls the cgroup's CPU usage (tree-wide,
 including processes that already exited) and kills the sandbox past `Limits.cpu_seconds`;
@@ -47,6 +48,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from .safefiles import FileLimits, copy_tree
+
 INIT_SOURCE = Path(__file__).with_name("sandbox_init.py")
 INIT_INSIDE = "/run/cnngrader-init.py"
 INBOX_INSIDE = "/run/inbox"
@@ -56,6 +59,7 @@ UID = GID = 65534
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
 ETC = "/etc"  # bound read-only, less what uid 65534 could not read on the host (see unreadable)
+CPU_PERIOD_US = 100_000  # the CFS period of a CPU quota
 # precheck.py: a notebook's pre-submission check imports in the kernel and does nothing there.
 KERNEL_SOURCES = ("cnngrader/__init__.py", "cnngrader/tolerances.py", "cnngrader/course.py", "cnngrader/kernel",
                   "cnngrader/precheck.py")
@@ -94,6 +98,7 @@ class Limits:
     cpu_seconds: int = 900  # CPU time of the whole tree, over the sandbox's lifetime
     disk_bytes: int = 256 * 2**20  # size of each writable tmpfs (/submission and /tmp)
     address_space: bool = True  # also RLIMIT_AS = memory_bytes per process (off where GPUs are present)
+    cpus: float = 0.0  # CPU quota of the tree in cores (cgroup cpu.max), so one notebook cannot starve the others
 
 
 # -- what the sandbox sees ----------------------------------------------------------------------
@@ -238,6 +243,14 @@ class Cgroup:
                 (mem / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_bytes))
         if limits.pids:
             (self.dirs["pids"] / "pids.max").write_text(str(limits.pids))
+        cpu = CGROUP_ROOT / "cpu"
+        if limits.cpus and (cpu / "cgroup.procs").exists():  # optional: where the cpu controller is mounted
+            path = cpu / _own_cgroup("cpu").lstrip("/") / name
+            if path.resolve() not in [d.resolve() for d in self.dirs.values()]:  # "cpu,cpuacct" mounted together
+                path.mkdir()
+                self.dirs["cpu"] = path
+            (path / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            (path / "cpu.cfs_quota_us").write_text(str(max(1000, int(limits.cpus * CPU_PERIOD_US))))
 
     def _create_v2(self, name: str, limits: Limits) -> None:
         parent = CGROUP_ROOT / _own_cgroup("").lstrip("/")
@@ -254,6 +267,29 @@ class Cgroup:
                 (path / "memory.swap.max").write_text("0")
         if limits.pids:
             (path / "pids.max").write_text(str(limits.pids))
+        if limits.cpus:
+            (path / "cpu.max").write_text(f"{max(1000, int(limits.cpus * CPU_PERIOD_US))} {CPU_PERIOD_US}")
+
+    def cpu_quota(self) -> float:
+        """The CPU quota in cores that the kernel enforces on the tree (0.0: none)."""
+        try:
+            if self.v2:
+                quota, period = (self.dirs["v2"] / "cpu.max").read_text().split()
+            else:
+                d = self.dirs.get("cpu") or self.dirs["cpuacct"]
+                quota, period = ((d / f"cpu.cfs_{k}_us").read_text() for k in ("quota", "period"))
+            return 0.0 if quota.strip() in ("max", "-1") else int(quota) / int(period)
+        except (OSError, KeyError, ValueError):
+            return 0.0
+
+    def cpu_throttled(self) -> int:
+        """How many CFS periods the tree was throttled in (its quota was used up)."""
+        d = self.dirs.get("v2") or self.dirs.get("cpu") or self.dirs.get("cpuacct")
+        try:
+            stats = dict(line.split() for line in (d / "cpu.stat").read_text().splitlines())
+            return int(stats.get("nr_throttled", 0))
+        except (OSError, TypeError, ValueError):
+            return 0
 
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]
@@ -431,12 +467,16 @@ class Sandbox:
         return self._cgroup is not None and not self._closed.is_set()
 
     # the submission
-    def copy_in(self, source: str | os.PathLike) -> None:
-        """Copy a submission's folder into the inbox (the launcher copies it on to /submission)."""
+    def copy_in(self, source: str | os.PathLike) -> list[str]:
+        """Copy a submission's folder into the inbox (the launcher copies it on to /submission): its
+        regular files and folders only, never following a link (safefiles.copy_tree); returns a line
+        for each entry skipped. TooBig when it would not fit the sandbox's /submission."""
         if self.inbox.resolve().is_relative_to(Path(source).resolve()):
             raise ValueError(f"the submission folder {source} contains the sandbox's own folder")
-        shutil.copytree(source, self.inbox, copy_function=shutil.copyfile, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        limits = FileLimits()
+        if self.limits.disk_bytes:
+            limits = FileLimits(max_bytes=min(limits.max_bytes, self.limits.disk_bytes), max_files=limits.max_files)
+        return copy_tree(source, self.inbox, limits, skip=(".ipynb_checkpoints",))
 
     # running
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
