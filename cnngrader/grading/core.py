@@ -37,6 +37,7 @@ class GradingError(AssertionError):
 
 DTYPES = (torch.float32, torch.float64)
 DEVICES = tuple(c.devices_mod.devices())
+META = torch.device("meta")  # shapes and dtypes without data: device mistakes show on a CPU-only grader
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,19 +70,23 @@ _F, _NN = "torch.nn.functional", "torch.nn"
 CONV = [
     "torch.conv1d", "torch.conv2d", "torch.conv3d", f"{_F}.conv1d", f"{_F}.conv2d", f"{_F}.conv3d",
     "torch.convolution", "torch.conv_transpose1d", "torch.conv_transpose2d", "torch.conv_transpose3d",
-    f"{_F}.conv_transpose1d", f"{_F}.conv_transpose2d", f"{_F}.conv_transpose3d", f"{_F}.unfold", f"{_F}.fold",
+    f"{_F}.conv_transpose1d", f"{_F}.conv_transpose2d", f"{_F}.conv_transpose3d",
     f"{_NN}.Conv1d", f"{_NN}.Conv2d", f"{_NN}.Conv3d", f"{_NN}.LazyConv2d", f"{_NN}.ConvTranspose2d",
-    f"{_NN}.Unfold", f"{_NN}.Fold", "torch.nn.grad.conv2d_input", "torch.nn.grad.conv2d_weight",
-    "cnnlib._engine.conv2d",
+    "torch.nn.grad.conv2d_input", "torch.nn.grad.conv2d_weight", "cnnlib._engine.conv2d",
 ]
-CONV_C = ["torch._convolution", "torch._C._nn.im2col", "torch._C._nn.col2im"]
+CONV_C = ["torch._convolution"]
 CONV_ATEN = [
     "conv1d", "conv2d", "conv2d.padding", "conv3d", "convolution", "_convolution", "convolution_overrideable",
-    "convolution_backward", "conv_transpose1d", "conv_transpose2d.input", "conv_transpose3d.input", "im2col",
-    "col2im", "mkldnn_convolution", "_slow_conv2d_forward", "slow_conv3d_forward", "thnn_conv2d",
+    "convolution_backward", "conv_transpose1d", "conv_transpose2d.input", "conv_transpose3d.input",
+    "mkldnn_convolution", "_slow_conv2d_forward", "slow_conv3d_forward", "thnn_conv2d",
     "cudnn_convolution", "cudnn_convolution_transpose", "_nnpack_spatial_convolution", "conv_tbc",
     "slow_conv_transpose2d", "slow_conv_dilated2d",
 ]
+# im2col (F.unfold) copies every window into a column: a window view, not a convolution. Only a task
+# whose text forbids it (A2's corr2d) bans it; Tensor.unfold and as_strided are never banned.
+IM2COL = [f"{_F}.unfold", f"{_F}.fold", f"{_NN}.Unfold", f"{_NN}.Fold"]
+IM2COL_C = ["torch._C._nn.im2col", "torch._C._nn.col2im"]
+IM2COL_ATEN = ["im2col", "col2im"]
 POOL = [
     f"{_F}.max_pool1d", f"{_F}.max_pool2d", f"{_F}.max_pool3d", f"{_F}.avg_pool1d", f"{_F}.avg_pool2d",
     f"{_F}.avg_pool3d", f"{_F}.adaptive_avg_pool1d", f"{_F}.adaptive_avg_pool2d", f"{_F}.adaptive_max_pool1d",
@@ -108,11 +113,12 @@ SOLVE_ATEN = ["linalg_lstsq", "linalg_pinv", "linalg_solve", "linalg_solve_ex", 
               "linalg_inv_ex", "pinverse", "inverse", "cholesky_solve", "triangular_solve",
               "linalg_solve_triangular"]
 # Routes the static scan refuses wherever the grader forbids a convolution, pooling or padding:
-# the NumPy and SciPy equivalents, PyTorch's raw operator namespaces, cnnlib's private engine.
+# PyTorch's raw operator namespaces and cnnlib's private engine (other names for the banned operators).
 LOW_LEVEL = ["torch.ops", "torch._C", "cnnlib._engine", "torch.library"]
-NUMPY_CONV = ["numpy.convolve", "numpy.correlate", "numpy.lib.stride_tricks", "scipy.signal", "scipy.ndimage",
-              "numpy.fft", "scipy.fft"]
-NUMPY_POOL = ["numpy.lib.stride_tricks", "scipy.ndimage", "skimage.measure.block_reduce"]
+# The NumPy and SciPy versions of the operations, banned where the task's text names them. Window
+# views (numpy.lib.stride_tricks) and FFTs are ways of writing the operation, not shortcuts.
+NUMPY_CONV = ["numpy.convolve", "numpy.correlate", "scipy.signal", "scipy.ndimage"]
+NUMPY_POOL = ["scipy.ndimage", "skimage.measure.block_reduce"]
 NUMPY_PAD = ["numpy.pad"]
 CONV_OPS = ("corr2d", "convolve2d", "conv2d", "corr2d_multi_in", "corr2d_multi_in_out",
             "corr2d_multi_in_out_1x1", "corr2d_padded", "conv_as_matrix", "Conv2D", "Conv2d")
@@ -388,6 +394,10 @@ def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forb
                         shown = got if type(got) is c.Tensor and c.dim(got) <= 3 and c.numel(got) <= 200 else None
                         first = (reason, case, shown, run.warned)
                     break
+    if first is None:
+        reason = meta_reason(name, runner, cases, forbidden)
+        if reason:
+            fail(reason)
     if first is not None:
         reason, case, got, warned = first
         msg = reason
@@ -397,6 +407,39 @@ def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forb
         if warned:
             msg += "\nYour code emitted warnings: " + "; ".join(dict.fromkeys(warned))
         fail(msg)
+
+
+_DEVICE_ADVICE = ("a tensor made without the input's device lands on the CPU (torch.zeros(...) or torch.tensor(...) "
+                  "without device=): make new tensors with X.new_zeros(...), or with device=X.device")
+
+
+def meta_reason(name: str, runner: Any, cases: list[Case], forbidden: Forbidden) -> str | None:
+    """Each case once more with float32 inputs on the meta device, where a tensor made on the CPU shows as on
+    a GPU: the output must be on meta with the expected shape and dtype, and no operator may meet a meta
+    tensor and a CPU one. An error without such a meeting needs data (.item(), NumPy, a branch on a value):
+    inconclusive, the values were checked on the real devices. Meta operators are slow (many are written in
+    Python), so three cases run: the smallest, a middle one and the largest."""
+    picked = [cases[k] for k in sorted({0, len(cases) // 2, len(cases) - 1})] if cases else []
+    for case in picked:
+        args = [c.to(a, device=META, dtype=torch.float32) if type(a) is c.Tensor else a for a in case.args]
+        run, mixed = runner.call_meta(name, forbidden, args, case.kwargs)
+        reason = shortcut_reason(name, run)
+        if reason:
+            return reason
+        where = f"for {case.desc} with float32 inputs on the meta device (shapes and dtypes, no data)"
+        if mixed:
+            at = f" (at {run.where})" if run.where else ""
+            return (f"{name} mixed devices {where}: {mixed[0]} got a tensor on {mixed[1]} together with the input's"
+                    f"{at}, which fails on a GPU; {_DEVICE_ADVICE}")
+        got = run.value
+        if run.error is not None or (type(got) is not c.Tensor and type(got) is not c.Parameter):
+            continue  # needs data, or not a tensor: the real devices decide
+        if c.device_of(got) != META:
+            return f"{name} returned a tensor on {c.device_of(got)} {where}; expected it on meta: {_DEVICE_ADVICE}"
+        if shape(got) != shape(case.expected) or c.dtype_of(got) != torch.float32:
+            return (f"{name} returned shape {shape(got)} and dtype {dt(c.dtype_of(got))} {where}; expected "
+                    f"{shape(case.expected)} and float32")
+    return None
 
 
 def require_callable(name: str, runner: Any) -> None:

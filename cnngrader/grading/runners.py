@@ -32,6 +32,14 @@ class Runner:
     def call(self, name: str, forbidden: Forbidden, args: list, kwargs: dict, seed: int | None = None) -> Run:
         return Run.from_dict(self.ask("call", name, forbidden, args=args, kwargs=kwargs, seed=seed))
 
+    def call_meta(self, name: str, forbidden: Forbidden, args: list, kwargs: dict) -> tuple[Run, list]:
+        """A call with the tensors on the meta device: its Run, and [operator, device] where a meta tensor
+        met a tensor on another device ([] if none did)."""
+        out = self.ask("call_meta", name, forbidden, args=args, kwargs=kwargs)
+        mixed = out.get("mixed") if isinstance(out, dict) else None
+        mixed = [str(v) for v in mixed] if isinstance(mixed, list) and len(mixed) == 2 else []
+        return Run.from_dict(out), mixed
+
     def layer(self, name: str, forbidden: Forbidden, **args: Any) -> dict:
         out = self.ask("layer", name, forbidden, **args)
         out["forward"] = Run.from_dict(out["forward"])
