@@ -125,3 +125,122 @@ def test_meta_runs_are_reported_separately_from_the_real_devices():
     run, mixed = grading.runners.LocalRunner({"f": lambda X, K: X[1:, 1:] * K[0, 0]}).call_meta(
         "f", core.forbid([]), [torch.empty(3, 3, device="meta"), torch.empty(2, 2, device="meta")], {})
     assert run.error is None and mixed == [] and run.value.device.type == "meta"
+
+
+# --- 2. a ban exists only where the task's text states it ----------------------------------------
+_NEGATION = re.compile(r"\b(do not|don't|nor|not a|does not count)\b", re.IGNORECASE)
+_HEADER = "cnnlib's version"  # "fail a function that calls ... (cnnlib's version or PyTorch's)"
+# A category of banned routes and what a ban sentence must say for it.
+_CATEGORIES = {
+    "convolutions": (core.CONV + core.CONV_C, lambda s: "convolution" in s),
+    "im2col": (core.IM2COL + core.IM2COL_C, lambda s: "F.unfold" in s or "im2col" in s),
+    "padding": (core.PAD + core.PAD_C, lambda s: "F.pad" in s or "torch.nn.functional.pad" in s),
+    "pooling": (core.POOL + core.POOL_C, lambda s: "pooling functions" in s),
+    "solvers": (core.SOLVE + ["numpy.linalg", "scipy"], lambda s: "torch.linalg.lstsq" in s),
+    "NumPy/SciPy convolutions": (core.NUMPY_CONV, lambda s: "NumPy" in s and "SciPy" in s and "convol" in s
+                                 or "numpy.convolve" in s),
+    "NumPy padding": (core.NUMPY_PAD, lambda s: "numpy.pad" in s),
+    "NumPy/SciPy pooling": (core.NUMPY_POOL, lambda s: "scipy.ndimage" in s and "block_reduce" in s),
+}
+
+
+def _checks_module(aid: str):
+    spec = importlib.util.spec_from_file_location(f"_bans_{aid}", ROOT / "assignments" / aid / "checks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sections(aid: str) -> tuple[str, dict[str, str]]:
+    """The task's text before its first section, and each solution cell's section (from its heading to it)."""
+    text = (ROOT / "assignments" / aid / f"{aid}.md").read_text()
+    prose = re.sub(r"```\{code-cell\}.*?```", "", text, flags=re.DOTALL)
+    intro = prose.split("\n## ", 1)[0]
+    out = {}
+    for m in re.finditer(r"\nnbgrader:\n(.*?)\n---", text, flags=re.DOTALL):
+        found = re.search(r"grade_id: (\w+)", m.group(1))
+        if found and "solution: true" in m.group(1):
+            heading = text.rfind("\n## ", 0, m.start())
+            out[found.group(1)] = re.sub(r"```\{code-cell\}.*?```", "", text[heading:m.start()], flags=re.DOTALL)
+    return intro, out
+
+
+def _ban_sentences(text: str) -> list[str]:
+    """The bans of a text: each sentence (or clause after a semicolon) with a negation, from the negation on,
+    or for "X does not count", the clause after the last colon."""
+    out = []
+    for part in re.split(r"(?<=[.;])\s+", " ".join(text.split())):
+        found = _NEGATION.search(part)
+        if found is None:
+            continue
+        out.append(part.rsplit(": ", 1)[-1] if found.group(1) == "does not count" else part[found.start():])
+    return out
+
+
+def _named(token: str) -> str:
+    """A route as the text writes it (`F.unfold`, `nn.Conv2d`, `corr2d`) as its dotted name."""
+    for short, full in (("F.", "torch.nn.functional."), ("nn.", "torch.nn.")):
+        if token.startswith(short):
+            return full + token[len(short):]
+    return token if "." in token else f"cnnlib.{token}"
+
+
+@pytest.mark.parametrize("aid", IDS)
+def test_each_banned_route_is_named_in_the_task_text_and_each_ban_in_the_text_is_enforced(aid):
+    module = _checks_module(aid)
+    text = (ROOT / "assignments" / aid / f"{aid}.md").read_text()
+    intro, sections = _sections(aid)
+    for name, forbidden in getattr(module, "FORBIDDEN", {}).items():
+        bans = _ban_sentences(intro) + _ban_sentences(sections[name])
+        static = set(forbidden.static)
+        # each route the checks forbid is named: cnnlib's own versions by the notebook's header sentence
+        for route in static:
+            if route.startswith("cnnlib."):
+                assert _HEADER in " ".join(text.split()), f"{aid}: {name} bans cnnlib's {route}; the header says so"
+                continue
+            if route in core.LOW_LEVEL:
+                continue  # other names for the banned operators (torch.ops.aten.conv2d...), checked below
+            hits = [cat for cat, (routes, said) in _CATEGORIES.items() if route in routes]
+            assert hits, f"{aid}: {name} bans {route}, which no category of the task's text covers"
+            assert any(_CATEGORIES[cat][1](" ".join(bans)) for cat in hits), \
+                f"{aid}: {name} bans {route} ({hits[0]}), but its text does not say so: {bans}"
+        if static & set(core.LOW_LEVEL):
+            assert static - set(core.LOW_LEVEL) - {r for r in static if r.startswith("cnnlib.")}, \
+                f"{aid}: {name} bans torch.ops/torch._C without banning any operator"
+        # each route a ban sentence names is enforced by the scan
+        for sentence in bans:
+            for token in re.findall(r"`([\w.]+)`", sentence):
+                route = _named(token)
+                assert scan._matches(route, forbidden.static), \
+                    f"{aid}: the text of {name} bans `{token}` ({route}), but its checks do not: {sentence!r}"
+        for cat, (routes, said) in _CATEGORIES.items():
+            if any(said(s) for s in bans) and cat in ("convolutions", "padding", "pooling"):
+                assert set(routes) <= static, f"{aid}: the text of {name} bans {cat}; its checks miss some"
+
+
+def test_window_views_are_allowed_unless_the_text_forbids_them():
+    A4 = "04_channels"
+    for name, forbidden in _checks_module(A4).FORBIDDEN.items():
+        assert not set(core.IM2COL) & set(forbidden.static), name
+    for name in ("pool2d", "global_avg_pool2d"):
+        assert "numpy.lib.stride_tricks" not in _checks_module("05_pooling").FORBIDDEN[name].static
+
+    def corr2d_multi_in_out(X, K):  # im2col and one matrix product
+        C_out, C, kh, kw = K.shape
+        cols = F.unfold(X[None], (kh, kw))[0]  # (C*kh*kw, L)
+        Y = K.reshape(C_out, -1) @ cols  # (C_out, L)
+        return Y.reshape(C_out, X.shape[1] - kh + 1, X.shape[2] - kw + 1)
+
+    grading.check("corr2d_multi_in_out", corr2d_multi_in_out)
+
+    def corr2d_multi_in(X, K):  # a window view and einsum
+        windows = X.unfold(1, K.shape[1], 1).unfold(2, K.shape[2], 1)  # (C, H', W', kh, kw)
+        return torch.einsum("cijab,cab->ij", windows, K)
+
+    grading.check("corr2d_multi_in", corr2d_multi_in)
+
+    def corr2d(X, K):  # A2's text forbids im2col
+        cols = F.unfold(X[None, None], K.shape)[0]  # (kh*kw, L)
+        return (K.reshape(1, -1) @ cols).reshape(X.shape[0] - K.shape[0] + 1, -1)
+
+    assert "torch.nn.functional.unfold" in _reason("corr2d", corr2d)
