@@ -21,6 +21,7 @@ raises NotChecked, a GradingError that says "its value is checked when graded".
 from __future__ import annotations
 
 import hashlib
+from time import perf_counter
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -227,6 +228,18 @@ class Case(NamedTuple):
     show: tuple  # (name, tensor or value) printed for a failing case
     expected: Any  # CPU float64 tensor, or a plain value
     size: int
+    seconds: float = 0.0  # the reference's time on this case, here
+
+
+# One call of a student's function may take CALL_MULTIPLE times the reference's time on that case, and at
+# least CALL_FLOOR seconds (a Python loop over a small case, on a loaded machine, takes well under a second).
+CALL_MULTIPLE = 200.0
+CALL_FLOOR = 5.0
+
+
+def call_limit(cases: list[Case]) -> float:
+    """The seconds one call may take on any of `cases` (the slowest reference sets it)."""
+    return max([CALL_FLOOR] + [CALL_MULTIPLE * case.seconds for case in cases])
 
 
 def gen(seed: int) -> torch.Generator:
@@ -271,9 +284,11 @@ def tensor_cases(ref: Callable, specs: list, build: Callable, base: int) -> Draw
         for k, spec in enumerate(specs):
             integer = k % 2 == 0
             args, kwargs, desc, show = build(spec, g, integer)
+            start = perf_counter()
             expected = ref(*args, **kwargs)
+            seconds = perf_counter() - start
             size = sum(c.numel(a) for a in args if type(a) is c.Tensor)
-            cases.append(Case(tuple(args), dict(kwargs), desc, tuple(show), c.detach(expected), size))
+            cases.append(Case(tuple(args), dict(kwargs), desc, tuple(show), c.detach(expected), size, seconds))
         cases.sort(key=lambda case: case.size)
         return cases
 
@@ -285,7 +300,9 @@ def value_cases(fn_name: str, ref: Callable, calls: list[tuple[tuple, dict]]) ->
     out = []
     for args, kwargs in calls:
         shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
-        out.append(Case(args, kwargs, f"{fn_name}({shown})", (), ref(*args, **kwargs), 0))
+        start = perf_counter()
+        expected = ref(*args, **kwargs)
+        out.append(Case(args, kwargs, f"{fn_name}({shown})", (), expected, 0, perf_counter() - start))
     return out
 
 
@@ -332,6 +349,9 @@ def check_tensor_out(name: str, got: Any, expected: torch.Tensor, dtype: torch.d
                       where: str) -> str | None:
     """Type, shape, dtype, device, then values; None when got matches."""
     if type(got) is not c.Tensor and type(got) is not c.Parameter:
+        if type_name(got) == "ndarray":
+            return (f"{name} returned an ndarray (NumPy) {where}; expected a torch.Tensor on the input's device: "
+                    f"stay in torch, or convert back with torch.from_numpy(...).to(X.device)")
         return f"{name} returned {type_name(got)} {where}; expected a torch.Tensor"
     if shape(got) != shape(expected):
         return f"{name} returned shape {shape(got)} {where}; expected shape {shape(expected)}"
@@ -371,6 +391,7 @@ def combo_where(case: Case, device: Any, dtype: torch.dtype) -> str:
 def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forbidden) -> None:
     """Every case on every device and dtype; report the smallest failing case of the first failing combination."""
     require_callable(name, runner)
+    runner.limit = call_limit(cases)
     first = None  # (reason, case, expected, got, warnings)
     failing_combos = []
     for device in DEVICES:
@@ -467,6 +488,7 @@ def value_check(cases: list[Case], forbidden: Forbidden, accept: Callable[[Any, 
 
     def check(name: str, runner: Any) -> None:
         require_callable(name, runner)
+        runner.limit = call_limit(cases_of(cases, runner))
         for case in cases_of(cases, runner):
             run = runner.call(name, forbidden, list(case.args), dict(case.kwargs))
             require_clean(name, run, f"in {case.desc}")

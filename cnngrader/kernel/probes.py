@@ -243,11 +243,11 @@ def _batches(batches: list) -> list:
     return [(X, y) for X, y in batches]
 
 
-def evaluate(obj: Any, policy: Policy, state: dict, batches: list, device: str) -> dict:
-    """obj(net, batches, device) on a probe net that starts in training mode."""
+def evaluate(obj: Any, policy: Policy, state: dict, batches: list, device: str, training: bool = True) -> dict:
+    """obj(net, batches, device) on a probe net that starts in training mode (or eval mode: training=False)."""
     dev = c.device_type(device)
     net = c.module_to(probe_net(state), device=dev)
-    c.module_train(net, True)
+    c.module_train(net, training is True)
     run = invoke(policy, lambda: obj(net, _batches(batches), dev))
     return {"run": run_dict(run), "log": net[0].log, "training_after": c.module_training(net)}
 

@@ -94,10 +94,77 @@ def student_sources(nb: NotebookNode, trusted_ids: set[str]) -> list[tuple[int, 
     return out
 
 
+def top_level_calls(source: str, defined: set[str]) -> set[str]:
+    """The names of `defined` (the notebook's functions and classes) that a cell's source uses outside
+    the bodies of the functions it defines: what running the cell runs."""
+    from cnngrader.grading import scan
+
+    cells = scan.parse([(0, source)])
+    if not cells:
+        return set()
+    found: set[str] = set()
+    todo: list[ast.AST] = list(cells[0].tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue  # defining a function runs nothing of its body
+        if isinstance(node, ast.Name) and node.id in defined:
+            found.add(node.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def top_level_defines(source: str) -> set[str]:
+    """The functions and classes a cell defines at its top level."""
+    from cnngrader.grading import scan
+
+    cells = scan.parse([(0, source)])
+    return {s.name for s in cells[0].tree.body
+            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))} if cells else set()
+
+
+def reaches(sources: list[tuple[int, str]], roots: set[str], targets: dict[str, str]) -> str | None:
+    """The first of `targets` that running any of `roots` may run, following the notebook's own top-level
+    names through their definitions in `sources`; None if none."""
+    from cnngrader.grading import scan
+
+    if not targets:
+        return None
+    cells = scan.parse(sources)
+    defs, aliases = scan._definitions(cells), scan._aliases(cells)
+    seen, todo = set(), sorted(roots)
+    while todo:
+        current = todo.pop()
+        if current in targets:
+            return current
+        if current in seen:
+            continue
+        seen.add(current)
+        for _, stmt in defs.get(current, []):
+            todo.extend(used.split(".")[0] for used, _ in scan._uses(stmt, aliases) if used.split(".")[0] in defs)
+    return None
+
+
+def defined_names(sources: list[tuple[int, str]]) -> set[str]:
+    """The notebook's top-level functions and classes."""
+    from cnngrader.grading import scan
+
+    return {name for name, stmts in scan._definitions(scan.parse(sources)).items()
+            if any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for _, s in stmts)}
+
+
+def hung_reason(name: str, hung: str, why: str) -> str:
+    """Why the check of `name` (or a cell) is not run: `hung` (it, or what it calls) timed out before."""
+    via = "" if hung == name else f", which it calls,"
+    return (f"{name} was not run: {hung}{via} did not return {why} (an endless loop?), and would only make "
+            f"this check wait out its time limit again.")
+
+
 def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, sources: list[tuple[int, str]],
-               course_root: str | None = None) -> list[NotebookNode]:
+               course_root: str | None = None, hung: dict[str, str] | None = None) -> list[NotebookNode]:
     """The outputs of a hidden test cell: its checks (those of the course in course_root, default
-    find_root()), run through the kernel with `send`."""
+    find_root()), run through the kernel with `send`. `sources` are the student's cells above this one;
+    `hung` maps the functions that timed out earlier to when: a check that would run one fails at once."""
     from cnngrader import grading
     from cnngrader.grading import scan
     from cnngrader.grading.core import GradingError
@@ -110,15 +177,18 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
     passed = []
     for name in calls:
         reason = None
+        stuck = reaches(sources, {name}, hung or {})
         if tamper is not None:
             reason = scan.tampering_reason(tamper)
+        elif stuck is not None:
+            reason = hung_reason(name, stuck, (hung or {})[stuck])
         else:
-            reason = _route_reason(name, cells, reg.forbidden.get(name))
-        if reason is None:
+            route = _route_reason(name, cells, reg.forbidden.get(name))
             try:
                 grading.run_check(name, RemoteRunner(send, secret), reg)
             except GradingError as e:
                 reason = str(e)
+            reason = _both(route, reason)
         if reason is None:
             passed.append(name)
         else:
@@ -129,6 +199,17 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
         outputs.append(nbformat.v4.new_output("stream", name="stdout",
                                               text="".join(f"hidden tests of {n}: passed\n" for n in passed)))
     return outputs
+
+
+def _both(route: str | None, values: str | None) -> str | None:
+    """The static scan's finding and the value checks' reason together, so that a student sees the bug
+    as well as the refused route; a value reason that is the same shortcut, seen at run time, is not
+    repeated."""
+    if route is None or values is None:
+        return route or values
+    if " called " in values.split(":", 1)[0] and "while the hidden tests ran" in values:
+        return route
+    return f"{route}\nThe value checks also failed: {values}"
 
 
 def _route_reason(name: str, cells: list, forbidden: Any) -> str | None:
