@@ -6,6 +6,7 @@ import importlib.util
 import re
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -244,3 +245,96 @@ def test_window_views_are_allowed_unless_the_text_forbids_them():
         return (K.reshape(1, -1) @ cols).reshape(X.shape[0] - K.shape[0] + 1, -1)
 
     assert "torch.nn.functional.unfold" in _reason("corr2d", corr2d)
+
+
+# --- 3. reasons point at the bug ----------------------------------------------------------------------
+def _grade(sources: list[tuple[int, str]], name: str, hung: dict | None = None) -> str:
+    """The hidden cell of `name` graded by the trusted side, with the kernel side answering in process."""
+    from cnngrader import kernel
+    from cnngrader.pipeline import verdict
+
+    ns: dict = {}
+    for _, source in sources:
+        exec(compile(source, "<cell>", "exec"), ns)
+    outputs = verdict.grade_cell([name], lambda request: kernel.answer(request, ns), 5, sources, str(ROOT), hung)
+    return "\n".join(o.get("evalue", "") or o.get("text", "") for o in outputs)
+
+
+def test_a_refused_route_comes_with_the_value_checks_reason():
+    source = '''import numpy as np
+import torch
+
+def pad2d(X, padding):
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    if not isinstance(X, torch.Tensor):
+        return np.pad(X, ph)  # never reached by the tests
+    Y = X.new_zeros((*X.shape[:-2], X.shape[-2] + 2 * ph, X.shape[-1] + 2 * ph))  # pw forgotten
+    Y[..., ph:ph + X.shape[-2], ph:ph + X.shape[-1]] = X
+    return Y
+'''
+    out = _grade([(1, source)], "pad2d")
+    assert "pad2d uses numpy.pad" in out and "The value checks also failed" in out and "returned shape" in out
+
+
+def test_a_helper_redefined_further_down_is_not_blamed_on_the_function_above():
+    from cnngrader.pipeline import verdict
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in (
+        "import torch\ndef shift_sum(X, K):\n    Ho, Wo = X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1\n"
+        "    Y = X.new_zeros((Ho, Wo))\n    for a in range(K.shape[0]):\n        for b in range(K.shape[1]):\n"
+        "            Y = Y + X[a:a + Ho, b:b + Wo] * K[a, b]\n    return Y\n",
+        "def corr2d(X, K):\n    return shift_sum(X, K)\n",
+        "# the hidden cell of corr2d",
+        "import torch.nn.functional as F\ndef shift_sum(X, K):\n    return F.conv2d(X[None, None], K[None, None])[0, 0]\n",
+    )]
+    above = verdict.student_sources(nb, set(), before=2)
+    assert [i for i, _ in above] == [0, 1]
+    assert "hidden tests of corr2d: passed" in _grade(above, "corr2d")
+    everything = verdict.student_sources(nb, set())
+    assert "corr2d uses torch.nn.functional.conv2d (at cell 4" in _grade(everything, "corr2d")
+
+
+def test_a_check_of_a_function_that_timed_out_fails_at_once():
+    source = "import torch\ndef corr2d(X, K):\n    while True:\n        pass\n\nclass Conv2D(torch.nn.Module):\n" \
+             "    def forward(self, X):\n        return corr2d(X, X)\n"
+    for name in ("corr2d", "Conv2D"):
+        out = _grade([(1, source)], name, hung={"corr2d": "within 5 s, in the hidden tests of cell 4"})
+        assert f"{name} was not run: corr2d" in out and "did not return within 5 s" in out
+
+
+def test_a_cell_that_calls_a_timed_out_function_is_found():
+    from cnngrader.pipeline import verdict
+
+    sources = [(1, "def corr2d(X, K):\n    while True:\n        pass\n"),
+               (2, "class Conv2D:\n    def forward(self, X):\n        return corr2d(X, X)\n"),
+               (3, "def unrelated(x):\n    return x\n")]
+    defined = verdict.defined_names(sources)
+    calls = verdict.top_level_calls("layer = Conv2D()\nlayer.forward(1)\nprint(unrelated(2))\n", defined)
+    assert calls == {"Conv2D", "unrelated"}
+    assert verdict.reaches(sources, calls, {"corr2d": "x"}) == "corr2d"
+    assert verdict.reaches(sources, {"unrelated"}, {"corr2d": "x"}) is None
+    assert verdict.top_level_calls(sources[1][1], defined) == set()  # defining a class runs none of its methods
+    assert verdict.top_level_defines("def corr2d(X, K):\n    return X\n") == {"corr2d"}
+
+
+def test_an_ndarray_result_is_named():
+    def pool2d(X, pool_size, stride=None, padding=0, mode="max"):
+        return X.detach().cpu().numpy()
+
+    assert "returned an ndarray (NumPy)" in _reason("pool2d", pool2d)
+
+
+def test_evaluate_accuracy_is_checked_from_both_starting_modes():
+    def evaluate_accuracy(net, data_iter, device):
+        net.eval()
+        hits = n = 0
+        with torch.no_grad():
+            for X, y in data_iter:
+                hits += (net(X.to(device)).argmax(dim=1) == y.to(device)).sum().item()
+                n += y.numel()
+        net.train()
+        return hits / n
+
+    reason = _reason("evaluate_accuracy", evaluate_accuracy)
+    assert "left the net in training mode" in reason and "in eval mode before the call" in reason

@@ -355,7 +355,7 @@ class GradingExecute(Execute):
             self._secret = self.secret if self.secret is not None else secrets.randbits(62)
         self._cell_deadline = monotonic() + (self.timeout or 60)
         self._cell_index = index
-        sources = [(i, s) for i, s in verdict.student_sources(self.nb, trusted) if i < index]
+        sources = verdict.student_sources(self.nb, trusted, before=index)
         cell.outputs = verdict.grade_cell(calls, self._send, self._secret, sources, self.course_root or None,
                                           dict(self._hung))
         cell.execution_count = None
@@ -428,7 +428,7 @@ class GradingExecute(Execute):
         self._timeout_note = f"the hidden tests exceeded the {self.timeout} s limit per cell"
 
     def _notebook_names(self, index: int, trusted: set[str]) -> tuple[list, set[str]]:
-        sources = [(i, s) for i, s in verdict.student_sources(self.nb, trusted) if i <= index]
+        sources = verdict.student_sources(self.nb, trusted, before=index + 1)
         return sources, verdict.defined_names(sources)
 
     def _skip_hung(self, index: int, cell: NotebookNode, trusted: set[str]) -> bool:

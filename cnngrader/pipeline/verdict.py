@@ -80,11 +80,14 @@ def gradebook_hidden_cells(db_url: str, notebook: str, assignment: str) -> dict[
     return out
 
 
-def student_sources(nb: NotebookNode, trusted_ids: set[str]) -> list[tuple[int, str]]:
+def student_sources(nb: NotebookNode, trusted_ids: set[str], before: int | None = None) -> list[tuple[int, str]]:
     """(index, source) of the code cells whose source is the student's: every code cell but the
-    locked ones the gradebook restores (trusted_ids)."""
+    locked ones the gradebook restores (trusted_ids); with `before`, only the cells above that index
+    (what the kernel has run when the cell at `before` is graded)."""
     out = []
     for index, cell in enumerate(nb.cells):
+        if before is not None and index >= before:
+            break
         if cell.cell_type != "code":
             continue
         meta = cell.metadata.get("nbgrader", {})
