@@ -7,6 +7,7 @@ A case's header::
     # cell: <the solution cell it replaces, whose hidden cell is hidden_<cell>>
     # fair: full | 0
     # reason: <words the feedback must contain when it fails>
+    # on a GPU: 0       (optional: the verdict where a CUDA device is present, if it differs)
 
 Each case is checked in process (fast), and the whole corpus is graded once through the real pipeline
 (sandboxed kernels, the verdict in the trusted process), one student per case, beside a notebook whose
@@ -19,6 +20,7 @@ from typing import NamedTuple
 
 import nbformat
 import pytest
+import torch
 
 from cnngrader import grading
 from cnngrader.course import load_course
@@ -27,6 +29,7 @@ from conftest import REPO
 from nbtools import cell, points, with_cells, write_submissions
 
 CORPUS = Path(__file__).with_name("data") / "corpus"
+HAS_CUDA = torch.cuda.device_count() > 0
 
 
 class Case(NamedTuple):
@@ -43,7 +46,9 @@ def load_cases() -> list[Case]:
     for path in sorted(CORPUS.glob("*/*.py")):
         text = path.read_text()
         head = dict(line[2:].split(": ", 1) for line in text.splitlines() if line.startswith("# ") and ": " in line
-                    and line[2:].split(":")[0] in ("cell", "fair", "reason"))
+                    and line[2:].split(":")[0] in ("cell", "fair", "reason", "on a GPU"))
+        if HAS_CUDA and "on a GPU" in head:
+            head["fair"] = head["on a GPU"]
         assert head.get("fair") in ("full", "0"), f"{path}: '# fair: full' or '# fair: 0'"
         assert "cell" in head, f"{path}: '# cell: <grade id>'"
         out.append(Case(path.parent.name, path.stem, head["cell"], head["fair"] == "full", head.get("reason", ""),

@@ -1,6 +1,6 @@
 # cell: corr2d
 # fair: full
-# NumPy needs data: on a CPU-only grader it is right (a GPU grader would fail it on cuda).
+# NumPy needs data (inconclusive on the meta device); it moves its result back to X's device.
 import numpy as np
 
 
