@@ -287,7 +287,8 @@ def test_a_helper_redefined_further_down_is_not_blamed_on_the_function_above():
         "            Y = Y + X[a:a + Ho, b:b + Wo] * K[a, b]\n    return Y\n",
         "def corr2d(X, K):\n    return shift_sum(X, K)\n",
         "# the hidden cell of corr2d",
-        "import torch.nn.functional as F\ndef shift_sum(X, K):\n    return F.conv2d(X[None, None], K[None, None])[0, 0]\n",
+        "import torch.nn.functional as F\n"
+        "def shift_sum(X, K):\n    return F.conv2d(X[None, None], K[None, None])[0, 0]\n",
     )]
     above = verdict.student_sources(nb, set(), before=2)
     assert [i for i, _ in above] == [0, 1]

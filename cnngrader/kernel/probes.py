@@ -264,5 +264,6 @@ def train_epoch(obj: Any, policy: Policy, state: dict, batches: list, device: st
     return {"run": run_dict(run), "log": net[0].log, "params": [c.detach(p) for p in c.module_parameters(net)]}
 
 
-PROBES = {"describe": describe, "value": value, "call": call, "call_meta": call_meta, "layer": layer, "model": model, "evaluate": evaluate,
+PROBES = {"describe": describe, "value": value, "call": call, "call_meta": call_meta, "layer": layer, "model": model,
+          "evaluate": evaluate,
           "train_epoch": train_epoch}

@@ -355,9 +355,10 @@ class GradingExecute(Execute):
             self._secret = self.secret if self.secret is not None else secrets.randbits(62)
         self._cell_deadline = monotonic() + (self.timeout or 60)
         self._cell_index = index
-        sources = verdict.student_sources(self.nb, trusted, before=index)
+        everything = verdict.student_sources(self.nb, trusted)
+        sources = [(i, s) for i, s in everything if i < index]
         cell.outputs = verdict.grade_cell(calls, self._send, self._secret, sources, self.course_root or None,
-                                          dict(self._hung))
+                                          dict(self._hung), everything)
         cell.execution_count = None
 
     def _send(self, request: str) -> str:
@@ -374,7 +375,8 @@ class GradingExecute(Execute):
         if reply is None:
             if head and self._timeout_note is not None:  # it did not return: later checks and cells skip it
                 within = f"{limit:g} s, its limit per call" if limit is not None else f"{self.timeout} s"
-                self._hung.setdefault(head.group(2), f"within {within}, in the hidden tests of cell {self._cell_index + 1}")
+                self._hung.setdefault(head.group(2),
+                                      f"within {within}, in the hidden tests of cell {self._cell_index + 1}")
                 if limit is not None and self._request_deadline < self._cell_deadline:
                     from cnngrader.grading.core import CALL_FLOOR, CALL_MULTIPLE
 

@@ -164,9 +164,11 @@ def hung_reason(name: str, hung: str, why: str) -> str:
 
 
 def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, sources: list[tuple[int, str]],
-               course_root: str | None = None, hung: dict[str, str] | None = None) -> list[NotebookNode]:
+               course_root: str | None = None, hung: dict[str, str] | None = None,
+               everything: list[tuple[int, str]] | None = None) -> list[NotebookNode]:
     """The outputs of a hidden test cell: its checks (those of the course in course_root, default
-    find_root()), run through the kernel with `send`. `sources` are the student's cells above this one;
+    find_root()), run through the kernel with `send`. `sources` are the student's cells above this one
+    (where a route is looked for); `everything`, all of them (where tampering is; default `sources`);
     `hung` maps the functions that timed out earlier to when: a check that would run one fails at once."""
     from cnngrader import grading
     from cnngrader.grading import scan
@@ -175,7 +177,7 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
 
     reg = grading.registry(course_root)
     cells = scan.parse(sources)
-    tamper = scan.tampering(cells)
+    tamper = scan.tampering(cells if everything is None else scan.parse(everything))
     outputs: list[NotebookNode] = []
     passed = []
     for name in calls:

@@ -9,5 +9,6 @@ def corr2d_padded(X, K, padding=0, stride=1):
     Y = X.new_zeros((Ho, Wo))
     for i in range(Ho):
         for j in range(Wo):
-            Y[i, j] = (P[i * sh:i * sh + kh, j * sw:j * sw + kw] * K).sum() if i * sh + kh <= P.shape[0] and j * sw + kw <= P.shape[1] else 0
+            if i * sh + kh <= P.shape[0] and j * sw + kw <= P.shape[1]:
+                Y[i, j] = (P[i * sh:i * sh + kh, j * sw:j * sw + kw] * K).sum()
     return Y
