@@ -337,6 +337,17 @@ def require_clean(name: str, run: Run, where: str, label: str | None = None, hin
         fail(error_reason(label or name, run, where))
 
 
+def route_and_values(route: str | None, values: str | None) -> str | None:
+    """The static scan's finding and the value checks' reason together, so that a student sees the bug
+    as well as the refused route; a value reason that is the same shortcut, seen at run time, is not
+    repeated."""
+    if route is None or values is None:
+        return route or values
+    if " called " in values.split(":", 1)[0] and "while the hidden tests ran" in values:
+        return route
+    return f"{route}\nThe value checks also failed: {values}"
+
+
 def error_reason(name: str, run: Run, where: str) -> str:
     e = run.error
     if e.not_implemented:

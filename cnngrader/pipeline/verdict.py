@@ -171,7 +171,7 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
     (where a route is looked for); `everything`, all of them (where tampering is; default `sources`);
     `hung` maps the functions that timed out earlier to when: a check that would run one fails at once."""
     from cnngrader import grading
-    from cnngrader.grading import scan
+    from cnngrader.grading import core, scan
     from cnngrader.grading.core import GradingError
     from cnngrader.grading.runners import RemoteRunner
 
@@ -193,7 +193,7 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
                 grading.run_check(name, RemoteRunner(send, secret), reg)
             except GradingError as e:
                 reason = str(e)
-            reason = _both(route, reason)
+            reason = core.route_and_values(route, reason)
         if reason is None:
             passed.append(name)
         else:
@@ -204,17 +204,6 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
         outputs.append(nbformat.v4.new_output("stream", name="stdout",
                                               text="".join(f"hidden tests of {n}: passed\n" for n in passed)))
     return outputs
-
-
-def _both(route: str | None, values: str | None) -> str | None:
-    """The static scan's finding and the value checks' reason together, so that a student sees the bug
-    as well as the refused route; a value reason that is the same shortcut, seen at run time, is not
-    repeated."""
-    if route is None or values is None:
-        return route or values
-    if " called " in values.split(":", 1)[0] and "while the hidden tests ran" in values:
-        return route
-    return f"{route}\nThe value checks also failed: {values}"
 
 
 def _route_reason(name: str, cells: list, forbidden: Any) -> str | None:
