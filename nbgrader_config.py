@@ -97,8 +97,10 @@ c.GenerateFeedback.post_convert_hook = "cnngrader.pipeline.nbgrader_hooks.feedba
 
 # Per-cell time limit. The longest legitimate cell (a short LeNet training run) takes a few
 # seconds on a laptop core; an endless loop costs its own cell only: the kernel is
-# interrupted (KeyboardInterrupt) and the next cell runs.
-c.Execute.timeout = 60
+# interrupted (KeyboardInterrupt), and the later cells and hidden checks that would run the
+# function that did not return fail at once instead of waiting again. A hidden check's calls
+# have their own, shorter limits (cnngrader.grading.core.call_limit).
+c.Execute.timeout = 30
 c.Execute.interrupt_on_timeout = True
 c.Execute.kernel_name = "python3"  # the course's own environment (the venv's ipykernel)
 c.Execute.shutdown_kernel = "immediate"  # a graded kernel has nothing to save; don't wait for it

@@ -11,6 +11,7 @@ from .report import Result, Skipped
 PER_STUDENT_TARGET = "<= 20"  # seconds to grade one student's six notebooks, serially
 SPEEDUP_TARGET = ">= 1.7"  # serial time / time with JOBS=2
 SANDBOX_TARGET = "<= 0.3"  # seconds the sandbox adds to a notebook, against an unsandboxed fresh kernel
+LOOPING_TARGET = "<= 60"  # seconds of a batch that a notebook whose corr2d never returns costs
 
 
 def missing() -> str | None:
@@ -87,4 +88,33 @@ def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped
                       SANDBOX_TARGET, {"no spare": details["no spare"], "unsandboxed": details["unsandboxed"]}))
     out.append(Result("grade", "seconds the warm spare saves per notebook (serial, sandboxed)", "-",
                       per_notebook["no spare"] - per_notebook[1], "s", None, details["no spare"]))
+    out.append(looping(log))
     return out, []
+
+
+def looping(log=print) -> Result:
+    """What a notebook whose corr2d never returns costs a batch (02, sandboxed, the course's time limits),
+    beside the same notebook with the reference solution."""
+    from cnngrader.course import load_course
+    from cnngrader.pipeline import grade as autograde
+
+    import nbformat
+
+    course, aid = load_course(REPO), "02_cross_correlation"
+    with tempfile.TemporaryDirectory(prefix="cnn-bench-loop-") as tmp:
+        root = Path(tmp)
+        nb = autograde.solution_submission(aid, course=course)
+        for sid, looping_corr2d in (("correct", False), ("looping", True)):
+            copy = nbformat.from_dict(nb)
+            if looping_corr2d:
+                for cell in copy.cells:
+                    if cell.metadata.get("nbgrader", {}).get("grade_id") == "corr2d":
+                        cell.source = "def corr2d(X, K):\n    while True:\n        pass\n"
+            (root / "submitted" / sid / aid).mkdir(parents=True)
+            nbformat.write(copy, root / "submitted" / sid / aid / f"{aid}.ipynb")
+        log(f"[grade] {aid}: a notebook whose corr2d never returns, beside a correct one")
+        result = autograde.grade_course(root, jobs=1, course=course, feedback=False, report=False)
+    seconds = result.execute_seconds.get(("looping", aid), float("nan"))
+    return Result("grade", "seconds a notebook whose corr2d never returns costs (02, serial, sandboxed)", "-",
+                  seconds, "s", LOOPING_TARGET, {"correct_s": result.execute_seconds.get(("correct", aid)),
+                                                 "looping_s": seconds, "failures": result.failures})

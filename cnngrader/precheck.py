@@ -236,18 +236,17 @@ def run_checks(aid: str, cells: list[GradedCell], runner: Any, sources: list[tup
         for name in cell.checks:
             forbidden = reg.forbidden.get(name)
             why = scan.reason(parsed, name, forbidden.static if forbidden else ()) if parsed is not None else None
-            if why is not None:
-                status, reason = FAIL, why
-                break
+            values = None
             try:
                 reg.checks[name](name, runner)
             except Exception as e:  # noqa: BLE001 - a check that breaks on odd output still reports
-                if _not_checked(e, core):
+                if _not_checked(e, core) and why is None:
                     status, reason = WHEN_GRADED, str(e) or "its answer is checked only when graded"
                     continue
-                status = FAIL
-                reason = str(e) if isinstance(e, core.GradingError) else \
+                values = str(e) if isinstance(e, core.GradingError) else \
                     f"{name} could not be checked: {type(e).__name__}: {e}"
+            if why is not None or values is not None:  # the scan's finding comes with the values' reason
+                status, reason = FAIL, core.route_and_values(why, values)
                 break
         results.append(Result(cell, status, reason))
     return results

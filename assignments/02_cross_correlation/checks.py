@@ -18,11 +18,13 @@ REFERENCES = {
     "learn_kernel": c.training.learn_kernel,
 }
 
-# Every convolution route, cnnlib's and torch's; learn_kernel may not solve the least-squares problem.
+# Every convolution route, cnnlib's, torch's, NumPy's and SciPy's (corr2d's text also forbids im2col);
+# learn_kernel may not solve the least-squares problem.
 _NO_CONV = core.forbid(core.cnn(*core.CONV_OPS) + core.CONV, core.CONV_C, core.CONV_ATEN,
                        core.LOW_LEVEL + core.NUMPY_CONV)
 FORBIDDEN = {
-    "corr2d": _NO_CONV,
+    "corr2d": core.forbid(core.cnn(*core.CONV_OPS) + core.CONV + core.IM2COL, core.CONV_C + core.IM2COL_C,
+                          core.CONV_ATEN + core.IM2COL_ATEN, core.LOW_LEVEL + core.NUMPY_CONV),
     "Conv2D": _NO_CONV,
     "convolve2d": _NO_CONV,
     "learn_kernel": core.forbid(core.cnn("learn_kernel") + core.SOLVE, (), core.SOLVE_ATEN, ["numpy.linalg", "scipy"]),

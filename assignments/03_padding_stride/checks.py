@@ -12,8 +12,8 @@ REFERENCES = {
 
 FORBIDDEN = {
     "conv_output_shape": core.forbid(core.cnn("conv_output_shape")),
-    "pad2d": core.forbid(core.cnn("pad2d", "corr2d_padded", "conv2d") + core.PAD + core.CONV, core.PAD_C + core.CONV_C,
-                         core.PAD_ATEN + core.CONV_ATEN, core.LOW_LEVEL + core.NUMPY_PAD + core.NUMPY_CONV),
+    "pad2d": core.forbid(core.cnn("pad2d", "corr2d_padded") + core.PAD, core.PAD_C, core.PAD_ATEN,
+                         core.LOW_LEVEL + core.NUMPY_PAD),
     # The task is the padded, strided slide: no padding but the student's pad2d, no cnnlib correlation.
     "corr2d_padded": core.forbid(core.cnn(*core.CONV_OPS, "pad2d") + core.PAD + core.CONV, core.PAD_C + core.CONV_C,
                                  core.PAD_ATEN + core.CONV_ATEN, core.LOW_LEVEL + core.NUMPY_PAD + core.NUMPY_CONV),

@@ -9,8 +9,7 @@ REFERENCES = {
 
 _POOLS = core.cnn("pool2d", "global_avg_pool2d", "MaxPool2d", "AvgPool2d") + core.POOL
 FORBIDDEN = {
-    "pool2d": core.forbid(_POOLS + core.CONV, core.POOL_C + core.CONV_C, core.POOL_ATEN + core.CONV_ATEN,
-                          core.LOW_LEVEL + core.NUMPY_POOL + core.NUMPY_CONV),
+    "pool2d": core.forbid(_POOLS, core.POOL_C, core.POOL_ATEN, core.LOW_LEVEL + core.NUMPY_POOL),
     "global_avg_pool2d": core.forbid(_POOLS, core.POOL_C, core.POOL_ATEN, core.LOW_LEVEL + core.NUMPY_POOL),
 }
 

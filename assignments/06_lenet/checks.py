@@ -170,11 +170,14 @@ class _PlainSGD:
 def _check_evaluate_accuracy(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     state, batches = _probe_setup(21, (4, 4, 2), runner.secret)
-    for device in core.DEVICES:
-        where = f"for 3 batches of sizes 4, 4, 2 with device={str(device)!r}"
+    # from both modes: "put the net back in the mode it was in" is not "end with net.train()"
+    for device, training in [(d, t) for d in core.DEVICES for t in (True, False)]:
+        mode = "training" if training else "eval"
+        where = f"for 3 batches of sizes 4, 4, 2 with device={str(device)!r}, the net in {mode} mode before the call"
         reference = c.module_to(probe_net(state), device=device)
         expected = REFERENCES["evaluate_accuracy"](reference, _on(batches, device), device)
-        out = runner.fit("evaluate", name, FORBIDDEN[name], state=state, batches=batches, device=str(device))
+        out = runner.fit("evaluate", name, FORBIDDEN[name], state=state, batches=batches, device=str(device),
+                         training=training)
         run = out["run"]
         core.require_clean(name, run, where)
         got = run.value
@@ -187,9 +190,10 @@ def _check_evaluate_accuracy(name: str, runner: Any) -> None:
         if core.off(got, expected, atol=1e-9):
             core.fail(f"{name} returned {got!r}{core.not_finite(got)} {where}; expected {expected!r} "
                       f"(correct predictions / examples)")
-        if out["training_after"] is not True:
-            core.fail(f"{name} left the net in eval mode {where}; it was in training mode before the call, "
-                      f"restore that mode at the end")
+        if out["training_after"] is not training:
+            left = "training" if out["training_after"] else "eval"
+            core.fail(f"{name} left the net in {left} mode {where}; restore the mode it was in at the end "
+                      f"(was_training = net.training, then net.train(was_training))")
 
 
 def _check_train_epoch(name: str, runner: Any) -> None:

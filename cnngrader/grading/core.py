@@ -21,6 +21,7 @@ raises NotChecked, a GradingError that says "its value is checked when graded".
 from __future__ import annotations
 
 import hashlib
+from time import perf_counter
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -37,6 +38,7 @@ class GradingError(AssertionError):
 
 DTYPES = (torch.float32, torch.float64)
 DEVICES = tuple(c.devices_mod.devices())
+META = torch.device("meta")  # shapes and dtypes without data: device mistakes show on a CPU-only grader
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,19 +71,23 @@ _F, _NN = "torch.nn.functional", "torch.nn"
 CONV = [
     "torch.conv1d", "torch.conv2d", "torch.conv3d", f"{_F}.conv1d", f"{_F}.conv2d", f"{_F}.conv3d",
     "torch.convolution", "torch.conv_transpose1d", "torch.conv_transpose2d", "torch.conv_transpose3d",
-    f"{_F}.conv_transpose1d", f"{_F}.conv_transpose2d", f"{_F}.conv_transpose3d", f"{_F}.unfold", f"{_F}.fold",
+    f"{_F}.conv_transpose1d", f"{_F}.conv_transpose2d", f"{_F}.conv_transpose3d",
     f"{_NN}.Conv1d", f"{_NN}.Conv2d", f"{_NN}.Conv3d", f"{_NN}.LazyConv2d", f"{_NN}.ConvTranspose2d",
-    f"{_NN}.Unfold", f"{_NN}.Fold", "torch.nn.grad.conv2d_input", "torch.nn.grad.conv2d_weight",
-    "cnnlib._engine.conv2d",
+    "torch.nn.grad.conv2d_input", "torch.nn.grad.conv2d_weight", "cnnlib._engine.conv2d",
 ]
-CONV_C = ["torch._convolution", "torch._C._nn.im2col", "torch._C._nn.col2im"]
+CONV_C = ["torch._convolution"]
 CONV_ATEN = [
     "conv1d", "conv2d", "conv2d.padding", "conv3d", "convolution", "_convolution", "convolution_overrideable",
-    "convolution_backward", "conv_transpose1d", "conv_transpose2d.input", "conv_transpose3d.input", "im2col",
-    "col2im", "mkldnn_convolution", "_slow_conv2d_forward", "slow_conv3d_forward", "thnn_conv2d",
+    "convolution_backward", "conv_transpose1d", "conv_transpose2d.input", "conv_transpose3d.input",
+    "mkldnn_convolution", "_slow_conv2d_forward", "slow_conv3d_forward", "thnn_conv2d",
     "cudnn_convolution", "cudnn_convolution_transpose", "_nnpack_spatial_convolution", "conv_tbc",
     "slow_conv_transpose2d", "slow_conv_dilated2d",
 ]
+# im2col (F.unfold) copies every window into a column: a window view, not a convolution. Only a task
+# whose text forbids it (A2's corr2d) bans it; Tensor.unfold and as_strided are never banned.
+IM2COL = [f"{_F}.unfold", f"{_F}.fold", f"{_NN}.Unfold", f"{_NN}.Fold"]
+IM2COL_C = ["torch._C._nn.im2col", "torch._C._nn.col2im"]
+IM2COL_ATEN = ["im2col", "col2im"]
 POOL = [
     f"{_F}.max_pool1d", f"{_F}.max_pool2d", f"{_F}.max_pool3d", f"{_F}.avg_pool1d", f"{_F}.avg_pool2d",
     f"{_F}.avg_pool3d", f"{_F}.adaptive_avg_pool1d", f"{_F}.adaptive_avg_pool2d", f"{_F}.adaptive_max_pool1d",
@@ -108,11 +114,12 @@ SOLVE_ATEN = ["linalg_lstsq", "linalg_pinv", "linalg_solve", "linalg_solve_ex", 
               "linalg_inv_ex", "pinverse", "inverse", "cholesky_solve", "triangular_solve",
               "linalg_solve_triangular"]
 # Routes the static scan refuses wherever the grader forbids a convolution, pooling or padding:
-# the NumPy and SciPy equivalents, PyTorch's raw operator namespaces, cnnlib's private engine.
+# PyTorch's raw operator namespaces and cnnlib's private engine (other names for the banned operators).
 LOW_LEVEL = ["torch.ops", "torch._C", "cnnlib._engine", "torch.library"]
-NUMPY_CONV = ["numpy.convolve", "numpy.correlate", "numpy.lib.stride_tricks", "scipy.signal", "scipy.ndimage",
-              "numpy.fft", "scipy.fft"]
-NUMPY_POOL = ["numpy.lib.stride_tricks", "scipy.ndimage", "skimage.measure.block_reduce"]
+# The NumPy and SciPy versions of the operations, banned where the task's text names them. Window
+# views (numpy.lib.stride_tricks) and FFTs are ways of writing the operation, not shortcuts.
+NUMPY_CONV = ["numpy.convolve", "numpy.correlate", "scipy.signal", "scipy.ndimage"]
+NUMPY_POOL = ["scipy.ndimage", "skimage.measure.block_reduce"]
 NUMPY_PAD = ["numpy.pad"]
 CONV_OPS = ("corr2d", "convolve2d", "conv2d", "corr2d_multi_in", "corr2d_multi_in_out",
             "corr2d_multi_in_out_1x1", "corr2d_padded", "conv_as_matrix", "Conv2D", "Conv2d")
@@ -239,6 +246,18 @@ class Case(NamedTuple):
     show: tuple  # (name, tensor or value) printed for a failing case
     expected: Any  # CPU float64 tensor, or a plain value
     size: int
+    seconds: float = 0.0  # the reference's time on this case, here
+
+
+# One call of a student's function may take CALL_MULTIPLE times the reference's time on that case, and at
+# least CALL_FLOOR seconds (a Python loop over a small case, on a loaded machine, takes well under a second).
+CALL_MULTIPLE = 200.0
+CALL_FLOOR = 5.0
+
+
+def call_limit(cases: list[Case]) -> float:
+    """The seconds one call may take on any of `cases` (the slowest reference sets it)."""
+    return max([CALL_FLOOR] + [CALL_MULTIPLE * case.seconds for case in cases])
 
 
 def gen(seed: int) -> torch.Generator:
@@ -283,9 +302,11 @@ def tensor_cases(ref: Callable, specs: list, build: Callable, base: int) -> Draw
         for k, spec in enumerate(specs):
             integer = k % 2 == 0
             args, kwargs, desc, show = build(spec, g, integer)
+            start = perf_counter()
             expected = ref(*args, **kwargs)
+            seconds = perf_counter() - start
             size = sum(c.numel(a) for a in args if type(a) is c.Tensor)
-            cases.append(Case(tuple(args), dict(kwargs), desc, tuple(show), c.detach(expected), size))
+            cases.append(Case(tuple(args), dict(kwargs), desc, tuple(show), c.detach(expected), size, seconds))
         cases.sort(key=lambda case: case.size)
         return cases
 
@@ -297,7 +318,9 @@ def value_cases(fn_name: str, ref: Callable, calls: list[tuple[tuple, dict]]) ->
     out = []
     for args, kwargs in calls:
         shown = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
-        out.append(Case(args, kwargs, f"{fn_name}({shown})", (), ref(*args, **kwargs), 0))
+        start = perf_counter()
+        expected = ref(*args, **kwargs)
+        out.append(Case(args, kwargs, f"{fn_name}({shown})", (), expected, 0, perf_counter() - start))
     return out
 
 
@@ -332,6 +355,17 @@ def require_clean(name: str, run: Run, where: str, label: str | None = None, hin
         fail(error_reason(label or name, run, where))
 
 
+def route_and_values(route: str | None, values: str | None) -> str | None:
+    """The static scan's finding and the value checks' reason together, so that a student sees the bug
+    as well as the refused route; a value reason that is the same shortcut, seen at run time, is not
+    repeated."""
+    if route is None or values is None:
+        return route or values
+    if " called " in values.split(":", 1)[0] and "while the hidden tests ran" in values:
+        return route
+    return f"{route}\nThe value checks also failed: {values}"
+
+
 def error_reason(name: str, run: Run, where: str) -> str:
     e = run.error
     if e.not_implemented:
@@ -344,6 +378,9 @@ def check_tensor_out(name: str, got: Any, expected: torch.Tensor, dtype: torch.d
                       where: str) -> str | None:
     """Type, shape, dtype, device, then values; None when got matches."""
     if type(got) is not c.Tensor and type(got) is not c.Parameter:
+        if type_name(got) == "ndarray":
+            return (f"{name} returned an ndarray (NumPy) {where}; expected a torch.Tensor on the input's device: "
+                    f"stay in torch, or convert back with torch.from_numpy(...).to(X.device)")
         return f"{name} returned {type_name(got)} {where}; expected a torch.Tensor"
     if shape(got) != shape(expected):
         return f"{name} returned shape {shape(got)} {where}; expected shape {shape(expected)}"
@@ -386,6 +423,7 @@ def combo_where(case: Case, device: Any, dtype: torch.dtype) -> str:
 def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forbidden) -> None:
     """Every case on every device and dtype; report the smallest failing case of the first failing combination."""
     require_callable(name, runner)
+    runner.limit = call_limit(cases)
     first = None  # (reason, case, expected, got, warnings)
     failing_combos = []
     for device in DEVICES:
@@ -409,6 +447,10 @@ def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forb
                         shown = got if type(got) is c.Tensor and c.dim(got) <= 3 and c.numel(got) <= 200 else None
                         first = (reason, case, shown, run.warned)
                     break
+    if first is None:
+        reason = meta_reason(name, runner, cases, forbidden)
+        if reason:
+            fail(reason)
     if first is not None:
         reason, case, got, warned = first
         msg = reason
@@ -418,6 +460,39 @@ def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forb
         if warned:
             msg += "\nYour code emitted warnings: " + "; ".join(dict.fromkeys(warned))
         fail(msg)
+
+
+_DEVICE_ADVICE = ("a tensor made without the input's device lands on the CPU (torch.zeros(...) or torch.tensor(...) "
+                  "without device=): make new tensors with X.new_zeros(...), or with device=X.device")
+
+
+def meta_reason(name: str, runner: Any, cases: list[Case], forbidden: Forbidden) -> str | None:
+    """Each case once more with float32 inputs on the meta device, where a tensor made on the CPU shows as on
+    a GPU: the output must be on meta with the expected shape and dtype, and no operator may meet a meta
+    tensor and a CPU one. An error without such a meeting needs data (.item(), NumPy, a branch on a value):
+    inconclusive, the values were checked on the real devices. Meta operators are slow (many are written in
+    Python), so three cases run: the smallest, a middle one and the largest."""
+    picked = [cases[k] for k in sorted({0, len(cases) // 2, len(cases) - 1})] if cases else []
+    for case in picked:
+        args = [c.to(a, device=META, dtype=torch.float32) if type(a) is c.Tensor else a for a in case.args]
+        run, mixed = runner.call_meta(name, forbidden, args, case.kwargs)
+        reason = shortcut_reason(name, run)
+        if reason:
+            return reason
+        where = f"for {case.desc} with float32 inputs on the meta device (shapes and dtypes, no data)"
+        if mixed:
+            at = f" (at {run.where})" if run.where else ""
+            return (f"{name} mixed devices {where}: {mixed[0]} got a tensor on {mixed[1]} together with the input's"
+                    f"{at}, which fails on a GPU; {_DEVICE_ADVICE}")
+        got = run.value
+        if run.error is not None or (type(got) is not c.Tensor and type(got) is not c.Parameter):
+            continue  # needs data, or not a tensor: the real devices decide
+        if c.device_of(got) != META:
+            return f"{name} returned a tensor on {c.device_of(got)} {where}; expected it on meta: {_DEVICE_ADVICE}"
+        if shape(got) != shape(case.expected) or c.dtype_of(got) != torch.float32:
+            return (f"{name} returned shape {shape(got)} and dtype {dt(c.dtype_of(got))} {where}; expected "
+                    f"{shape(case.expected)} and float32")
+    return None
 
 
 def require_callable(name: str, runner: Any) -> None:
@@ -445,6 +520,7 @@ def value_check(cases: list[Case], forbidden: Forbidden, accept: Callable[[Any, 
 
     def check(name: str, runner: Any) -> None:
         require_callable(name, runner)
+        runner.limit = call_limit(cases_of(cases, runner))
         for case in cases_of(cases, runner):
             run = runner.call(name, forbidden, list(case.args), dict(case.kwargs))
             require_clean(name, run, f"in {case.desc}")

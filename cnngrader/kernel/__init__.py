@@ -27,6 +27,11 @@ except ImportError:  # pragma: no cover - a kernel always has IPython
 _USER_NS = _SHELL.user_ns if _SHELL is not None else {}
 _PUBLISH = _SHELL.display_pub.publish if _SHELL is not None else None
 _loads = json.loads
+if _SHELL is not None:
+    # The hidden checks run functions on the meta device, and the first operator there imports
+    # torch._dynamo (seconds): import it as the kernel starts, before any student code and outside
+    # every check's time limit. It starts no thread.
+    import torch._dynamo  # noqa: F401
 
 
 def answer(request: str, namespace: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ import contextlib
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from cnngrader.kernel import captured as c
 from cnngrader.kernel.guard import Policy, Run, invoke
@@ -81,6 +82,55 @@ def call(obj: Any, policy: Policy, args: list, kwargs: dict, seed: int | None = 
     """obj(*args, **kwargs) once."""
     with full_float32(), seeded(seed):
         return run_dict(invoke(policy, lambda: obj(*args, **kwargs)))
+
+
+class _DeviceMix(TorchFunctionMode):
+    """Records the first torch function or Tensor method (Y[i, j] = v included) that met a meta tensor and a
+    tensor on another device: a tensor made without the input's device. A CPU scalar of zero dimensions is
+    accepted by elementwise operations on every device, not by those that join tensors (stack, cat)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not self.found:
+            joins = getattr(func, "__name__", "") in _JOINS
+            kinds = {c.device_of(t).type for t in _tensors_in([args, kwargs])
+                     if joins or not (c.dim(t) == 0 and c.device_of(t).type == "cpu")}
+            if "meta" in kinds and len(kinds) > 1:
+                self.found = [getattr(func, "__name__", "an operation"), sorted(kinds - {"meta"})[0]]
+        return func(*args, **kwargs)
+
+
+_JOINS = {"stack", "cat", "concat", "concatenate", "hstack", "vstack", "dstack", "column_stack", "row_stack"}
+
+
+def _tensors_in(value: Any, depth: int = 0) -> list:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if depth < 4 and isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors_in(v, depth + 1)]
+    if depth < 4 and isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors_in(v, depth + 1)]
+    return []
+
+
+def call_meta(obj: Any, policy: Policy, args: list, kwargs: dict) -> dict:
+    """obj(*args, **kwargs) once, with its tensor arguments on the meta device (shapes, no data); also
+    reports `mixed`: [operator, other device] where a meta tensor met a tensor on another device."""
+    import torch._dynamo  # noqa: F401 - what the first meta operator imports, outside the guard (kernels have it)
+
+    mode = _DeviceMix()
+
+    def thunk():
+        with mode:
+            return obj(*args, **kwargs)
+
+    out = run_dict(invoke(policy, thunk))
+    out["mixed"] = list(mode.found)
+    return out
 
 
 def layer(obj: Any, policy: Policy, ctor_args: list, params: dict, X: torch.Tensor, G: torch.Tensor) -> dict:
@@ -193,11 +243,11 @@ def _batches(batches: list) -> list:
     return [(X, y) for X, y in batches]
 
 
-def evaluate(obj: Any, policy: Policy, state: dict, batches: list, device: str) -> dict:
-    """obj(net, batches, device) on a probe net that starts in training mode."""
+def evaluate(obj: Any, policy: Policy, state: dict, batches: list, device: str, training: bool = True) -> dict:
+    """obj(net, batches, device) on a probe net that starts in training mode (or eval mode: training=False)."""
     dev = c.device_type(device)
     net = c.module_to(probe_net(state), device=dev)
-    c.module_train(net, True)
+    c.module_train(net, training is True)
     run = invoke(policy, lambda: obj(net, _batches(batches), dev))
     return {"run": run_dict(run), "log": net[0].log, "training_after": c.module_training(net)}
 
@@ -214,5 +264,6 @@ def train_epoch(obj: Any, policy: Policy, state: dict, batches: list, device: st
     return {"run": run_dict(run), "log": net[0].log, "params": [c.detach(p) for p in c.module_parameters(net)]}
 
 
-PROBES = {"describe": describe, "value": value, "call": call, "layer": layer, "model": model, "evaluate": evaluate,
+PROBES = {"describe": describe, "value": value, "call": call, "call_meta": call_meta, "layer": layer, "model": model,
+          "evaluate": evaluate,
           "train_epoch": train_epoch}

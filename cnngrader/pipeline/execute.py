@@ -52,6 +52,7 @@ from traitlets import Bool, Float, Integer, Unicode
 from cnngrader.pipeline import verdict
 
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
+_REQUEST_HEAD = re.compile(r'\{(?:"limit":([0-9.]+),)?"name":"(\w+)"')
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:
@@ -368,13 +369,17 @@ class GradingExecute(Execute):
                 locked = set()
         return hidden, locked | set(hidden)
 
-    def _grade_hidden(self, cell: NotebookNode, calls: list[str], trusted: set[str]) -> None:
-        """The trusted side grades a hidden test cell; its source never reaches the kernel."""
+    def _grade_hidden(self, index: int, cell: NotebookNode, calls: list[str], trusted: set[str]) -> None:
+        """The trusted side grades a hidden test cell; its source never reaches the kernel. The scan sees
+        the student's cells above it (what the kernel has run), not a helper redefined further down."""
         if self._secret is None:
             self._secret = self.secret if self.secret is not None else secrets.randbits(62)
         self._cell_deadline = monotonic() + (self.timeout or 60)
-        cell.outputs = verdict.grade_cell(calls, self._send, self._secret, verdict.student_sources(self.nb, trusted),
-                                          self.course_root or None)
+        self._cell_index = index
+        everything = verdict.student_sources(self.nb, trusted)
+        sources = [(i, s) for i, s in everything if i < index]
+        cell.outputs = verdict.grade_cell(calls, self._send, self._secret, sources, self.course_root or None,
+                                          dict(self._hung), everything)
         cell.execution_count = None
 
     def _send(self, request: str) -> str:
@@ -383,8 +388,21 @@ class GradingExecute(Execute):
         if self._lost is not None:
             raise KernelGone(self._lost)
         self._timeout_note = None
+        head = _REQUEST_HEAD.match(request)  # {"limit":5.0,"name":"corr2d",...: the check's limit per call
+        limit = float(head.group(1)) if head and head.group(1) else None
+        self._request_deadline = self._cell_deadline if limit is None else min(self._cell_deadline,
+                                                                                monotonic() + limit)
         reply = run_sync(self._async_rpc)(request)
         if reply is None:
+            if head and self._timeout_note is not None:  # it did not return: later checks and cells skip it
+                within = f"{limit:g} s, its limit per call" if limit is not None else f"{self.timeout} s"
+                self._hung.setdefault(head.group(2),
+                                      f"within {within}, in the hidden tests of cell {self._cell_index + 1}")
+                if limit is not None and self._request_deadline < self._cell_deadline:
+                    from cnngrader.grading.core import CALL_FLOOR, CALL_MULTIPLE
+
+                    self._timeout_note = (f"{head.group(2)} did not return within {limit:g} s (its limit for one call: "
+                                          f"the reference's time times {CALL_MULTIPLE:g}, at least {CALL_FLOOR:g} s)")
             raise KernelGone(self._lost or self._timeout_note or "the kernel sent no reply to a check request")
         return reply
 
@@ -397,7 +415,7 @@ class GradingExecute(Execute):
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False)
         reply, idle, answered = None, False, False
         while not (idle and answered):
-            remaining = self._cell_deadline - monotonic()
+            remaining = self._request_deadline - monotonic()
             if remaining <= 0:
                 await self._async_hidden_timeout()
                 return None
@@ -431,6 +449,32 @@ class GradingExecute(Execute):
             self._lost = "the kernel stopped responding after a timeout"
             await self._async_kill_kernel()
         self._timeout_note = f"the hidden tests exceeded the {self.timeout} s limit per cell"
+
+    def _notebook_names(self, index: int, trusted: set[str]) -> tuple[list, set[str]]:
+        sources = verdict.student_sources(self.nb, trusted, before=index + 1)
+        return sources, verdict.defined_names(sources)
+
+    def _skip_hung(self, index: int, cell: NotebookNode, trusted: set[str]) -> bool:
+        """A cell that would run a function that timed out earlier gets an error output instead of
+        waiting out its limit again; a cell that defines the function anew runs (and clears it)."""
+        if not self._hung:
+            return False
+        sources, defined = self._notebook_names(index, trusted)
+        for name in verdict.top_level_defines(cell.source) & set(self._hung):
+            del self._hung[name]
+        stuck = verdict.reaches(sources, verdict.top_level_calls(cell.source, defined), self._hung)
+        if stuck is None:
+            return False
+        why = f"not run: it calls {stuck}, which did not return {self._hung[stuck]} (an endless loop?)"
+        cell.outputs = [error_output("NotRun", why)]
+        cell.execution_count = None
+        return True
+
+    def _mark_hung(self, index: int, cell: NotebookNode, trusted: set[str]) -> None:
+        """A cell ran past its limit: the notebook's functions it calls are taken to loop."""
+        _, defined = self._notebook_names(index, trusted)
+        for name in verdict.top_level_calls(cell.source, defined) - verdict.top_level_defines(cell.source):
+            self._hung.setdefault(name, f"within {self.timeout} s in cell {index + 1}")
 
     def _fill_submission(self) -> None:
         """A kernel that was a warm spare started with an empty /submission: copy the submission from
@@ -466,6 +510,9 @@ class GradingExecute(Execute):
         self._stream_chars = {}
         self._output_bytes: dict[int, int] = {}
         self._secret, self._lost, self._timeout_note = None, None, None
+        self._hung: dict[str, str] = {}  # function -> when it did not return
+        self._request_deadline = self._cell_deadline = monotonic()
+        self._cell_index = 0
         hidden, trusted = self._hidden_cells(resources)
         with self.setup_kernel():
             assert self.kc is not None
@@ -492,8 +539,10 @@ class GradingExecute(Execute):
                     continue
                 grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
                 if grade_id in hidden:
-                    self._grade_hidden(cell, hidden[grade_id], trusted)
+                    self._grade_hidden(index, cell, hidden[grade_id], trusted)
                     lost = self._lost
+                    continue
+                if self._skip_hung(index, cell, trusted):
                     continue
                 try:
                     self.preprocess_cell(cell, resources, index)
@@ -517,6 +566,7 @@ class GradingExecute(Execute):
                     cell.outputs.append(error_output("CellTimeoutError", why))
                 if self._timed_out:
                     self._timed_out = False
+                    self._mark_hung(index, cell, trusted)
                     if not run_sync(self._async_kernel_responds)(self.unresponsive_grace):
                         lost = "the kernel stopped responding after a timeout"
                         self.log.warning("Kernel unresponsive after cell %d timed out; killing it", index)

@@ -80,11 +80,14 @@ def gradebook_hidden_cells(db_url: str, notebook: str, assignment: str) -> dict[
     return out
 
 
-def student_sources(nb: NotebookNode, trusted_ids: set[str]) -> list[tuple[int, str]]:
+def student_sources(nb: NotebookNode, trusted_ids: set[str], before: int | None = None) -> list[tuple[int, str]]:
     """(index, source) of the code cells whose source is the student's: every code cell but the
-    locked ones the gradebook restores (trusted_ids)."""
+    locked ones the gradebook restores (trusted_ids); with `before`, only the cells above that index
+    (what the kernel has run when the cell at `before` is graded)."""
     out = []
     for index, cell in enumerate(nb.cells):
+        if before is not None and index >= before:
+            break
         if cell.cell_type != "code":
             continue
         meta = cell.metadata.get("nbgrader", {})
@@ -94,31 +97,103 @@ def student_sources(nb: NotebookNode, trusted_ids: set[str]) -> list[tuple[int, 
     return out
 
 
-def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, sources: list[tuple[int, str]],
-               course_root: str | None = None) -> list[NotebookNode]:
-    """The outputs of a hidden test cell: its checks (those of the course in course_root, default
-    find_root()), run through the kernel with `send`."""
-    from cnngrader import grading
+def top_level_calls(source: str, defined: set[str]) -> set[str]:
+    """The names of `defined` (the notebook's functions and classes) that a cell's source uses outside
+    the bodies of the functions it defines: what running the cell runs."""
     from cnngrader.grading import scan
+
+    cells = scan.parse([(0, source)])
+    if not cells:
+        return set()
+    found: set[str] = set()
+    todo: list[ast.AST] = list(cells[0].tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue  # defining a function runs nothing of its body
+        if isinstance(node, ast.Name) and node.id in defined:
+            found.add(node.id)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def top_level_defines(source: str) -> set[str]:
+    """The functions and classes a cell defines at its top level."""
+    from cnngrader.grading import scan
+
+    cells = scan.parse([(0, source)])
+    return {s.name for s in cells[0].tree.body
+            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))} if cells else set()
+
+
+def reaches(sources: list[tuple[int, str]], roots: set[str], targets: dict[str, str]) -> str | None:
+    """The first of `targets` that running any of `roots` may run, following the notebook's own top-level
+    names through their definitions in `sources`; None if none."""
+    from cnngrader.grading import scan
+
+    if not targets:
+        return None
+    cells = scan.parse(sources)
+    defs, aliases = scan._definitions(cells), scan._aliases(cells)
+    seen, todo = set(), sorted(roots)
+    while todo:
+        current = todo.pop()
+        if current in targets:
+            return current
+        if current in seen:
+            continue
+        seen.add(current)
+        for _, stmt in defs.get(current, []):
+            todo.extend(used.split(".")[0] for used, _ in scan._uses(stmt, aliases) if used.split(".")[0] in defs)
+    return None
+
+
+def defined_names(sources: list[tuple[int, str]]) -> set[str]:
+    """The notebook's top-level functions and classes."""
+    from cnngrader.grading import scan
+
+    return {name for name, stmts in scan._definitions(scan.parse(sources)).items()
+            if any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for _, s in stmts)}
+
+
+def hung_reason(name: str, hung: str, why: str) -> str:
+    """Why the check of `name` (or a cell) is not run: `hung` (it, or what it calls) timed out before."""
+    via = "" if hung == name else f", which it calls,"
+    return (f"{name} was not run: {hung}{via} did not return {why} (an endless loop?), and would only make "
+            f"this check wait out its time limit again.")
+
+
+def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, sources: list[tuple[int, str]],
+               course_root: str | None = None, hung: dict[str, str] | None = None,
+               everything: list[tuple[int, str]] | None = None) -> list[NotebookNode]:
+    """The outputs of a hidden test cell: its checks (those of the course in course_root, default
+    find_root()), run through the kernel with `send`. `sources` are the student's cells above this one
+    (where a route is looked for); `everything`, all of them (where tampering is; default `sources`);
+    `hung` maps the functions that timed out earlier to when: a check that would run one fails at once."""
+    from cnngrader import grading
+    from cnngrader.grading import core, scan
     from cnngrader.grading.core import GradingError
     from cnngrader.grading.runners import RemoteRunner
 
     reg = grading.registry(course_root)
     cells = scan.parse(sources)
-    tamper = scan.tampering(cells)
+    tamper = scan.tampering(cells if everything is None else scan.parse(everything))
     outputs: list[NotebookNode] = []
     passed = []
     for name in calls:
         reason = None
+        stuck = reaches(sources, {name}, hung or {})
         if tamper is not None:
             reason = scan.tampering_reason(tamper)
+        elif stuck is not None:
+            reason = hung_reason(name, stuck, (hung or {})[stuck])
         else:
-            reason = _route_reason(name, cells, reg.forbidden.get(name))
-        if reason is None:
+            route = _route_reason(name, cells, reg.forbidden.get(name))
             try:
                 grading.run_check(name, RemoteRunner(send, secret), reg)
             except GradingError as e:
                 reason = str(e)
+            reason = core.route_and_values(route, reason)
         if reason is None:
             passed.append(name)
         else:

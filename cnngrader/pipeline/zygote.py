@@ -35,6 +35,7 @@ def preload() -> None:
     import numpy  # noqa: F401
     import torch
     import torch.nn.functional  # noqa: F401
+    import torch._dynamo  # noqa: F401 - the meta device's first operator needs it; it starts no thread
 
     import cnnlib  # noqa: F401
 
