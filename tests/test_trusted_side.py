@@ -347,3 +347,21 @@ def test_the_kernel_client_refuses_a_huge_message_before_reading_it():
         sub.close(0)
         pub.close(0)
         ctx.term()
+
+
+def test_the_formgrader_transform_sets_the_policy_on_submission_pages_only():
+    from types import SimpleNamespace
+
+    from tornado.httputil import HTTPHeaders
+
+    from cnngrader.pipeline.formgrader_csp import FormgradeCSP
+
+    page = (b'<html><head><script>var submission_id = "1";</script></head><body><div id="notebook-container">'
+            b"<script>window.__pwned = 1</script></div></body></html>")
+    for path, expected in (("/user/ta/formgrader/submissions/1/", True), ("/user/ta/lab", False)):
+        headers = HTTPHeaders({"Content-Type": "text/html; charset=UTF-8"})
+        FormgradeCSP(SimpleNamespace(path=path)).transform_first_chunk(200, headers, page, True)
+        csp = headers.get("Content-Security-Policy", "")
+        assert bool(csp) == expected
+        if expected:  # nbgrader's script before the notebook is allowed by its hash, the notebook's is not
+            assert csp.count("'sha256-") == 1 and "unsafe-inline" not in csp.split("style-src")[0]
