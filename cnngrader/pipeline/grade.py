@@ -373,11 +373,32 @@ def _digest(files: Iterable[tuple[str, Path]]) -> str:
     return h.hexdigest()
 
 
+MAX_TREE_DEPTH = 64  # folders below a submission's or an assignment's folder that are looked at
+MAX_TREE_FILES = 10_000
+
+
 def _tree(folder: Path, label: str = "") -> list[tuple[str, Path]]:
+    """(label + relative path, path) of the regular files under folder, walked iteratively and
+    bounded (MAX_TREE_DEPTH, MAX_TREE_FILES), never following symlinks: a folder nested thousands
+    deep costs nothing more than a shallow one."""
     if not folder.is_dir():
         return []
-    return [(f"{label}{p.relative_to(folder)}", p) for p in folder.rglob("*")
-            if p.is_file() and not _SKIP_DIRS.intersection(p.relative_to(folder).parts)]
+    out: list[tuple[str, Path]] = []
+    todo = [(folder, 0)]
+    while todo and len(out) < MAX_TREE_FILES:
+        here, depth = todo.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                if depth < MAX_TREE_DEPTH and entry.name not in _SKIP_DIRS:
+                    todo.append((path, depth + 1))
+            elif entry.is_file(follow_symlinks=False) and len(out) < MAX_TREE_FILES:
+                out.append((f"{label}{path.relative_to(folder)}", path))
+    return out
 
 
 def submission_digest(cfg: Config, student: str, assignment: str) -> str:
