@@ -25,6 +25,7 @@ from cnngrader.pipeline.report import gradebook_rows
 from cnngrader.pipeline.sandbox import SandboxUnavailable, check_available
 from conftest import REPO
 from nbtools import cell, with_cells, with_new_cell, write_submissions
+from test_guard import remove_deep
 
 try:
     check_available()
@@ -297,7 +298,7 @@ def build(release: Path) -> dict:
             assert replace[0] in source, (sid, replace)
             source = source.replace(replace[0], replace[1], 1)
         subs[sid], fair[sid] = {aid: with_cells(base[aid], **{gid: (prefix or "") + source})}, "full"
-    subs["deep_folder"], fair["deep_folder"] = {A2: base[A2]}, "full"
+    subs["deep_folder"], fair["deep_folder"] = {A2: base[A2]}, "reported"
     subs["zz_solution"], fair["zz_solution"] = {A2: base[A2]}, "full"
     return {"subs": subs, "fair": fair, "base": base}
 
@@ -329,6 +330,8 @@ def batch(tmp_path_factory):
     rows = gradebook_rows(course_config(root))
     yield SimpleNamespace(root=root, result=result, rows=rows, fair=built["fair"],
                           seconds=time.perf_counter() - started)
+    for chain in root.glob("*/deep_folder/*/d"):
+        remove_deep(chain)  # pytest's own clean-up recurses
 
 
 def scores_of(batch, student: str) -> dict[str, float]:
@@ -339,7 +342,8 @@ def maxima(batch, student: str) -> dict[str, float]:
     return {r["cell"]: r["max_score"] for r in batch.rows if r["student"] == student}
 
 
-GRADED = sorted([*ATTACKS, *FORGED, *FAIR, "deep_folder", "zz_solution"])
+GRADED = sorted([*ATTACKS, *FORGED, *FAIR, "zz_solution"])
+UNREADABLE = ("nb_deep_metadata", "nb_invalid_utf8", "deep_folder")
 
 
 @pytest.mark.parametrize("student", GRADED)
@@ -370,10 +374,13 @@ def test_a_bad_reply_or_a_disarmed_guard_is_a_zero_with_a_reason(batch, student,
     assert words in _hidden_text(batch, student, aid)
 
 
-def test_unreadable_notebooks_are_reported_in_one_line_and_the_batch_goes_on(batch):
+def test_unreadable_submissions_are_reported_in_one_line_and_the_batch_goes_on(batch):
+    """A notebook nested 100,000 deep or with invalid UTF-8, and a folder nested 3,000 deep: each is
+    reported on one line (as a corrupt notebook is), and every other submission is graded."""
     failures = batch.result.failures
-    for sid in ("nb_deep_metadata", "nb_invalid_utf8"):
-        mine = [f for f in failures if sid in f]
-        assert len(mine) == 1 and "\n" not in mine[0], failures
-    others = [f for f in failures if "nb_deep_metadata" not in f and "nb_invalid_utf8" not in f]
+    for sid in UNREADABLE:
+        mine = [f for f in failures if f.startswith(f"{sid}/")]
+        assert len(mine) == 1 and "\n" not in mine[0] and "not graded" in mine[0], failures
+    assert "nested more than" in [f for f in failures if f.startswith("deep_folder/")][0]
+    others = [f for f in failures if not f.startswith(UNREADABLE)]
     assert others == [], others

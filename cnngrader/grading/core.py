@@ -302,7 +302,8 @@ def shortcut_reason(name: str, run: Run) -> str | None:
         return (f"{name} called {used} while the hidden tests ran: the assignment asks you to write {name} "
                 f"yourself, without that shortcut.")
     if run.tampered:
-        return f"{name} changed the interpreter's profile hook (sys.setprofile) while it ran; the grader needs it."
+        return (f"{name} changed the grader's guard while it ran (the interpreter's profile hook, sys.setprofile, "
+                f"or the dispatcher's block of forbidden operators); the grader needs them.")
     return None
 
 

@@ -314,6 +314,24 @@ def _warning(w: Any) -> str:
         return "a warning whose message could not be read"
 
 
+def _call(thunk: Callable[[], Any], finish: Callable[[Any], Any] | None) -> tuple:
+    """(value, error, where, message, finish(value)) of one call of thunk, inside the armed guard."""
+    value, error, where, message, plain = None, None, "", "", None
+    try:
+        value = thunk()
+    except BaseException as e:  # noqa: BLE001 - a student's error is a verdict, not a crash
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        error, message = e, _message(e)
+        frames = [f for f in c.extract_tb(e.__traceback__) if not _is_grader_file(f.filename)]
+        if frames:
+            where = f"line {frames[-1].lineno}: {(frames[-1].line or '').strip()}"
+    if error is None and finish is not None:
+        with c.no_torch_function(), c.no_torch_dispatch():
+            plain = finish(value)
+    return value, error, where, message, plain
+
+
 def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any] | None = None) -> Run:
     """Run thunk() with the policy armed, warnings and output captured. Its value is passed to
     finish() (serialisation), its error and warnings are read, and the dispatcher block is checked,
@@ -356,18 +374,7 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
             if watch:
                 c.setprofile(hook)
             try:
-                try:
-                    value = thunk()
-                except BaseException as e:  # noqa: BLE001 - a student's error is a verdict, not a crash
-                    if isinstance(e, KeyboardInterrupt):
-                        raise
-                    error, message = e, _message(e)
-                    frames = [f for f in c.extract_tb(e.__traceback__) if not _is_grader_file(f.filename)]
-                    if frames:
-                        where = f"line {frames[-1].lineno}: {(frames[-1].line or '').strip()}"
-                if error is None and finish is not None:
-                    with c.no_torch_function(), c.no_torch_dispatch():
-                        plain = finish(value)
+                value, error, where, message, plain = _call(thunk, finish)
                 warnings_text = [_warning(w) for w in warned]
             finally:
                 if watch:

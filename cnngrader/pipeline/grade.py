@@ -256,6 +256,10 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
     if renamed:
         log.info("%s/%s: graded %r as %r, the assignment's notebook", student, assignment, renamed[0].name,
                  renamed[1].name)
+    too_deep = _too_deep(folder)
+    if too_deep:
+        return (f"{student}/{assignment}: the submission holds folders nested more than {MAX_TREE_DEPTH} deep "
+                f"({too_deep}/...); not graded")
     for name in sorted(p.name for p in folder.glob("*.ipynb")):
         try:
             nbformat.read(str(folder / name), as_version=4)
@@ -399,6 +403,24 @@ def _tree(folder: Path, label: str = "") -> list[tuple[str, Path]]:
             elif entry.is_file(follow_symlinks=False) and len(out) < MAX_TREE_FILES:
                 out.append((f"{label}{path.relative_to(folder)}", path))
     return out
+
+
+def _too_deep(folder: Path) -> str | None:
+    """The first folder (relative) deeper than MAX_TREE_DEPTH under folder, or None; found by an
+    iterative walk that looks at no more than MAX_TREE_FILES folders (nbgrader's own walk recurses
+    and would fail on such a tree)."""
+    todo, looked = [(folder, 0)], 0
+    while todo and looked < MAX_TREE_FILES:
+        here, depth = todo.pop()
+        looked += 1
+        try:
+            subs = [Path(e.path) for e in os.scandir(here) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        if subs and depth + 1 > MAX_TREE_DEPTH:
+            return str(here.relative_to(folder))[:80]
+        todo += [(sub, depth + 1) for sub in subs]
+    return None
 
 
 def submission_digest(cfg: Config, student: str, assignment: str) -> str:
