@@ -15,6 +15,7 @@ import io
 import json.encoder
 import math
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -122,6 +123,7 @@ has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
 os_mod = os
 posixsubprocess = _posixsubprocess
 subprocess_mod = subprocess
+SIGSTOP, SIGCONT = signal.SIGSTOP, signal.SIGCONT
 getpid = os.getpid
 listdir = os.listdir
 io_open = io.open

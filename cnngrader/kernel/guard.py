@@ -260,33 +260,40 @@ def _in_sandbox() -> bool:
 _SANDBOXED = _in_sandbox()
 
 
-def _others_cpu() -> dict[int, int]:
-    """CPU time (ns) of every other process in the sandbox's pid namespace, the kernel's ancestors
-    excepted; {} outside a sandbox (where other processes are none of the notebook's business)."""
+def _others() -> list[int]:
+    """Every other process in the sandbox's pid namespace, the kernel's ancestors excepted; [] outside
+    a sandbox (where other processes are none of the notebook's business)."""
     if not _SANDBOXED:
-        return {}
+        return []
     mine = _ancestors()
-    out = {}
     try:
-        pids = [int(n) for n in c.listdir("/proc") if n.isdigit()]
+        return [pid for pid in (int(n) for n in c.listdir("/proc") if n.isdigit()) if pid not in mine]
     except OSError:
-        return out
-    for pid in pids:
-        if pid in mine:
-            continue
+        return []
+
+
+def _freeze() -> list[int]:
+    """Stop the sandbox's other processes (SIGSTOP cannot be caught) while a probed function runs, so
+    that no child computes for it; a function that waits for one runs into its time limit instead."""
+    stopped = []
+    for pid in _others():
         try:
-            with c.io_open(f"/proc/{pid}/schedstat", "rb") as f:
-                out[pid] = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
+            c.os_mod.kill(pid, c.SIGSTOP)
+            stopped.append(pid)
+        except OSError:
             continue
-    return out
+    return stopped
 
 
-def _other_work(before: dict[int, int]) -> list[str]:
-    """The processes that ran while the function did."""
-    after = _others_cpu()
-    ran = [pid for pid, ns in after.items() if ns > before.get(pid, 0)] + [pid for pid in before if pid not in after]
-    return [f"another process (pid {pid}), which ran while it did" for pid in sorted(ran)]
+def _thaw(stopped: list[int]) -> list[str]:
+    """Let the stopped processes go on; the processes that appeared meanwhile, as shortcuts."""
+    for pid in stopped:
+        try:
+            c.os_mod.kill(pid, c.SIGCONT)
+        except OSError:
+            continue
+    new = sorted(set(_others()) - set(stopped))
+    return [f"a new process (pid {pid}), started while it ran" for pid in new]
 
 
 class Run(NamedTuple):
@@ -332,16 +339,8 @@ def _call(thunk: Callable[[], Any], finish: Callable[[Any], Any] | None) -> tupl
     return value, error, where, message, plain
 
 
-def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any] | None = None) -> Run:
-    """Run thunk() with the policy armed, warnings and output captured. Its value is passed to
-    finish() (serialisation), its error and warnings are read, and the dispatcher block is checked,
-    all before anything is disarmed: code of the student's that runs then (a __str__, a patched
-    encoder, a torch function mode) meets the same guard."""
-    calls: list = []
-    seen: list = []
-    armed = _arm(policy)
-    strict = bool(policy.replace or policy.aten)
-    codes, builtins = armed.codes, ({**_SPAWN_IDS, **armed.builtins} if strict else armed.builtins)
+def _hook(codes: dict, builtins: dict, calls: list) -> Callable:
+    """A profile hook that records each call of a watched function (by code object, or by id for a builtin)."""
 
     def hook(frame, event, arg):
         if event == "call":
@@ -353,12 +352,26 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
         if label is not None:
             calls.append(label)
 
+    return hook
+
+
+def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any] | None = None) -> Run:
+    """Run thunk() with the policy armed, warnings and output captured. Its value is passed to
+    finish() (serialisation), its error and warnings are read, and the dispatcher block is checked,
+    all before anything is disarmed: code of the student's that runs then (a __str__, a patched
+    encoder, a torch function mode) meets the same guard."""
+    calls: list = []
+    seen: list = []
+    armed = _arm(policy)
+    strict = bool(policy.replace or policy.aten)
+    hook = _hook(armed.codes, {**_SPAWN_IDS, **armed.builtins} if strict else armed.builtins, calls)
     saved = []
     value, error, where, plain, message = None, None, "", None, ""
     previous = c.getprofile()
     buffer = c.StringIO()
     tampered = False
     libs: list = []
+    stopped: list = []
     warnings_text: list = []
     with c.catch_warnings(record=True) as warned, c.redirect_stderr(buffer), c.redirect_stdout(buffer):
         c.simplefilter("always")
@@ -367,7 +380,7 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
                 saved.append((owner, name, owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)))
                 set_attr(owner, name, Tripwire(label, calls))
             libs = _block_aten(policy.aten, calls, seen)
-            others = _others_cpu() if strict else {}
+            stopped = _freeze() if strict else []
             # Under a profiler or debugger, its hook stays (cProfile's cannot be restored by setprofile);
             # the tripwires and the dispatcher still catch the calls.
             watch = previous is None
@@ -381,10 +394,12 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
                     tampered = c.getprofile() is not hook
                     c.setprofile(None)
             if strict:
-                calls.extend(_other_work(others))
+                calls.extend(_thaw(stopped))
+                stopped = []
             if not _still_armed(libs, seen):
                 tampered = True
         finally:
+            _thaw(stopped)
             for lib in libs:
                 lib.reset()
             for owner, name, obj in reversed(saved):
