@@ -243,9 +243,14 @@ def _forge(msg):
     return msg
 getattr(get_ipython(), "display" + "_pub").register_hook(_forge)
 """
+# The checks whose replies carry tensors; the conceptual answer's reply carries none, so it keeps its point.
+TENSOR_CHECKS = {"hidden_corr2d": 0, "hidden_Conv2D": 0, "hidden_convolve2d": 0, "hidden_learn_kernel": 0,
+                 "hidden_learned_kernel": F}
 FORGED = {
-    "reply_shape_x": (A2, "re.sub(r'\"shape\":\\[[^\\]]*\\]', '\"shape\":[\"x\"]', data[key], count=1)", "zero"),
-    "reply_cuda7": (A2, "data[key].replace('\"device\":\"cpu\"', '\"device\":\"cuda:7\"')", "zero"),
+    "reply_shape_x": (A2, "re.sub(r'\"shape\":\\[[^\\]]*\\]', '\"shape\":[\"x\"]', data[key], count=1)",
+                      TENSOR_CHECKS),
+    "reply_cuda7": (A2, "data[key].replace('\"device\":\"cpu\"', '\"device\":\"cuda:7\"')",
+                    TENSOR_CHECKS),
     "reply_deep": (A2, "'[' * 100000 + ']' * 100000", "zero"),
     "reply_log_zero": (A6, "data[key].replace('\"log\":[', '\"log\":[0,', 1)",
                        {"hidden_evaluate_accuracy": 0, "hidden_train_epoch": 0}),
@@ -255,8 +260,9 @@ FORGED = {
 FAIR = {
     "colab_check": (A2, "corr2d", "import sys\nIN_COLAB = 'google.colab' in sys.modules\n", None),
     "reload_cnnlib": (A2, "corr2d", "import importlib, cnnlib\ncnnlib = importlib.reload(cnnlib)\n", None),
-    "inspect_stack": (A2, "corr2d", "import inspect\n",
-                      ('"""', 'print("called from", [f.function for f in inspect.stack()][:3])\n    """')),
+    "inspect_stack": (A2, "corr2d", "import inspect\nprint('stack:', [f.function for f in inspect.stack()][:3])\n_once = []\n",
+                      ('"""', 'if not _once:  # inspect.stack() is slow: once is enough to debug\n'
+                              '        _once.append(print("called from", [f.function for f in inspect.stack()][:3]))\n    """')),
     "pwd_magic": (A2, "corr2d", "_here = %pwd\n", None),
     "same_padding": (A6, "lenet", None, ("padding=2", "padding='same'")),
 }
