@@ -117,7 +117,19 @@ class _Armed(NamedTuple):
     keep: list  # the builtins themselves, so their ids stay theirs
 
 
+_ARMED: dict = {}  # (policy, how many modules are loaded) -> its _Armed: resolving is the slow part
+
+
 def _arm(policy: Policy) -> _Armed:
+    key = (policy, len(_SYS_MODULES))  # a module imported since (scipy.signal) is resolved afresh
+    if key not in _ARMED:
+        if len(_ARMED) > 32:
+            _ARMED.clear()
+        _ARMED[key] = _resolve_all(policy)
+    return _ARMED[key]
+
+
+def _resolve_all(policy: Policy) -> _Armed:
     armed = _Armed([], {}, {}, [])
     for dotted, replace in [(d, True) for d in policy.replace] + [(d, False) for d in policy.watch]:
         found = resolve(dotted)
