@@ -75,19 +75,24 @@ CONV = [
     f"{_NN}.Conv1d", f"{_NN}.Conv2d", f"{_NN}.Conv3d", f"{_NN}.LazyConv2d", f"{_NN}.ConvTranspose2d",
     "torch.nn.grad.conv2d_input", "torch.nn.grad.conv2d_weight", "cnnlib._engine.conv2d",
 ]
+# cnnlib's private engine behind its own convolution, and the C functions NumPy's and SciPy's
+# correlations end in, so that a route the static scan cannot read (a name built at run time) meets a
+# tripwire too.
+CONV += ["cnnlib._engine._corr_flat", "cnnlib._engine._corr_padded", "cnnlib._engine._Conv2dFunction",
+         "numpy._core.multiarray.correlate", "numpy._core.multiarray.correlate2", "scipy.signal._sigtools._convolve2d",
+         "scipy.signal._sigtools._correlateND", "scipy.ndimage._nd_image.correlate",
+         "scipy.ndimage._nd_image.correlate1d"]
 CONV_C = ["torch._convolution"]
-CONV_ATEN = [
-    "conv1d", "conv2d", "conv2d.padding", "conv3d", "convolution", "_convolution", "convolution_overrideable",
-    "convolution_backward", "conv_transpose1d", "conv_transpose2d.input", "conv_transpose3d.input",
-    "mkldnn_convolution", "_slow_conv2d_forward", "slow_conv3d_forward", "thnn_conv2d",
-    "cudnn_convolution", "cudnn_convolution_transpose", "_nnpack_spatial_convolution", "conv_tbc",
-    "slow_conv_transpose2d", "slow_conv_dilated2d",
-]
+# Operators blocked at the dispatcher, as families matched against PyTorch's whole operator registry
+# (every overload, every backend's variant: slow_conv_dilated3d, mkldnn::_convolution_pointwise...),
+# so that an operator the lists never named is blocked too. "convert" ops are not convolutions.
+_OPS_NS = r"^(?:aten|mkldnn|mkldnn_prepacked)::"
+CONV_ATEN = [rf"re:{_OPS_NS}\w*conv(?!ert)"]
 # im2col (F.unfold) copies every window into a column: a window view, not a convolution. Only a task
 # whose text forbids it (A2's corr2d) bans it; Tensor.unfold and as_strided are never banned.
 IM2COL = [f"{_F}.unfold", f"{_F}.fold", f"{_NN}.Unfold", f"{_NN}.Fold"]
 IM2COL_C = ["torch._C._nn.im2col", "torch._C._nn.col2im"]
-IM2COL_ATEN = ["im2col", "col2im"]
+IM2COL_ATEN = [rf"re:{_OPS_NS}\w*(?:im2col|col2im)"]
 POOL = [
     f"{_F}.max_pool1d", f"{_F}.max_pool2d", f"{_F}.max_pool3d", f"{_F}.avg_pool1d", f"{_F}.avg_pool2d",
     f"{_F}.avg_pool3d", f"{_F}.adaptive_avg_pool1d", f"{_F}.adaptive_avg_pool2d", f"{_F}.adaptive_max_pool1d",
@@ -95,14 +100,10 @@ POOL = [
     "torch.max_pool2d", "torch.avg_pool1d", "torch.adaptive_avg_pool1d", f"{_NN}.MaxPool2d", f"{_NN}.AvgPool2d",
     f"{_NN}.AdaptiveAvgPool2d", f"{_NN}.AdaptiveMaxPool2d", f"{_NN}.LPPool2d", "cnnlib._engine.pool2d",
 ]
+POOL += ["cnnlib._engine._pool_chunk", "cnnlib._engine._pool_chunk_backward", "cnnlib._engine._Pool2dFunction"]
 POOL_C = ["torch._C._nn.avg_pool2d", "torch._C._nn.adaptive_avg_pool2d", "torch._C._nn.max_pool2d_with_indices",
           "torch._C._nn.adaptive_max_pool2d"]
-POOL_ATEN = [
-    "max_pool1d", "max_pool1d_with_indices", "max_pool2d", "max_pool2d_with_indices", "max_pool3d",
-    "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
-    "mkldnn_max_pool2d", "mkldnn_adaptive_avg_pool2d", "fractional_max_pool2d",
-]
+POOL_ATEN = [rf"re:{_OPS_NS}\w*pool"]
 PAD = [f"{_F}.pad", "torch.constant_pad_nd", f"{_NN}.ZeroPad2d", f"{_NN}.ConstantPad2d", f"{_NN}.ReflectionPad2d",
        f"{_NN}.ReplicationPad2d"]
 PAD_C = ["torch._C._nn.pad"]
@@ -342,7 +343,8 @@ def shortcut_reason(name: str, run: Run) -> str | None:
         return (f"{name} called {used} while the hidden tests ran: the assignment asks you to write {name} "
                 f"yourself, without that shortcut.")
     if run.tampered:
-        return f"{name} changed the interpreter's profile hook (sys.setprofile) while it ran; the grader needs it."
+        return (f"{name} changed the grader's guard while it ran (the interpreter's profile hook, sys.setprofile, "
+                f"or the dispatcher's block of forbidden operators); the grader needs them.")
     return None
 
 

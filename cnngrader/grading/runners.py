@@ -101,6 +101,8 @@ class RemoteRunner(Runner):
             reply = self.send(request)
         except KernelGone as e:
             raise GradingError(f"{name} could not be checked: {e}") from None
+        if type(reply) is not str:
+            raise GradingError(f"{name} could not be checked: the kernel's reply was not text") from None
         try:
             return serialize.loads(reply)
         except serialize.SerializeError as e:

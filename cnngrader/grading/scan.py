@@ -12,12 +12,14 @@ Two findings fail hidden checks, each with a reason the student can read:
 
 Names are resolved through the notebook's imports: `import numpy as np` then `np.pad` is
 `numpy.pad`; `from torch.nn import functional as F` then `F.conv2d` is
-`torch.nn.functional.conv2d`. A cell that does not parse is skipped (it fails on its own).
+`torch.nn.functional.conv2d`. Each cell is first transformed the way IPython transforms it before
+running it (`x = %pwd` becomes `x = get_ipython().run_line_magic("pwd", "")`, and the body of a
+`%%time` cell is scanned as code); a cell that still does not parse is skipped, since IPython
+cannot run it either (it fails on its own).
 """
 from __future__ import annotations
 
 import ast
-import re
 from typing import Iterable, NamedTuple
 
 # Code that reaches into the grader or the interpreter: no correct solution needs any of it.
@@ -26,13 +28,24 @@ TAMPERING = (
     "torch.library", "torch.utils._python_dispatch", "torch.overrides.TorchFunctionMode",
     "torch._C._set_torch_function_mode", "torch._C._push_on_torch_function_stack", "torch._C._dispatch",
     "torch._C._unset_dispatch_mode", "gc.get_referrers", "gc.get_objects", "inspect.currentframe",
-    "inspect.stack", "inspect.getouterframes", "ctypes", "importlib.reload",
+    "inspect.getouterframes", "inspect.getargvalues", "inspect.getclosurevars", "inspect.getinnerframes",
+    "inspect.trace", "sys._current_frames", "traceback.walk_stack", "traceback.walk_tb", "ctypes",
+    "importlib.reload",
 )
+# Attributes that lead from a frame, function or generator into the state of the code that holds it:
+# inspect.stack() may be printed while debugging, but no correct solution walks into the frames.
+FRAME_ATTRS = frozenset({
+    "f_locals", "f_globals", "f_back", "f_builtins", "tb_frame", "gi_frame", "cr_frame", "ag_frame",
+    "__globals__", "__closure__", "cell_contents", "__code__", "__defaults__", "__kwdefaults__",
+})
+# What importlib.reload may reload: the course's library (reloading it changes nothing the grader uses).
+RELOAD_OK = ("cnnlib",)
+# Cell magics whose body IPython runs as Python code in the notebook's namespace.
+_PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
 # get_ipython() attributes a notebook may use; any other reaches into the shell that runs the checks.
 _IPYTHON_OK = {"run_line_magic", "run_cell_magic", "system", "getoutput"}
 # The one way into cnngrader a notebook may take: the student's pre-submission check (a no-op when graded).
 PRECHECK = ("cnngrader.precheck", "cnngrader.precheck.check_all")
-_MAGIC = re.compile(r"^\s*[%!]")
 
 
 class Finding(NamedTuple):
@@ -49,15 +62,39 @@ class _Cell(NamedTuple):
     tree: ast.Module
 
 
+def _transform(source: str) -> str:
+    """The code IPython runs for a cell's source (magics, shell escapes and help syntax turned into calls)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - IPython cannot run what it cannot transform: the cell is then skipped
+        return source
+
+
+def _trees(source: str, depth: int = 0) -> list[ast.Module]:
+    """The parsed code of one cell: its own, then the bodies of its Python cell magics (%%time...)."""
+    try:
+        tree = ast.parse(_transform(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    out = [tree]
+    for stmt in tree.body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if (depth < 4 and isinstance(call, ast.Call) and _dotted(call.func, {}) == "get_ipython().run_cell_magic"
+                and len(call.args) == 3 and all(isinstance(a, ast.Constant) for a in call.args)
+                and call.args[0].value in _PYTHON_CELL_MAGICS and isinstance(call.args[2].value, str)):
+            out += _trees(call.args[2].value, depth + 1)
+    return out
+
+
 def parse(sources: Iterable[tuple[int, str]]) -> list[_Cell]:
-    """The cells that parse; magics (%timeit, !ls) are blanked first."""
+    """The cells that parse, as IPython runs them."""
     out = []
     for index, source in sources:
-        text = "\n".join("" if _MAGIC.match(line) else line for line in source.splitlines())
-        try:
-            out.append(_Cell(index, ast.parse(text)))
-        except (SyntaxError, ValueError):
+        if not isinstance(source, str):
             continue
+        out += [_Cell(index, tree) for tree in _trees(source)]
     return out
 
 
@@ -107,19 +144,24 @@ def _dotted(node: ast.AST, aliases: dict[str, str]) -> str | None:
     return None
 
 
-def _uses(tree: ast.AST, aliases: dict[str, str]) -> list[tuple[str, int]]:
-    """Every dotted name used in tree, with its line (the longest chain of each expression)."""
+def _uses_nodes(tree: ast.AST, aliases: dict[str, str]) -> list[tuple[ast.AST, str, int]]:
+    """Every dotted name used in tree, with its node and line (the longest chain of each expression)."""
     found = []
     inner: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Attribute, ast.Name, ast.Call)) and id(node) not in inner:
             name = _dotted(node, aliases)
             if name:
-                found.append((name, getattr(node, "lineno", 0)))
+                found.append((node, name, getattr(node, "lineno", 0)))
                 for child in ast.walk(node):
                     if child is not node and isinstance(child, (ast.Attribute, ast.Name)):
                         inner.add(id(child))
     return found
+
+
+def _uses(tree: ast.AST, aliases: dict[str, str]) -> list[tuple[str, int]]:
+    """Every dotted name used in tree, with its line (the longest chain of each expression)."""
+    return [(name, line) for _, name, line in _uses_nodes(tree, aliases)]
 
 
 def _matches(name: str, prefixes: Iterable[str]) -> str | None:
@@ -129,15 +171,62 @@ def _matches(name: str, prefixes: Iterable[str]) -> str | None:
     return None
 
 
+def _harmless(tree: ast.AST, aliases: dict[str, str]) -> set[int]:
+    """Nodes whose use of a TAMPERING name is harmless: `"google.colab" in sys.modules` (a membership
+    test), and importlib.reload of the course's library."""
+    ok: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and all(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+            ok.update(id(c) for c in node.comparators if _dotted(c, aliases) == "sys.modules")
+        elif isinstance(node, ast.Call) and _dotted(node.func, aliases) == "importlib.reload" \
+                and len(node.args) == 1 and not node.keywords and _matches(_dotted(node.args[0], aliases) or "",
+                                                                           RELOAD_OK):
+            ok.add(id(node.func))
+    return ok
+
+
+def _imports(tree: ast.AST) -> tuple[str, int] | None:
+    """An import of something that reaches into the grader or the interpreter, used or not."""
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and _matches(node.module, TAMPERING):
+            names = [f"{node.module}.{a.name}" for a in node.names]  # (from importlib import reload: its uses)
+        for name in names:
+            if _matches(name, TAMPERING) and name not in PRECHECK:
+                return name, node.lineno
+    return None
+
+
+def _frame_walk(tree: ast.AST) -> tuple[str, int] | None:
+    """An attribute (or getattr with a constant name) that walks into frames or functions' state."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in FRAME_ATTRS:
+            return node.attr, node.lineno
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in FRAME_ATTRS:
+            return node.value, node.lineno
+    return None
+
+
 def tampering(cells: list[_Cell]) -> Finding | None:
     """The first use, anywhere, of something that reaches into the grader or the interpreter."""
     aliases = _aliases(cells)
     for cell in cells:
-        for name, line in _uses(cell.tree, aliases):
+        harmless = _harmless(cell.tree, aliases)
+        for node, name, line in _uses_nodes(cell.tree, aliases):
+            if id(node) in harmless:
+                continue
             if _matches(name, TAMPERING) and name not in PRECHECK:
                 return Finding(name, cell.index, line)
             if name.startswith("get_ipython().") and name.split(".")[1] not in _IPYTHON_OK:
                 return Finding(name, cell.index, line)
+        imported = _imports(cell.tree)
+        if imported is not None:
+            return Finding(imported[0], cell.index, imported[1])
+        walked = _frame_walk(cell.tree)
+        if walked is not None:
+            return Finding(walked[0], cell.index, walked[1])
     return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 from typing import Any
 
 from cnngrader.kernel import captured, guard, lock, probes, serialize
@@ -34,20 +35,22 @@ if _SHELL is not None:
     import torch._dynamo  # noqa: F401
 
 
-def answer(request: str, namespace: dict[str, Any]) -> str:
-    """The reply (JSON) to one request (JSON): {"op", "name", "policy", "args"}."""
+def answer(request: str, namespace: dict[str, Any], _probes=types.MappingProxyType(dict(probes.PROBES)), _policy=guard.Policy.from_json,
+           _decode=serialize.decode, _dumps=serialize.dumps, _missing=probes.MISSING) -> str:
+    """The reply (JSON) to one request (JSON): {"op", "name", "policy", "args"}. What it calls is
+    bound when the grader is imported, so that rebinding module globals later changes nothing."""
     req = _loads(request)
-    probe = probes.PROBES[req["op"]]
-    policy = guard.Policy.from_json(req.get("policy", {}))
-    obj = namespace.get(req["name"], probes.MISSING)
-    args = serialize.decode(req.get("args", {"dict": {}}))
-    return serialize.dumps(probe(obj, policy, **args))
+    probe = _probes[req["op"]]
+    policy = _policy(req.get("policy", {}))
+    obj = namespace.get(req["name"], _missing)
+    args = _decode(req.get("args", {"dict": {}}))
+    return _dumps(probe(obj, policy, **args))
 
 
-def serve(request: str) -> None:
+def serve(request: str, _answer=answer, _namespace=_USER_NS, _publish=_PUBLISH) -> None:
     """Answer a request in the kernel: the reply goes out as one display message."""
-    reply = answer(request, _USER_NS)
-    _PUBLISH(data={REPLY_MIME: reply}, metadata={})
+    reply = _answer(request, _namespace)
+    _publish(data={REPLY_MIME: reply}, metadata={})
 
 
 import cnngrader  # noqa: E402

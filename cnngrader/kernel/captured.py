@@ -7,11 +7,16 @@ TensorBase descriptors, so a Tensor subclass cannot lie about its shape, dtype o
 """
 from __future__ import annotations
 
+import _posixsubprocess
+import binascii
 import contextlib
 import copy
 import io
+import json.encoder
 import math
 import os
+import signal
+import subprocess
 import sys
 import traceback
 import types
@@ -99,3 +104,26 @@ is_floating_point = TB.is_floating_point
 Size = torch.Size
 device_type = torch.device
 dtype_type = torch.dtype
+# Serialising a reply without anything the notebook can rebind: the C base64 and JSON encoders, and
+# tensors read with torch function and dispatch modes off.
+b2a_base64 = binascii.b2a_base64
+json_encoder = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False,
+                                           False, False)
+join = "".join
+no_torch_function = torch._C.DisableTorchFunction
+no_torch_dispatch = torch._C._DisableTorchDispatch
+# An obscure aten operator the guard registers too, and calls to check that its block is still armed.
+canary_op = torch.ops.aten._test_check_tensor.default._op
+canary_name = "_test_check_tensor"
+all_op_names = torch._C._dispatch_get_all_op_names
+dispatch_library = torch._C._dispatch_library  # what torch.library.Library wraps: a registration handle
+cuda_present = torch.cuda.is_available()
+has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
+# Process creation, refused while a probed function runs.
+os_mod = os
+posixsubprocess = _posixsubprocess
+subprocess_mod = subprocess
+SIGSTOP, SIGCONT = signal.SIGSTOP, signal.SIGCONT
+getpid = os.getpid
+listdir = os.listdir
+io_open = io.open

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+import re
 from typing import Any, Callable, NamedTuple
 
 from cnngrader.kernel import captured as c
@@ -28,26 +29,35 @@ from cnngrader.kernel import captured as c
 _MODULES = dict(sys.modules)
 _WATCHED = ("torch", "torch.nn", "torch.nn.functional", "torch.nn.grad", "torch.linalg", "torch._C._nn", "cnnlib",
             "cnnlib.ops", "cnnlib.shapes", "cnnlib.train", "cnnlib.models", "cnnlib.layers", "cnnlib._engine")
-_DISPATCH_KEYS = ("CPU", "CUDA", "Meta", "CompositeImplicitAutograd")
 
 
-class Policy(NamedTuple):
+class _Frozen(type):
+    """A class whose attributes cannot be set or deleted (Policy.from_json stays the grader's)."""
+
+    def __setattr__(cls, name, value):
+        raise AttributeError("the grader is read-only")
+
+    def __delattr__(cls, name):
+        raise AttributeError("the grader is read-only")
+
+
+class _PolicyFields(NamedTuple):
     replace: tuple[str, ...] = ()
     watch: tuple[str, ...] = ()
     aten: tuple[str, ...] = ()
 
+
+class Policy(_PolicyFields, metaclass=_Frozen):
+    """What a function may not use. `aten` holds operator names ("convolution", "conv2d.padding",
+    "mkldnn::_convolution_pointwise") and name patterns ("re:<regex>", matched against every
+    "namespace::name.overload" of PyTorch's operator registry)."""
+
+    __slots__ = ()
+    _fields = _PolicyFields._fields
+
     @classmethod
     def from_json(cls, data: dict) -> "Policy":
         return cls(*(tuple(str(v) for v in data.get(k, ())) for k in cls._fields))
-
-
-class Run(NamedTuple):
-    value: Any
-    error: BaseException | None
-    where: str  # "line N: source" of the student's frame that raised, or ""
-    shortcuts: list
-    warned: list
-    tampered: bool
 
 
 class Tripwire:
@@ -76,7 +86,13 @@ def _module(name: str) -> Any:
         owner = _MODULES.get(root)
         for part in rest:
             owner = getattr(owner, part, None)
+    if owner is None:  # a module first imported after the grader (scipy.signal): as it is now, if it is one
+        found = _SYS_MODULES.get(name)
+        owner = found if isinstance(found, types.ModuleType) else None
     return owner
+
+
+_SYS_MODULES = sys.modules  # the dict itself, whatever sys.modules is rebound to later
 
 
 _ORIGINAL = {name: dict(vars(m)) for name in _WATCHED if (m := _module(name)) is not None}
@@ -101,7 +117,19 @@ class _Armed(NamedTuple):
     keep: list  # the builtins themselves, so their ids stay theirs
 
 
+_ARMED: dict = {}  # (policy, how many modules are loaded) -> its _Armed: resolving is the slow part
+
+
 def _arm(policy: Policy) -> _Armed:
+    key = (policy, len(_SYS_MODULES))  # a module imported since (scipy.signal) is resolved afresh
+    if key not in _ARMED:
+        if len(_ARMED) > 32:
+            _ARMED.clear()
+        _ARMED[key] = _resolve_all(policy)
+    return _ARMED[key]
+
+
+def _resolve_all(policy: Policy) -> _Armed:
     armed = _Armed([], {}, {}, [])
     for dotted, replace in [(d, True) for d in policy.replace] + [(d, False) for d in policy.watch]:
         found = resolve(dotted)
@@ -111,8 +139,9 @@ def _arm(policy: Policy) -> _Armed:
         if replace:
             armed.attrs.append((owner, name, dotted))
         if isinstance(obj, type):
-            for meth in ("__init__", "forward"):
+            for meth in ("__init__", "forward", "backward"):
                 fn = obj.__dict__.get(meth)
+                fn = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
                 if isinstance(fn, types.FunctionType):
                     armed.codes.setdefault(fn.__code__, dotted)
         elif isinstance(obj, types.FunctionType):
@@ -123,10 +152,27 @@ def _arm(policy: Policy) -> _Armed:
     return armed
 
 
-def _block_aten(ops: tuple[str, ...], calls: list):
-    """A torch.library registration that makes each aten operator record its use and raise."""
+_OPS: dict[str, tuple[str, ...]] = {}  # an aten entry of a policy -> the operators it names, once per process
+
+
+def aten_ops(entry: str) -> tuple[str, ...]:
+    """The qualified operators ("aten::conv2d.padding") that a policy's aten entry names: a pattern
+    "re:<regex>" is matched against the whole registry, every overload of it included; a plain name
+    "ns::op.overload" (namespace aten by default) is itself."""
+    if entry not in _OPS:
+        if entry.startswith("re:"):
+            pattern = re.compile(entry[3:])
+            _OPS[entry] = tuple(sorted(n for n in c.all_op_names() if pattern.search(n)))
+        else:
+            _OPS[entry] = (entry if "::" in entry else f"aten::{entry}",)
+    return _OPS[entry]
+
+
+def _block_aten(ops: tuple[str, ...], calls: list, seen: list):
+    """torch.library registrations that make each operator record its use and raise, and a canary
+    (an obscure aten operator that appends to `seen`) by which invoke() checks that they still hold."""
     if not ops:
-        return None
+        return []
 
     def blocked(label):
         def kernel(*args, **kwargs):
@@ -134,23 +180,179 @@ def _block_aten(ops: tuple[str, ...], calls: list):
             raise RuntimeError(f"{label} may not be used here: the hidden tests check your own implementation")
         return kernel
 
+    def canary(x):
+        seen.append(x)
+        return x
+
+    libs: dict[str, Any] = {}
     with c.catch_warnings():
         c.simplefilter("ignore")  # "Overriding a previously registered kernel" is the point here
-        lib = c.Library("aten", "IMPL")
-        for op in ops:
-            for key in _DISPATCH_KEYS:
-                try:
-                    lib.impl(op, blocked(f"torch.ops.aten.{op.split('.')[0]}"), key)
-                except (RuntimeError, ValueError, AttributeError):
-                    pass  # no such operator or overload in this torch version
-    return lib
+        # The C registration handle itself, not torch.library.Library: nothing the notebook registered
+        # or patched there can make a registration fail or be skipped.
+        libs["aten"] = c.dispatch_library("IMPL", "aten", "", "cnngrader", 0)
+        libs["aten"].impl(c.canary_name, "CPU", canary, False)
+        for entry in ops:
+            for qualified in aten_ops(entry):
+                ns, _, op = qualified.partition("::")
+                label = f"torch.ops.{ns}.{op.split('.')[0]}"
+                for key in _keys(qualified):
+                    try:
+                        if ns not in libs:
+                            libs[ns] = c.dispatch_library("IMPL", ns, "", "cnngrader", 0)
+                        libs[ns].impl(op, key, blocked(label), False)
+                    except (RuntimeError, ValueError, AttributeError):
+                        pass  # no such operator or overload in this torch version
+    return list(libs.values())
 
 
-def invoke(policy: Policy, thunk: Callable[[], Any]) -> Run:
-    """Run thunk() with the policy armed, warnings and output captured."""
-    calls: list = []
-    armed = _arm(policy)
-    codes, builtins = armed.codes, armed.builtins
+_KEYS: dict[str, tuple[str, ...]] = {}
+
+
+def _keys(qualified: str) -> tuple[str, ...]:
+    """The dispatch keys to block an operator at. A composite operator (CompositeImplicitAutograd)
+    decomposes before any backend sees it: blocking that kernel covers every device. Any other is
+    blocked at the CPU (and CUDA where there is a GPU): a backend's kernel outranks a
+    CompositeExplicitAutograd one. Meta tensors carry no values, so they are left alone."""
+    if qualified not in _KEYS:
+        try:
+            composite = c.has_kernel(qualified, "CompositeImplicitAutograd")
+        except RuntimeError:
+            composite = False
+        _KEYS[qualified] = (("CompositeImplicitAutograd",) if composite
+                            else ("CPU", "CUDA") if c.cuda_present else ("CPU",))
+    return _KEYS[qualified]
+
+
+def _still_armed(libs: list, seen: list) -> bool:
+    """Whether the dispatcher block is still in place: its canary answers."""
+    if not libs:
+        return True
+    before = len(seen)
+    try:
+        with c.no_torch_function(), c.no_torch_dispatch():
+            c.canary_op(_CANARY)
+    except Exception:  # noqa: BLE001 - the genuine operator, answering instead of the canary
+        return False
+    return len(seen) == before + 1 and seen[-1] is _CANARY
+
+
+_CANARY = c.tensor([True])
+# Ways to start a process, refused while a probed function runs: a child would compute out of the
+# dispatcher block's reach. (module, attribute, label)
+_SPAWN = [(c.os_mod, n, f"os.{n} (a new process)") for n in ("fork", "forkpty", "posix_spawn", "posix_spawnp",
+                                                              "system", "popen") if hasattr(c.os_mod, n)]
+_SPAWN += [(c.posixsubprocess, "fork_exec", "subprocess (a new process)"),
+           (c.subprocess_mod, "_fork_exec", "subprocess (a new process)")]
+# The same functions, watched by the profile hook through any reference taken before.
+_SPAWN_IDS = {id(getattr(owner, name)): label for owner, name, label in _SPAWN if hasattr(owner, name)}
+
+
+def _ancestors() -> set[int]:
+    """This process and its ancestors, which run the kernel and its sandbox."""
+    out, pid = set(), c.getpid()
+    while pid > 0 and pid not in out:
+        out.add(pid)
+        try:
+            with c.io_open(f"/proc/{pid}/stat", "rb") as f:
+                pid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
+
+
+def _in_sandbox() -> bool:
+    """Whether this kernel runs in a grading sandbox: a pid namespace of its own whose pid 1 is bwrap."""
+    try:
+        with c.io_open("/proc/1/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0].endswith(b"bwrap")
+    except OSError:
+        return False
+
+
+_SANDBOXED = _in_sandbox()
+
+
+def _others() -> list[int]:
+    """Every other process in the sandbox's pid namespace, the kernel's ancestors excepted; [] outside
+    a sandbox (where other processes are none of the notebook's business)."""
+    if not _SANDBOXED:
+        return []
+    mine = _ancestors()
+    try:
+        return [pid for pid in (int(n) for n in c.listdir("/proc") if n.isdigit()) if pid not in mine]
+    except OSError:
+        return []
+
+
+def _freeze() -> list[int]:
+    """Stop the sandbox's other processes (SIGSTOP cannot be caught) while a probed function runs, so
+    that no child computes for it; a function that waits for one runs into its time limit instead."""
+    stopped = []
+    for pid in _others():
+        try:
+            c.os_mod.kill(pid, c.SIGSTOP)
+            stopped.append(pid)
+        except OSError:
+            continue
+    return stopped
+
+
+def _thaw(stopped: list[int]) -> list[str]:
+    """Let the stopped processes go on; the processes that appeared meanwhile, as shortcuts."""
+    for pid in stopped:
+        try:
+            c.os_mod.kill(pid, c.SIGCONT)
+        except OSError:
+            continue
+    new = sorted(set(_others()) - set(stopped))
+    return [f"a new process (pid {pid}), started while it ran" for pid in new]
+
+
+class Run(NamedTuple):
+    value: Any
+    error: BaseException | None
+    where: str  # "line N: source" of the student's frame that raised, or ""
+    shortcuts: list
+    warned: list
+    tampered: bool
+    plain: Any = None  # finish(value), made while the guard was still armed
+    message: str = ""  # str(error), read while the guard was still armed
+
+
+def _message(e: BaseException) -> str:
+    try:
+        return str(e)[:4000]
+    except Exception:  # noqa: BLE001 - a student's exception whose __str__ raises
+        return "<its message could not be read>"
+
+
+def _warning(w: Any) -> str:
+    try:
+        return f"{w.category.__name__}: {str(w.message)[:1000]}"
+    except Exception:  # noqa: BLE001 - a student's warning whose __str__ raises
+        return "a warning whose message could not be read"
+
+
+def _call(thunk: Callable[[], Any], finish: Callable[[Any], Any] | None) -> tuple:
+    """(value, error, where, message, finish(value)) of one call of thunk, inside the armed guard."""
+    value, error, where, message, plain = None, None, "", "", None
+    try:
+        value = thunk()
+    except BaseException as e:  # noqa: BLE001 - a student's error is a verdict, not a crash
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        error, message = e, _message(e)
+        frames = [f for f in c.extract_tb(e.__traceback__) if not _is_grader_file(f.filename)]
+        if frames:
+            where = f"line {frames[-1].lineno}: {(frames[-1].line or '').strip()}"
+    if error is None and finish is not None:
+        with c.no_torch_function(), c.no_torch_dispatch():
+            plain = finish(value)
+    return value, error, where, message, plain
+
+
+def _hook(codes: dict, builtins: dict, calls: list) -> Callable:
+    """A profile hook that records each call of a watched function (by code object, or by id for a builtin)."""
 
     def hook(frame, event, arg):
         if event == "call":
@@ -162,43 +364,59 @@ def invoke(policy: Policy, thunk: Callable[[], Any]) -> Run:
         if label is not None:
             calls.append(label)
 
+    return hook
+
+
+def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any] | None = None) -> Run:
+    """Run thunk() with the policy armed, warnings and output captured. Its value is passed to
+    finish() (serialisation), its error and warnings are read, and the dispatcher block is checked,
+    all before anything is disarmed: code of the student's that runs then (a __str__, a patched
+    encoder, a torch function mode) meets the same guard."""
+    calls: list = []
+    seen: list = []
+    armed = _arm(policy)
+    strict = bool(policy.replace or policy.aten)
+    hook = _hook(armed.codes, {**_SPAWN_IDS, **armed.builtins} if strict else armed.builtins, calls)
     saved = []
-    value, error, where = None, None, ""
+    value, error, where, plain, message = None, None, "", None, ""
     previous = c.getprofile()
     buffer = c.StringIO()
     tampered = False
-    lib = None
+    libs: list = []
+    stopped: list = []
+    warnings_text: list = []
     with c.catch_warnings(record=True) as warned, c.redirect_stderr(buffer), c.redirect_stdout(buffer):
         c.simplefilter("always")
         try:
-            for owner, name, label in armed.attrs:
+            for owner, name, label in armed.attrs + ([a for a in _SPAWN if hasattr(a[0], a[1])] if strict else []):
                 saved.append((owner, name, owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)))
                 set_attr(owner, name, Tripwire(label, calls))
-            lib = _block_aten(policy.aten, calls)
+            libs = _block_aten(policy.aten, calls, seen)
+            stopped = _freeze() if strict else []
             # Under a profiler or debugger, its hook stays (cProfile's cannot be restored by setprofile);
             # the tripwires and the dispatcher still catch the calls.
             watch = previous is None
             if watch:
                 c.setprofile(hook)
             try:
-                value = thunk()
+                value, error, where, message, plain = _call(thunk, finish)
+                warnings_text = [_warning(w) for w in warned]
             finally:
                 if watch:
                     tampered = c.getprofile() is not hook
                     c.setprofile(None)
-        except BaseException as e:  # noqa: BLE001 - a student's error is a verdict, not a crash
-            if isinstance(e, KeyboardInterrupt):
-                raise
-            error = e
-            frames = [f for f in c.extract_tb(e.__traceback__) if not _is_grader_file(f.filename)]
-            if frames:
-                where = f"line {frames[-1].lineno}: {(frames[-1].line or '').strip()}"
+            if strict:
+                calls.extend(_thaw(stopped))
+                stopped = []
+            if not _still_armed(libs, seen):
+                tampered = True
         finally:
-            if lib is not None:
-                lib._destroy()
+            _thaw(stopped)
+            for lib in libs:
+                lib.reset()
             for owner, name, obj in reversed(saved):
                 set_attr(owner, name, obj)
-    return Run(value, error, where, calls, [f"{w.category.__name__}: {w.message}" for w in warned], tampered)
+    return Run(value, error, where, calls, warnings_text, tampered, plain, message)
 
 
 def _is_grader_file(filename: str) -> bool:

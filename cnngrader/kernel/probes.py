@@ -15,6 +15,7 @@ from torch.overrides import TorchFunctionMode
 
 from cnngrader.kernel import captured as c
 from cnngrader.kernel.guard import Policy, Run, invoke
+from cnngrader.kernel.serialize import encode_untrusted
 
 
 class _Missing:
@@ -25,18 +26,15 @@ MISSING = _Missing()
 
 
 def run_dict(run: Run) -> dict:
-    """A Run as plain data: the error as its type's name, message and whether it is a
-    NotImplementedError (the unattempted stub)."""
+    """A Run as plain data: the value as encoded while the guard was armed (else as it is), the
+    error as its type's name, message and whether it is a NotImplementedError (the unattempted stub)."""
     error = None
     if run.error is not None:
         e = run.error
-        try:
-            message = str(e)
-        except Exception:  # noqa: BLE001 - a student's exception whose __str__ raises
-            message = "<its message could not be read>"
-        error = {"type": type(e).__name__, "message": message[:4000],
+        error = {"type": type(e).__name__, "message": run.message,
                  "not_implemented": isinstance(e, NotImplementedError)}
-    return {"value": run.value, "error": error, "where": run.where, "shortcuts": list(run.shortcuts),
+    value = run.plain if run.plain is not None else run.value
+    return {"value": value, "error": error, "where": run.where, "shortcuts": list(run.shortcuts),
             "warned": list(run.warned), "tampered": run.tampered}
 
 
@@ -81,7 +79,7 @@ def value(obj: Any, policy: Policy) -> dict:
 def call(obj: Any, policy: Policy, args: list, kwargs: dict, seed: int | None = None) -> dict:
     """obj(*args, **kwargs) once."""
     with full_float32(), seeded(seed):
-        return run_dict(invoke(policy, lambda: obj(*args, **kwargs)))
+        return run_dict(invoke(policy, lambda: obj(*args, **kwargs), encode_untrusted))
 
 
 class _DeviceMix(TorchFunctionMode):
@@ -128,7 +126,7 @@ def call_meta(obj: Any, policy: Policy, args: list, kwargs: dict) -> dict:
         with mode:
             return obj(*args, **kwargs)
 
-    out = run_dict(invoke(policy, thunk))
+    out = run_dict(invoke(policy, thunk, encode_untrusted))
     out["mixed"] = list(mode.found)
     return out
 
@@ -148,7 +146,7 @@ def layer(obj: Any, policy: Policy, ctor_args: list, params: dict, X: torch.Tens
         return module(X)
 
     with full_float32():
-        fwd = invoke(policy, forward)
+        fwd = invoke(policy, forward, encode_untrusted)
         out = {"forward": run_dict(fwd), "requires_grad": False, "backward": None, "grads": {}}
         Y = fwd.value
         if fwd.error is not None or type(Y) not in (c.Tensor, c.Parameter):
@@ -171,11 +169,27 @@ def _pair(v: Any) -> list:
     return list(v) if isinstance(v, (tuple, list)) else [v, v]
 
 
+def _padding(m: Any, kernel: list, stride: list) -> list:
+    """The zeros a convolution adds on each side, whatever its spelling: padding="same" (stride 1,
+    an odd reach) is (k - 1) // 2 per side and "valid" is 0, as F.conv2d pads them."""
+    padding = m.padding
+    if not isinstance(padding, str):
+        return _pair(padding)
+    if padding == "valid":
+        return [0, 0]
+    dilation = _pair(getattr(m, "dilation", 1))
+    reach = [d * (k - 1) if isinstance(d, int) and isinstance(k, int) else None for d, k in zip(dilation, kernel)]
+    if padding == "same" and stride == [1, 1] and all(r is not None and r % 2 == 0 for r in reach):
+        return [r // 2 for r in reach]
+    return [padding, padding]  # asymmetric zeros: no integer padding describes them
+
+
 def describe_layer(m: Any) -> list:
     """A leaf module as a list: ["conv", in, out, kernel, stride, padding], ["sigmoid"], ...;
     anything unknown as [its class name]."""
     if isinstance(m, (c.nn.Conv2d, c.layers.Conv2d)):
-        return ["conv", m.in_channels, m.out_channels, _pair(m.kernel_size), _pair(m.stride), _pair(m.padding)]
+        kernel, stride = _pair(m.kernel_size), _pair(m.stride)
+        return ["conv", m.in_channels, m.out_channels, kernel, stride, _padding(m, kernel, stride)]
     if isinstance(m, c.nn.Sigmoid):
         return ["sigmoid"]
     if isinstance(m, (c.nn.AvgPool2d, c.layers.AvgPool2d)):
@@ -213,30 +227,39 @@ def model(obj: Any, policy: Policy, seed: int, params: list | None = None, X: to
             for p, q in zip(mine, params):
                 p.copy_(q)
         with full_float32():
-            out["forward"] = run_dict(invoke(policy, lambda: c.module_to(net, device=c.device_of(X))(X)))
+            forward = invoke(policy, lambda: c.module_to(net, device=c.device_of(X))(X), encode_untrusted)
+            out["forward"] = run_dict(forward)
     return out
 
 
 # -- training functions ----------------------------------------------------------------------
-class _Probe(torch.nn.Module):
-    """Records, for every forward, whether the net was in training mode, grads were on, and X's device."""
+def _probe(record: list) -> torch.nn.Module:
+    """A module that records, for every forward, whether the net was in training mode, grads were
+    on, and X's device. The record is held in a closure, not on the module, so that code given the
+    net cannot rewrite it through net[0]."""
+    note = record.append
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.log: list = []
+    class _Probe(torch.nn.Module):
+        def forward(self, X: torch.Tensor) -> torch.Tensor:
+            note((c.module_training(self), c.is_grad_enabled(), str(c.device_of(X))))
+            return X
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        self.log.append([self.training, c.is_grad_enabled(), str(c.device_of(X))])
-        return X
+    return _Probe()
 
 
-def probe_net(state: dict) -> torch.nn.Module:
-    """The small net the training checks feed: a probe, then 12 -> 8 -> 3 with a ReLU."""
-    net = c.nn.Sequential(_Probe(), c.nn.Flatten(), c.nn.Linear(12, 8), c.nn.ReLU(), c.nn.Linear(8, 3))
+def probe_net(state: dict, record: list | None = None) -> torch.nn.Module:
+    """The small net the training checks feed: a probe (writing to `record`), then 12 -> 8 -> 3 with a ReLU."""
+    net = c.nn.Sequential(_probe([] if record is None else record), c.nn.Flatten(), c.nn.Linear(12, 8),
+                          c.nn.ReLU(), c.nn.Linear(8, 3))
     with c.no_grad():
         for p, value in zip(c.module_parameters(net), state["params"]):
             p.copy_(value)
     return net
+
+
+def _log(record: list) -> list:
+    """The probe's record as plain lists, copied before anything else can see it."""
+    return [list(entry) for entry in record]
 
 
 def _batches(batches: list) -> list:
@@ -246,22 +269,25 @@ def _batches(batches: list) -> list:
 def evaluate(obj: Any, policy: Policy, state: dict, batches: list, device: str, training: bool = True) -> dict:
     """obj(net, batches, device) on a probe net that starts in training mode (or eval mode: training=False)."""
     dev = c.device_type(device)
-    net = c.module_to(probe_net(state), device=dev)
+    record: list = []
+    net = c.module_to(probe_net(state, record), device=dev)
     c.module_train(net, training is True)
-    run = invoke(policy, lambda: obj(net, _batches(batches), dev))
-    return {"run": run_dict(run), "log": net[0].log, "training_after": c.module_training(net)}
+    run = invoke(policy, lambda: obj(net, _batches(batches), dev), encode_untrusted)
+    return {"run": run_dict(run), "log": _log(record), "training_after": c.module_training(net)}
 
 
 def train_epoch(obj: Any, policy: Policy, state: dict, batches: list, device: str, lr: float, seed: int) -> dict:
     """obj(net, batches, CrossEntropyLoss(), SGD(lr), device) on a probe net that starts in eval
     mode; reports the value, what the probe saw and the parameters afterwards."""
     dev = c.device_type(device)
-    net = c.module_to(probe_net(state), device=dev)
+    record: list = []
+    net = c.module_to(probe_net(state, record), device=dev)
     c.module_train(net, False)  # train_epoch must switch to training mode itself
     optimizer = c.SGD(net.parameters(), lr=lr)
     with seeded(seed, [] if dev.type == "cpu" else [dev]):
-        run = invoke(policy, lambda: obj(net, _batches(batches), c.nn.CrossEntropyLoss(), optimizer, dev))
-    return {"run": run_dict(run), "log": net[0].log, "params": [c.detach(p) for p in c.module_parameters(net)]}
+        run = invoke(policy, lambda: obj(net, _batches(batches), c.nn.CrossEntropyLoss(), optimizer, dev),
+                     encode_untrusted)
+    return {"run": run_dict(run), "log": _log(record), "params": [c.detach(p) for p in c.module_parameters(net)]}
 
 
 PROBES = {"describe": describe, "value": value, "call": call, "call_meta": call_meta, "layer": layer, "model": model,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any, NamedTuple
 
 import torch
@@ -22,6 +23,9 @@ DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.bool,
 )}
 MAX_DEPTH = 32
+MAX_BRACKETS = 2_000_000  # lists and dicts in one message: far more than any reply needs
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 class Opaque(NamedTuple):
@@ -33,21 +37,29 @@ class SerializeError(ValueError):
     """A message that is not what the protocol allows."""
 
 
-def encode(value: Any, depth: int = 0) -> Any:
-    """A JSON-able form of value."""
+class Encoded(NamedTuple):
+    """A value already encoded (in the grading kernel, while the guard was armed): encode() passes it on."""
+    data: Any
+
+
+def encode(value: Any, depth: int = 0, trusted: bool = True) -> Any:
+    """A JSON-able form of value. Only where trusted (the grader's own structures) does an Encoded
+    stand for its data; in a student's value it is as opaque as any other class."""
     t = type(value)
     if depth > MAX_DEPTH:
         return {"opaque": "a structure nested too deeply"}
+    if t is Encoded and trusted:
+        return value.data
     if value is None or t in (bool, int, str):
         return value
     if t is float:
         return value if c.isfinite(value) else {"float": repr(value)}
     if t is list:
-        return [encode(v, depth + 1) for v in value]
+        return [encode(v, depth + 1, trusted) for v in value]
     if t is tuple:
-        return {"tuple": [encode(v, depth + 1) for v in value]}
+        return {"tuple": [encode(v, depth + 1, trusted) for v in value]}
     if t is dict and all(type(k) is str for k in value):
-        return {"dict": {k: encode(v, depth + 1) for k, v in value.items()}}
+        return {"dict": {k: encode(v, depth + 1, trusted) for k, v in value.items()}}
     if t is c.Size:
         return {"size": [int(v) for v in value]}
     if t is c.device_type:
@@ -70,7 +82,12 @@ def _encode_tensor(t: torch.Tensor) -> dict:
         host = c.contiguous(c.to(c.detach(t), device=c.CPU))
         data = c.numpy_of(host).tobytes()
     return {"tensor": {"dtype": dtype, "shape": shape, "device": device, "requires_grad": bool(c.requires_grad_of(t)),
-                       "data": base64.b64encode(data).decode("ascii")}}
+                       "data": c.b2a_base64(data, newline=False).decode("ascii")}}
+
+
+def encode_untrusted(value: Any) -> Encoded:
+    """A student function's value, encoded at once (the guard calls this while still armed)."""
+    return Encoded(encode(value, trusted=False))
 
 
 def decode(data: Any, device_ok: bool = True, depth: int = 0) -> Any:
@@ -96,9 +113,12 @@ def decode(data: Any, device_ok: bool = True, depth: int = 0) -> Any:
             raise SerializeError(f"bad float {body!r}")
         return float(body)
     if kind == "size":
-        return tuple(int(v) for v in _list(body))
+        size = _list(body)
+        if any(type(v) is not int for v in size):
+            raise SerializeError("a size holds ints only")
+        return tuple(size)
     if kind == "device":
-        return torch.device(str(body))
+        return _device(body)
     if kind == "dtype":
         if body not in DTYPES:
             raise SerializeError(f"dtype {body!r} is not allowed")
@@ -108,6 +128,21 @@ def decode(data: Any, device_ok: bool = True, depth: int = 0) -> Any:
     if kind == "tensor":
         return _decode_tensor(body, device_ok)
     raise SerializeError(f"unknown kind {kind!r}")
+
+
+def _device(body: Any) -> torch.device:
+    """A device named in a message, which must be one this process has (cpu, meta, or a GPU present)."""
+    if type(body) is not str or len(body) > 32:
+        raise SerializeError("a device must be named by a short string")
+    try:
+        device = torch.device(body)
+    except (RuntimeError, ValueError):
+        raise SerializeError(f"{body!r} is not a device") from None
+    if device.type in ("cpu", "meta"):
+        return device
+    if device.type == "cuda" and torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count():
+        return device
+    raise SerializeError(f"a tensor on {body}, a device the grader does not have")
 
 
 def _list(body: Any) -> list:
@@ -122,17 +157,23 @@ def _decode_tensor(body: Any, device_ok: bool) -> torch.Tensor:
     dtype = DTYPES.get(body.get("dtype"))
     if dtype is None:
         raise SerializeError(f"dtype {body.get('dtype')!r} is not allowed")
-    shape = [int(v) for v in _list(body.get("shape"))]
-    if any(v < 0 for v in shape):
-        raise SerializeError("negative tensor size")
-    device = torch.device(str(body.get("device", "cpu")))
+    shape = _list(body.get("shape"))
+    if len(shape) > MAX_DEPTH or any(type(v) is not int or v < 0 for v in shape):
+        raise SerializeError(f"a tensor's shape must be at most {MAX_DEPTH} sizes >= 0, not {str(shape)[:80]}")
+    device = _device(body.get("device", "cpu"))
     count = 1
     for v in shape:
         count *= v
     if device.type == "meta":
         out = torch.empty(shape, dtype=dtype, device="meta")
     else:
-        raw = base64.b64decode(str(body.get("data", "")), validate=True)
+        data = body.get("data", "")
+        if type(data) is not str:
+            raise SerializeError("a tensor's data must be a base64 string")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except ValueError:
+            raise SerializeError("a tensor's data is not valid base64") from None
         itemsize = torch.empty((), dtype=dtype).element_size()
         if len(raw) != count * itemsize:
             raise SerializeError(f"a tensor of shape {tuple(shape)} needs {count * itemsize} bytes, got {len(raw)}")
@@ -145,12 +186,39 @@ def _decode_tensor(body: Any, device_ok: bool) -> torch.Tensor:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(encode(value), separators=(",", ":"), allow_nan=False)
+    """The message for value, written by the C JSON encoder captured at import (a notebook that
+    rebinds json.dumps or base64.b64encode changes nothing here)."""
+    return c.join(c.json_encoder(encode(value), 0))
+
+
+def check_nesting(text: str, max_depth: int = MAX_DEPTH + 4, max_brackets: int = MAX_BRACKETS) -> None:
+    """Refuse JSON text nested deeper than max_depth or holding more than max_brackets lists and
+    dicts, before any recursive parser sees it (strings are skipped, so their brackets do not count)."""
+    depth = count = 0
+    for m in _BRACKETS.finditer(_STRINGS.sub("", text)):
+        if m.group() in "[{":
+            depth += 1
+            count += 1
+            if depth > max_depth:
+                raise SerializeError(f"nested more than {max_depth} deep")
+            if count > max_brackets:
+                raise SerializeError(f"more than {max_brackets} lists and dicts")
+        else:
+            depth -= 1
 
 
 def loads(text: str, device_ok: bool = True) -> Any:
+    """The value of a message; SerializeError for anything the protocol does not allow."""
+    if type(text) is not str:
+        raise SerializeError(f"a message is a str, not {type(text).__name__}")
+    check_nesting(text)
     try:
         data = json.loads(text)
-    except (TypeError, ValueError) as e:
-        raise SerializeError(f"not JSON: {e}") from None
-    return decode(data, device_ok)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise SerializeError(f"not JSON: {str(e)[:200]}") from None
+    try:
+        return decode(data, device_ok)
+    except SerializeError:
+        raise
+    except (TypeError, ValueError, OverflowError, RuntimeError, RecursionError, MemoryError) as e:
+        raise SerializeError(f"{type(e).__name__}: {str(e)[:200]}") from None

@@ -269,6 +269,10 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
     folder = Path(cd.format_path(cd.submitted_directory, student, assignment))
     if why := csvsafe.student_id_problem(student):
         return f"{student!r}/{assignment}: {why}; not graded"
+    too_deep = _too_deep(folder)
+    if too_deep:
+        return (f"{student}/{assignment}: the submission holds folders nested more than {MAX_TREE_DEPTH} deep "
+                f"({too_deep}/...); not graded")
     try:  # before nbgrader lists or copies anything of it: links, FIFOs, devices go; sizes are checked
         safefiles.clean(folder, label=f"{student}/{assignment}")
     except safefiles.TooBig as e:
@@ -424,16 +428,35 @@ def _digest(files: Iterable[tuple[str, Path]]) -> str:
 
 
 _NO_LIMITS = safefiles.FileLimits(max_bytes=sys.maxsize, max_files=sys.maxsize)
+MAX_TREE_DEPTH = 64  # folders below a submission's folder that are looked at
 
 
 def _tree(folder: Path, label: str = "") -> list[tuple[str, Path]]:
-    """The regular files under folder (one linear listing, no link followed; a submission's size was
-    checked by prepare_submission)."""
+    """The regular files under folder (one linear listing, no link followed; a submission's size and
+    depth were checked by prepare_submission)."""
     try:
         found = safefiles.scan(folder, _NO_LIMITS, skip=_SKIP_DIRS)
-    except FileNotFoundError:
+    except OSError:  # gone, or a path too long to open: nothing of it is graded
         return []
     return [(f"{label}{rel}", folder / rel) for rel in found.files]
+
+
+def _too_deep(folder: Path, max_folders: int = 10_000) -> str | None:
+    """The first folder (relative) deeper than MAX_TREE_DEPTH under folder, or None; found by an
+    iterative walk that looks at no more than max_folders folders (nbgrader's own walk recurses
+    and would fail on such a tree)."""
+    todo, looked = [(folder, 0)], 0
+    while todo and looked < max_folders:
+        here, depth = todo.pop()
+        looked += 1
+        try:
+            subs = [Path(e.path) for e in os.scandir(here) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        if subs and depth + 1 > MAX_TREE_DEPTH:
+            return str(here.relative_to(folder))[:80]
+        todo += [(sub, depth + 1) for sub in subs]
+    return None
 
 
 def submission_digest(cfg: Config, student: str, assignment: str) -> str:

@@ -172,7 +172,6 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
     `hung` maps the functions that timed out earlier to when: a check that would run one fails at once."""
     from cnngrader import grading
     from cnngrader.grading import core, scan
-    from cnngrader.grading.core import GradingError
     from cnngrader.grading.runners import RemoteRunner
 
     reg = grading.registry(course_root)
@@ -189,10 +188,7 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
             reason = hung_reason(name, stuck, (hung or {})[stuck])
         else:
             route = _route_reason(name, cells, reg.forbidden.get(name))
-            try:
-                grading.run_check(name, RemoteRunner(send, secret), reg)
-            except GradingError as e:
-                reason = str(e)
+            reason = _checked(name, lambda: grading.run_check(name, RemoteRunner(send, secret), reg))
             reason = core.route_and_values(route, reason)
         if reason is None:
             passed.append(name)
@@ -204,6 +200,22 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
         outputs.append(nbformat.v4.new_output("stream", name="stdout",
                                               text="".join(f"hidden tests of {n}: passed\n" for n in passed)))
     return outputs
+
+
+def _checked(name: str, run: Callable[[], None]) -> str | None:
+    """run()'s verdict: None when it passes, else the reason. A reply that parsed but does not hold
+    what the check expects (a probe log with a stray entry, a value of the wrong kind) makes the
+    check raise something other than GradingError: that too is this cell's 0, never the batch's end."""
+    from cnngrader.grading.core import GradingError
+
+    try:
+        run()
+    except GradingError as e:
+        return str(e)
+    except (Exception, RecursionError) as e:  # noqa: BLE001 - the kernel's reply is untrusted input
+        return (f"{name} could not be checked: the kernel's reply did not hold what the check expects "
+                f"({type(e).__name__}: {str(e)[:200]})")
+    return None
 
 
 def _route_reason(name: str, cells: list, forbidden: Any) -> str | None:
