@@ -427,21 +427,36 @@ def _digest(files: Iterable[tuple[str, Path]]) -> str:
     return h.hexdigest()
 
 
-_NO_LIMITS = safefiles.FileLimits(max_bytes=sys.maxsize, max_files=sys.maxsize)
-MAX_TREE_DEPTH = 64  # folders below a submission's folder that are looked at
+MAX_TREE_DEPTH = 64  # folders below a submission's or an assignment's folder that are looked at
+_NO_LIMITS = safefiles.FileLimits(max_bytes=sys.maxsize, max_files=sys.maxsize)  # the grader's own folders
+MAX_TREE_FILES = 10_000
 
 
 def _tree(folder: Path, label: str = "") -> list[tuple[str, Path]]:
-    """The regular files under folder (one linear listing, no link followed; a submission's size and
-    depth were checked by prepare_submission)."""
-    try:
-        found = safefiles.scan(folder, _NO_LIMITS, skip=_SKIP_DIRS)
-    except OSError:  # gone, or a path too long to open: nothing of it is graded
+    """(label + relative path, path) of the regular files under folder: one linear listing, walked
+    iteratively and bounded (MAX_TREE_DEPTH, MAX_TREE_FILES), never following a link, so that a folder
+    nested thousands deep costs no more than a shallow one."""
+    if not folder.is_dir():
         return []
-    return [(f"{label}{rel}", folder / rel) for rel in found.files]
+    out: list[tuple[str, Path]] = []
+    todo = [(folder, 0)]
+    while todo and len(out) < MAX_TREE_FILES:
+        here, depth = todo.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                if depth < MAX_TREE_DEPTH and entry.name not in _SKIP_DIRS:
+                    todo.append((path, depth + 1))
+            elif entry.is_file(follow_symlinks=False) and len(out) < MAX_TREE_FILES:
+                out.append((f"{label}{path.relative_to(folder)}", path))
+    return out
 
 
-def _too_deep(folder: Path, max_folders: int = 10_000) -> str | None:
+def _too_deep(folder: Path, max_folders: int = MAX_TREE_FILES) -> str | None:
     """The first folder (relative) deeper than MAX_TREE_DEPTH under folder, or None; found by an
     iterative walk that looks at no more than max_folders folders (nbgrader's own walk recurses
     and would fail on such a tree)."""
