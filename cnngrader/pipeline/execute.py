@@ -39,8 +39,6 @@ from time import monotonic
 from typing import Any
 
 import nbformat
-import zmq
-from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -115,28 +113,9 @@ def _stop_zygote(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
-# The largest message the grader takes from a kernel: a check's reply (max_reply_bytes) and a margin.
-# Larger ones are refused by ZeroMQ as they arrive (the connection drops and comes back), before
-# any byte of them is buffered or decoded in the grading process.
-MAX_MESSAGE_BYTES = 64 * 2**20 + 2**20
-
-
-class GradingKernelClient(AsyncKernelClient):
-    """A kernel client whose sockets refuse messages over `max_message_bytes` (ZMQ_MAXMSGSIZE)."""
-
-    max_message_bytes = Integer(MAX_MESSAGE_BYTES, help="Largest message taken from the kernel.").tag(config=True)
-
-    def _create_connected_socket(self, channel: str, identity: bytes | None = None):
-        self.context.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)  # default of the sockets it creates next
-        return super()._create_connected_socket(channel, identity)
-
-
 class GradingKernelManager(AsyncKernelManager):
     """A kernel manager whose kernels start under the launcher's resource limits (and, with
-    preload, as forks of a process that has torch and cnnlib imported); its clients cap the size
-    of each message (GradingKernelClient)."""
-
-    client_class = "cnngrader.pipeline.execute.GradingKernelClient"
+    preload, as forks of a process that has torch and cnnlib imported)."""
 
     max_memory = Integer(0, help="Address-space cap of the kernel in bytes; 0 for none.").tag(config=True)
     threads = Integer(0, help="OMP/MKL threads of the kernel; 0 to leave them as they are.").tag(config=True)
