@@ -170,13 +170,16 @@ def _family(words: tuple[str, ...], skip: tuple[str, ...] = ()) -> set[str]:
 
 def test_every_convolution_and_pooling_operator_of_the_registry_is_banned():
     conv = set(aten_ops(core.CONV_ATEN[0]))
+    im2col = set(aten_ops(core.IM2COL_ATEN[0]))  # banned only where a task's text says so
     pool = set(aten_ops(core.POOL_ATEN[0]))
-    assert _family(("conv", "im2col", "col2im"), skip=("convert",)) <= conv
+    assert _family(("conv",), skip=("convert",)) <= conv
+    assert _family(("im2col", "col2im")) <= im2col and not im2col & conv
     assert _family(("pool",)) <= pool
     for must in ("aten::slow_conv_dilated3d", "aten::slow_conv_transpose3d", "aten::slow_conv_transpose3d.out",
-                 "aten::conv_depthwise3d", "aten::_conv_depthwise2d", "aten::convolution.out", "aten::im2col",
+                 "aten::conv_depthwise3d", "aten::_conv_depthwise2d", "aten::convolution.out",
                  "mkldnn::_convolution_pointwise", "aten::conv2d.padding", "aten::cudnn_convolution"):
         assert must in conv, must
+    assert {"aten::im2col", "aten::col2im.out"} <= im2col
     for must in ("aten::max_pool2d_with_indices.out", "aten::fractional_max_pool3d", "aten::avg_pool3d.out"):
         assert must in pool, must
     for allowed in ("aten::unfold", "aten::as_strided", "aten::mm", "aten::einsum", "aten::constant_pad_nd",

@@ -158,7 +158,7 @@ def defined_names(sources: list[tuple[int, str]]) -> set[str]:
 
 def hung_reason(name: str, hung: str, why: str) -> str:
     """Why the check of `name` (or a cell) is not run: `hung` (it, or what it calls) timed out before."""
-    via = "" if hung == name else f", which it calls,"
+    via = "" if hung == name else ", which it calls,"
     return (f"{name} was not run: {hung}{via} did not return {why} (an endless loop?), and would only make "
             f"this check wait out its time limit again.")
 
