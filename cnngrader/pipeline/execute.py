@@ -45,9 +45,10 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
-from traitlets import Bool, Float, Integer, Unicode
+from traitlets import Bool, DottedObjectName, Float, Integer, Type, Unicode
 
 from cnngrader.pipeline import verdict
+from cnngrader.pipeline.kernel_client import GradingKernelClient
 
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
 _REQUEST_HEAD = re.compile(r'\{(?:"limit":([0-9.]+),)?"name":"(\w+)"')
@@ -121,6 +122,9 @@ class GradingKernelManager(AsyncKernelManager):
     threads = Integer(0, help="OMP/MKL threads of the kernel; 0 to leave them as they are.").tag(config=True)
     stdio = Unicode("", help="File for the kernel process's own stdout/stderr; empty to inherit.").tag(config=True)
     preload = Bool(False, help="Fork kernels from a pre-loaded process (see cnngrader.pipeline.zygote).").tag(config=True)
+    # its iopub channel measures a message before decoding it (cnngrader/pipeline/kernel_client.py)
+    client_class = DottedObjectName("cnngrader.pipeline.kernel_client.GradingKernelClient")
+    client_factory = Type(GradingKernelClient, config=True)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)

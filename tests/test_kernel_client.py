@@ -1,0 +1,120 @@
+"""The grader's kernel client decodes no iopub message over its cap (cnngrader/pipeline/kernel_client.py).
+
+Messages are sent with jupyter_client's own Session over a loopback PUB/SUB pair, as a kernel sends them,
+and read back through CappedIOPubChannel; then a real kernel prints 24 MiB in one call.
+"""
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
+
+from cnngrader.pipeline.kernel_client import CappedIOPubChannel
+
+CAP = 2**20
+
+
+async def _pair_roundtrip(messages: list[tuple[str, dict, dict]], expect: int) -> tuple[list[dict], dict]:
+    """Send (msg_type, content, header overrides) messages through a PUB/SUB pair; read `expect` back."""
+    ctx = zmq.asyncio.Context()
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    session = Session(key=b"secret")
+    try:
+        port = pub.bind_to_random_port("tcp://127.0.0.1")
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(f"tcp://127.0.0.1:{port}")
+        channel = CappedIOPubChannel(sub, session)
+        channel.max_bytes = CAP
+        parent = session.msg("execute_request", {"code": "print(x)"})
+        for _ in range(500):  # a bounded wait for the subscription to reach the publisher
+            session.send(pub, "status", {"execution_state": "busy"}, parent=parent)
+            try:
+                await channel.get_msg(timeout=0.02)
+                break
+            except Exception:  # noqa: BLE001 - queue.Empty until connected
+                continue
+        else:
+            raise AssertionError("the SUB socket never connected")
+        while True:  # drain the handshake messages
+            try:
+                await channel.get_msg(timeout=0.05)
+            except Exception:  # noqa: BLE001 - empty: drained
+                break
+        for msg_type, content, header in messages:
+            msg = session.msg(msg_type, content, parent=parent)
+            msg["header"].update(header)
+            session.send(pub, msg)
+        return [await channel.get_msg(timeout=10) for _ in range(expect)], parent
+    finally:
+        sub.close(0)
+        pub.close(0)
+        ctx.term()
+
+
+def roundtrip(messages, expect=None):
+    return asyncio.run(_pair_roundtrip(messages, len(messages) if expect is None else expect))
+
+
+def test_small_messages_pass_unchanged():
+    got, parent = roundtrip([("stream", {"name": "stdout", "text": "hello\n"}, {})])
+    assert got[0]["msg_type"] == "stream" and got[0]["content"] == {"name": "stdout", "text": "hello\n"}
+    assert got[0]["parent_header"]["msg_id"] == parent["header"]["msg_id"]
+
+
+def test_a_huge_message_is_replaced_by_a_note_before_it_is_decoded():
+    big = "x" * (8 * CAP)
+    tracemalloc.start()
+    try:
+        got, parent = roundtrip([("stream", {"name": "stdout", "text": big}, {}),
+                                 ("display_data", {"data": {"text/plain": big}, "metadata": {}}, {}),
+                                 ("stream", {"name": "stdout", "text": "after\n"}, {})])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    for msg in got[:2]:
+        assert msg["msg_type"] == "stream"
+        assert msg["parent_header"]["msg_id"] == parent["header"]["msg_id"]  # still placed in its cell
+        assert "dropped unread" in msg["content"]["text"] and "at most 1 MiB" in msg["content"]["text"]
+    assert got[2]["content"]["text"] == "after\n"  # the channel goes on
+    # the sender's own copies count here; the receiver adds no decoded copy of its 8 MiB strings
+    assert peak < 4 * len(big), peak
+
+
+def test_a_huge_error_stays_an_error():
+    got, _ = roundtrip([("error", {"ename": "AssertionError", "evalue": "y" * (2 * CAP), "traceback": []}, {})])
+    assert got[0]["msg_type"] == "error" and got[0]["content"]["ename"] == "OutputTooLarge"
+
+
+def test_a_message_with_huge_headers_is_dropped_whole():
+    got, _ = roundtrip([("stream", {"name": "stdout", "text": "x"}, {"junk": "z" * (2 * CAP)}),
+                        ("stream", {"name": "stdout", "text": "next\n"}, {})], expect=1)
+    assert got[0]["content"]["text"] == "next\n"  # the one with unreadable headers left no trace
+
+
+def test_a_grading_kernel_printing_24_mib_at_once():
+    from cnngrader.pipeline.execute import GradingKernelManager
+
+    async def run() -> tuple[list[dict], list[dict]]:
+        km = GradingKernelManager(kernel_name="python3")
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            assert isinstance(kc.iopub_channel, CappedIOPubChannel)
+            big, after = [], []
+            await kc.execute_interactive('print("z" * (24 * 2**20))', timeout=60, output_hook=big.append)
+            reply = await kc.execute_interactive('print("done")', timeout=60, output_hook=after.append)
+            assert reply["content"]["status"] == "ok"
+            return big, after
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    big, after = asyncio.run(run())
+    text = "".join(m["content"].get("text", "") for m in big if m["msg_type"] == "stream")
+    assert "dropped unread" in text and "z" * 1000 not in text
+    assert [m["content"]["text"] for m in after if m["msg_type"] == "stream"] == ["done\n"]
