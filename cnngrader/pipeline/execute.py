@@ -124,7 +124,7 @@ class GradingKernelManager(AsyncKernelManager):
     preload = Bool(False, help="Fork kernels from a pre-loaded process (see cnngrader.pipeline.zygote).").tag(config=True)
     # its iopub channel measures a message before decoding it (cnngrader/pipeline/kernel_client.py)
     client_class = DottedObjectName("cnngrader.pipeline.kernel_client.GradingKernelClient")
-    client_factory = Type(GradingKernelClient, config=True)
+    client_factory = Type(GradingKernelClient, klass="jupyter_client.client.KernelClient", config=True)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
