@@ -73,8 +73,10 @@ def course(tmp_path_factory):
         http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",  # nothing listens: no download
     )
     (tmp / "data").mkdir()
-    # This venv, and never a reinstall (-o: its stamp counts as up to date).
-    make = ["make", "--no-print-directory", "-C", str(repo), "book", f"VENV={venv}", "-o", f"{venv}/.installed"]
+    # This venv, and never a reinstall (-o: its stamp counts as up to date); the system packages are
+    # tests/test_system_packages.py's business (-o system: not run here).
+    make = ["make", "--no-print-directory", "-C", str(repo), "book", f"VENV={venv}", "-o", f"{venv}/.installed",
+            "-o", "system"]
     return tmp, repo, env, make
 
 
