@@ -179,7 +179,7 @@ def test_a_non_finite_result_fails_with_a_reason(batch):
 
 
 def test_each_odd_thing_is_one_line_in_the_log(batch):
-    for student, words in (("dot_ipynb", "'..ipynb'"), ("fifo", "'pipe'"), ("fifo", "'notes.ipynb'"),
+    for student, words in (("dot_ipynb", "'..ipynb'"), ("fifo", "pipe is a FIFO"), ("fifo", "notes.ipynb is a FIFO"),
                            ("claims_setup", "'setup'"), ("bonus_cell", "'bonus'"), ("locked_bonus_cell", "'bonus'")):
         lines = [r for r in batch.log if r.startswith(f"{student}/{A2}:") and words in r]
         assert len(lines) == 1, (student, words, batch.log)
