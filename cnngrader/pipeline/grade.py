@@ -256,11 +256,10 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
     files) are removed from the folder, a line each, and a folder over safefiles.FileLimits (file
     count, apparent size) is not graded.
 
-    A single notebook saved under another name (a browser's "02_cross_correlation (1).ipynb")
-    is renamed to the assignment's notebook name, and the log says so. Named pipes, sockets and
-    device files are removed and a hidden `..ipynb` ignored, one line in the log each
-    (set_aside_odd_files). A notebook that is not a readable notebook (corrupt JSON, truncated)
-    is reported and left ungraded."""
+    A hidden `..ipynb` is ignored, with a line (set_aside_odd_files). A single notebook saved under
+    another name (a browser's "02_cross_correlation (1).ipynb") is renamed to the assignment's
+    notebook name, and the log says so. A notebook that is not a readable notebook (corrupt JSON,
+    truncated) is reported and left ungraded."""
     from nbgrader.coursedir import CourseDirectory
 
     from .nbgrader_hooks import graded_notebooks, rename_single_notebook, set_aside_odd_files
