@@ -38,10 +38,10 @@ def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped
     why = missing()
     if why:
         return [], [Skipped("grade", why)]
+    from traitlets.config import Config
+
     from cnngrader.course import load_course
     from cnngrader.pipeline import grade as autograde
-
-    from traitlets.config import Config
 
     course = load_course(REPO)
     unsandboxed = Config()
@@ -95,10 +95,10 @@ def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped
 def looping(log=print) -> Result:
     """What a notebook whose corr2d never returns costs a batch (02, sandboxed, the course's time limits),
     beside the same notebook with the reference solution."""
+    import nbformat
+
     from cnngrader.course import load_course
     from cnngrader.pipeline import grade as autograde
-
-    import nbformat
 
     course, aid = load_course(REPO), "02_cross_correlation"
     with tempfile.TemporaryDirectory(prefix="cnn-bench-loop-") as tmp:

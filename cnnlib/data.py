@@ -24,9 +24,9 @@ import os
 import re
 import struct
 import tempfile
-import zlib
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 

@@ -392,8 +392,8 @@ def plot_layer_io_3d(image, maps, title_in: str = "input", title_out: str = "out
     A = np.asarray(_to_numpy(maps), dtype=float)
     if A.ndim != 3:
         raise ValueError(f"maps must have shape (C, H, W), got {A.shape}")
-    from matplotlib.colors import Normalize
     from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
     C, H, W = A.shape
     lim = float(np.abs(A).max()) or 1.0

@@ -7,7 +7,6 @@ import functools
 from pathlib import Path
 
 import nbformat
-
 from conftest import REPO
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
+from conftest import REPO as ROOT  # noqa: E402
 
 from cnngrader.course import load_course
 from cnngrader.pipeline.authoring import NOTE, build_notebook, target, write_sources
 
-from conftest import REPO as ROOT  # noqa: E402
 COURSE = load_course(ROOT)
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 

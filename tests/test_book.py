@@ -24,13 +24,13 @@ import nbformat  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from conftest import REPO as ROOT  # noqa: E402
 
 import cnnlib  # noqa: E402
 from cnngrader.course import load_course  # noqa: E402
 from cnngrader.pipeline.authoring import HIDDEN_MARKERS, SOLUTION_MARKERS  # noqa: E402
 from cnnlib import plot as cplot  # noqa: E402
 
-from conftest import REPO as ROOT  # noqa: E402
 COURSE = load_course(ROOT)
 ASSIGNMENTS = list(COURSE.ids)
 CHAPTERS = [Path(a.chapter).stem for a in COURSE.assignments]  # book/<chapter>.md goes with exercises/<id>/

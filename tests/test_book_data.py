@@ -24,11 +24,11 @@ import jupytext
 import nbformat
 import numpy as np
 import pytest
+from conftest import REPO as ROOT
 from jupyter_cache import get_cache
+from test_data import idx_bytes
 
 from cnnlib import data
-from conftest import REPO as ROOT
-from test_data import idx_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ import socket
 from types import SimpleNamespace
 
 import nbformat
+from conftest import REPO
 
 from cnngrader.pipeline.claims import forged_claims
 from cnngrader.pipeline.nbgrader_hooks import graded_notebooks, set_aside_odd_files
-from conftest import REPO
 
 AID = "02_cross_correlation"
 

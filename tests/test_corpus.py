@@ -21,12 +21,12 @@ from typing import NamedTuple
 import nbformat
 import pytest
 import torch
+from conftest import REPO
+from nbtools import cell, points, with_cells, write_submissions
 
 from cnngrader import grading
 from cnngrader.course import load_course
 from cnngrader.grading.core import GradingError
-from conftest import REPO
-from nbtools import cell, points, with_cells, write_submissions
 
 CORPUS = Path(__file__).with_name("data") / "corpus"
 HAS_CUDA = torch.cuda.device_count() > 0

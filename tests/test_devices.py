@@ -6,9 +6,9 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import HAS_CUDA, needs_cuda
 
 import cnnlib
-from conftest import HAS_CUDA, needs_cuda
 
 
 def test_devices_starts_with_cpu_then_every_gpu():

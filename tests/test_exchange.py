@@ -19,11 +19,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from cnngrader.pipeline.grade import solution_submission
-
 from conftest import REPO
 from nbtools import points, total
+
+from cnngrader.pipeline.grade import solution_submission
 
 pytestmark = pytest.mark.slow
 

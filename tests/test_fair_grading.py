@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO as ROOT  # noqa: E402
 
 from cnngrader import grading
 from cnngrader.course import load_course
 from cnngrader.grading import core, scan
 from cnngrader.grading.core import GradingError
-
-from conftest import REPO as ROOT  # noqa: E402
 
 IDS = list(load_course(ROOT).ids)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import time
 import warnings
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO as ROOT  # noqa: E402
 from torch import nn
 
 import cnngrader
@@ -22,7 +22,6 @@ from cnngrader.course import load_course
 from cnngrader.grading import core
 from cnngrader.grading.core import GradingError
 
-from conftest import REPO as ROOT  # noqa: E402
 IDS = list(load_course(ROOT).ids)
 HAS_CUDA = torch.cuda.device_count() > 0
 

@@ -17,15 +17,21 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
-
+from conftest import REPO  # noqa: E402
 from nbgrader.api import Gradebook
 
 from cnngrader.pipeline import grade
 from cnngrader.pipeline.execute import stop_zygote
-from cnngrader.pipeline.grade import (assignment_digest, course_config, generate, grade_course, grader_files,
-                                      make_submissions, read_state, summary)
-
-from conftest import REPO  # noqa: E402
+from cnngrader.pipeline.grade import (
+    assignment_digest,
+    course_config,
+    generate,
+    grade_course,
+    grader_files,
+    make_submissions,
+    read_state,
+    summary,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,10 @@ import re
 
 import pytest
 import torch
+from conftest import DEVICES, assert_close
 from torch import nn
 
 import cnnlib
-from conftest import DEVICES, assert_close
 
 CLASSIC_SHAPES = [
     (1, 6, 28, 28), (1, 6, 28, 28), (1, 6, 14, 14),  # conv (padding 2), sigmoid, avg pool

@@ -9,8 +9,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO  # noqa: E402
+
 GRADER_ONLY = ("nbgrader", "nbformat", "nbconvert", "nbclient", "jupyter_client", "traitlets", "ipykernel",
                "jupytext", "cnngrader")
 # Import names of cnnlib's declared dependencies (pyproject.toml) that differ from their distribution names.

@@ -4,13 +4,12 @@ in its sandbox (cnngrader/pipeline/sandbox.py) with the notebook-wide time limit
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
-
-from pathlib import Path
 
 from cnngrader.course import ENV_VAR
 from cnngrader.pipeline.execute import GradingExecute, stop_zygote

@@ -3,15 +3,14 @@ of solution code or hidden tests into exercises/. Fast: nothing is executed."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import REPO  # noqa: E402
 
 from cnngrader.course import load_course
 from cnngrader.pipeline.authoring import HIDDEN_MARKERS, SOLUTION_MARKERS
 
-from conftest import REPO  # noqa: E402
 ASSIGNMENTS = load_course(REPO).ids
 
 (BEGIN_SOLUTION, END_SOLUTION), (BEGIN_HIDDEN, END_HIDDEN) = SOLUTION_MARKERS, HIDDEN_MARKERS

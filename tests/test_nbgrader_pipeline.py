@@ -20,6 +20,8 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+from conftest import REPO  # noqa: E402
+from nbtools import cell, points, with_cells, write_submissions  # noqa: E402
 from traitlets.config import Config
 
 from cnngrader.course import load_course
@@ -27,8 +29,6 @@ from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
 from cnngrader.pipeline.report import gradebook_rows
 
-from conftest import REPO  # noqa: E402
-from nbtools import cell, points, with_cells, write_submissions  # noqa: E402
 ASSIGNMENTS = load_course(REPO).ids
 
 pytestmark = pytest.mark.slow

@@ -18,6 +18,7 @@ from cnngrader.pipeline.report import gradebook_rows
 pytestmark = pytest.mark.slow
 
 from conftest import REPO  # noqa: E402
+
 AID = "07_toy"
 
 CHAPTER = """\

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES, DTYPES, assert_close
 from hypothesis import given
 from hypothesis import strategies as st
 
 import cnnlib
-from conftest import DEVICES, DTYPES, F64_TOL, assert_close
 
 FLOATS = st.sampled_from([torch.float32, torch.float64])
 SEEDS = st.integers(0, 2**31 - 1)

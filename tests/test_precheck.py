@@ -20,18 +20,18 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import REPO
 from nbclient import NotebookClient
+from nbtools import cell, points, score_line, stdout_of, with_cells
+from nbtools import statuses as report_statuses
+from test_grading import corr2d_loop  # a student-style loop
 
-from cnngrader import grading
+from cnngrader import grading, precheck
 from cnngrader.course import load_course
 from cnngrader.grading import scan
 from cnngrader.grading.runners import LocalRunner
 from cnngrader.kernel import answer
-from cnngrader import precheck
 from cnngrader.pipeline import verdict
-from conftest import REPO
-from nbtools import cell, points, score_line, statuses as report_statuses, stdout_of, with_cells
-from test_grading import corr2d_loop  # a student-style loop
 
 AID = "02_cross_correlation"
 SOLUTION = REPO / "solutions" / AID / f"{AID}.ipynb"
@@ -386,11 +386,11 @@ def test_an_answer_checked_when_graded_is_no_failure(tmp_path, monkeypatch, caps
 def test_a_submission_that_calls_check_all_is_graded_as_if_it_did_not(tmp_path):
     """Through the real pipeline (nbgrader, the sandbox): the call passes the tamper scan, does nothing in
     the grading kernel, and the solved notebook keeps full marks."""
+    from nbtools import write_submissions
+
     from cnngrader.pipeline.execute import stop_zygote
     from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
     from cnngrader.pipeline.report import gradebook_rows
-
-    from nbtools import write_submissions
 
     course = load_course(REPO)
     generate([AID], tmp_path, course=course, build_sources=False, release_directory=tmp_path / "release")

@@ -17,9 +17,7 @@ import sys
 from pathlib import Path
 
 import nbformat
-
 import pytest
-
 from conftest import ROOT
 from nbtools import cell, points, score_line, statuses
 from test_book import MARKERS, secret_lines

@@ -19,15 +19,14 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+from conftest import ROOT as REPO  # noqa: E402
+from nbtools import with_cells, with_new_cell, write_submissions  # noqa: E402
 from traitlets.config import Config
 
 import cnnlib.ops
 from cnngrader.pipeline import similarity as sim
 from cnngrader.pipeline.__main__ import main
 from cnngrader.pipeline.grade import solution_submission
-
-from conftest import ROOT as REPO  # noqa: E402
-from nbtools import with_cells, with_new_cell, write_submissions  # noqa: E402
 
 AID = "02_cross_correlation"
 ORIG = {

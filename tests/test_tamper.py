@@ -22,6 +22,8 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
+from conftest import REPO
+from nbtools import cell, with_cells, with_new_cell, write_submissions
 from traitlets.config import Config
 
 from cnngrader.course import load_course
@@ -29,8 +31,6 @@ from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
 from cnngrader.pipeline.report import gradebook_rows
 from cnngrader.pipeline.sandbox import SandboxUnavailable, check_available
-from conftest import REPO
-from nbtools import cell, with_cells, with_new_cell, write_submissions
 
 try:
     check_available()

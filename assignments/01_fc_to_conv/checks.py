@@ -1,7 +1,7 @@
 """Hidden tests of assignment 01_fc_to_conv: parameter counts, a convolution as a dense matrix, and a question
 on equivariance and invariance."""
-from cnngrader.kernel import captured as c
 from cnngrader.grading import core
+from cnngrader.kernel import captured as c
 
 # References: cnnlib's own versions, captured when the grader is imported.
 REFERENCES = {

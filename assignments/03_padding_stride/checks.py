@@ -1,7 +1,7 @@
 """Hidden tests of assignment 03_padding_stride: output shapes, padding, strided correlation, receptive fields,
 and an output size worked out by hand."""
-from cnngrader.kernel import captured as c
 from cnngrader.grading import core
+from cnngrader.kernel import captured as c
 
 REFERENCES = {
     "conv_output_shape": c.shapes.conv_output_shape,

@@ -1,6 +1,6 @@
 """Hidden tests of assignment 04_channels: correlation over several input and output channels, and 1x1."""
-from cnngrader.kernel import captured as c
 from cnngrader.grading import core
+from cnngrader.kernel import captured as c
 
 REFERENCES = {
     "corr2d_multi_in": c.ops.corr2d_multi_in,

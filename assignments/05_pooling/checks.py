@@ -1,6 +1,6 @@
 """Hidden tests of assignment 05_pooling: max and average pooling, and global average pooling."""
-from cnngrader.kernel import captured as c
 from cnngrader.grading import core
+from cnngrader.kernel import captured as c
 
 REFERENCES = {
     "pool2d": c.ops.pool2d,

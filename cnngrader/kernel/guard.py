@@ -16,9 +16,9 @@ code it was raised, and every forbidden use recorded, even one whose exception w
 from __future__ import annotations
 
 import os
+import re
 import sys
 import types
-import re
 from typing import Any, Callable, NamedTuple
 
 from cnngrader.kernel import captured as c

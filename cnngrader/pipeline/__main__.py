@@ -21,8 +21,8 @@ from typing import Sequence
 from traitlets.config import Config
 
 from cnngrader.course import load_course
+from cnngrader.pipeline.grade import course_config, generate, grade_course, log, make_submissions, summary
 from cnngrader.pipeline.sandbox import SandboxUnavailable
-from cnngrader.pipeline.grade import summary, course_config, generate, grade_course, log, make_submissions
 
 
 def main(argv: Sequence[str] | None = None) -> int:

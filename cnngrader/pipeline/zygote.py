@@ -29,13 +29,13 @@ import sys
 
 def preload() -> None:
     """Import what every grading kernel imports anyway; run nothing (no thread pools yet)."""
-    import IPython  # noqa: F401
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
+    import IPython  # noqa: F401
     import numpy  # noqa: F401
     import torch
-    import torch.nn.functional  # noqa: F401
     import torch._dynamo  # noqa: F401 - the meta device's first operator needs it; it starts no thread
+    import torch.nn.functional  # noqa: F401
 
     import cnnlib  # noqa: F401
 
