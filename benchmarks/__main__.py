@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from datetime import datetime, timezone
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     machine = machine_info()
-    log = lambda msg: print(msg, flush=True)
+    log = functools.partial(print, flush=True)
     gpu = ", ".join(g["name"] for g in machine["gpus"]) or "no GPU"
     log(f"benchmarks: {', '.join(sections)} on {machine['cpu']} ({machine['cores']} cores, "
         f"{machine['ram_gib']} GiB), {gpu}; load average {machine['load_average']}")

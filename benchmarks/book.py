@@ -36,7 +36,8 @@ def run(log=print) -> tuple[list[Result], list[Skipped]]:
             seconds = time.perf_counter() - start
             if proc.returncode != 0:
                 tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-                return out, [Skipped("book", f"{label} build failed (exit {proc.returncode}):\n  " + "\n  ".join(tail), True)]
+                reason = f"{label} build failed (exit {proc.returncode}):\n  " + "\n  ".join(tail)
+                return out, [Skipped("book", reason, True)]
             out.append(Result("book", f"{label} build (jupyter-book build -W)", "-", seconds, "s", target,
                               {"command": " ".join(cmd)}))
     return out, []

@@ -27,7 +27,7 @@ def missing() -> str | None:
         return f"the course manifest is missing or unreadable: {e}"
     absent = [
         aid for aid in ids
-        if not (REPO / "solutions" / aid / f"{aid}.ipynb").exists() or not (REPO / "exercises" / aid / f"{aid}.ipynb").exists()
+        if not all((REPO / tree / aid / f"{aid}.ipynb").exists() for tree in ("solutions", "exercises"))
     ]
     if absent:
         return "assignments missing from solutions/ or exercises/: " + ", ".join(absent)
@@ -77,8 +77,9 @@ def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped
         label = "serial" if n_jobs == 1 else f"JOBS={n_jobs}"
         out.append(Result("grade", f"seconds per notebook, {label}, {students} students", "-",
                           seconds[n_jobs] / notebooks, "s", None, details[n_jobs]))
+        target = PER_STUDENT_TARGET if n_jobs == 1 else None
         out.append(Result("grade", f"seconds per student (6 notebooks), {label}", "-",
-                          seconds[n_jobs] / students, "s", PER_STUDENT_TARGET if n_jobs == 1 else None, details[n_jobs]))
+                          seconds[n_jobs] / students, "s", target, details[n_jobs]))
     out.append(Result("grade", f"speedup JOBS={jobs} over serial, {students} students", "-",
                       seconds[1] / seconds[jobs], "x", SPEEDUP_TARGET if jobs == 2 else None,
                       {"serial_s": seconds[1], "parallel_s": seconds[jobs]}))

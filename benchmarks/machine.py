@@ -54,7 +54,8 @@ def _git_commit() -> str | None:
 def machine_info() -> dict:
     """CPU model and cores, RAM, GPUs, load, torch threads."""
     gpus = [
-        {"name": torch.cuda.get_device_name(i), "memory_gib": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
+        {"name": torch.cuda.get_device_name(i),
+         "memory_gib": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
         for i in range(torch.cuda.device_count())
     ]
     try:

@@ -1,6 +1,8 @@
 """Part 1: cnnlib's vectorized ops against torch's, and the teaching loops against the vectorized op."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -85,6 +87,11 @@ def bench_pool(device, cases, repeats) -> list[Result]:
     return out
 
 
+def _conv2d_one_map(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """cnnlib.conv2d on one map. Inputs: X of shape (H, W), K of shape (kh, kw). Returns: (H', W')."""
+    return cnnlib.conv2d(X[None, None], K[None, None])[0, 0]
+
+
 def bench_loops(device, cases, repeats) -> list[Result]:
     """Speedup of cnnlib.conv2d over the explicit loops of chapters 2 and 4 (same numbers in, same out)."""
     out = []
@@ -92,14 +99,14 @@ def bench_loops(device, cases, repeats) -> list[Result]:
     for label, C, F_out, H, k in cases:
         if C is None:
             X, K = torch.randn(H, H, generator=g).to(device), torch.randn(k, k, generator=g).to(device)
-            loop = lambda: cnnlib.corr2d(X, K)
-            vec = lambda: cnnlib.conv2d(X[None, None], K[None, None])[0, 0]
+            loop = functools.partial(cnnlib.corr2d, X, K)
+            vec = functools.partial(_conv2d_one_map, X, K)
             name = f"{H}x{H}, k{k}"
         else:
             X = torch.randn(C, H, H, generator=g).to(device)
             K = torch.randn(F_out, C, k, k, generator=g).to(device)
-            loop = lambda: cnnlib.corr2d_multi_in_out(X, K)
-            vec = lambda: cnnlib.conv2d(X, K)
+            loop = functools.partial(cnnlib.corr2d_multi_in_out, X, K)
+            vec = functools.partial(cnnlib.conv2d, X, K)
             name = f"{C}->{F_out}, {H}x{H}, k{k}"
         diff = _max_diff(loop(), vec())
         t = compare({"loop": loop, "vectorized": vec}, device, max(3, repeats // 2), min_seconds=0.01)

@@ -35,9 +35,9 @@ def bare_epoch(net: nn.Module, batches: list, optimizer: torch.optim.Optimizer, 
     net.train()
     for X, y in batches:
         X, y = X.to(device), y.to(device)
-        l = loss(net(X), y)
+        batch_loss = loss(net(X), y)
         optimizer.zero_grad(set_to_none=True)
-        l.backward()
+        batch_loss.backward()
         optimizer.step()
 
 
@@ -82,7 +82,8 @@ def run_variant(device: torch.device, variant: str, n: int, batch_size: int, rep
     size = f"LeNet {variant}, {n} synthetic 28x28 images, batch {batch_size}"
     detail = {
         "examples_per_sec": eps, "seconds_per_epoch": med, "samples": samples,
-        "ratios_of_medians": {"throughput": eps["train"] / eps["bare"], "layers": med["bare_cnnlib_layers"] / med["bare"]},
+        "ratios_of_medians": {"throughput": eps["train"] / eps["bare"],
+                              "layers": med["bare_cnnlib_layers"] / med["bare"]},
     }
     dev = str(device)
     return [
@@ -94,7 +95,8 @@ def run_variant(device: torch.device, variant: str, n: int, batch_size: int, rep
     ]
 
 
-def run(devices: list[torch.device], quick: bool, repeats: int, variants=("classic", "modern"), log=print) -> list[Result]:
+def run(devices: list[torch.device], quick: bool, repeats: int, variants=("classic", "modern"),
+        log=print) -> list[Result]:
     results = []
     for device in devices:
         if quick:

@@ -365,7 +365,8 @@ def load_fashion_mnist(
     )
 
 
-def digits28(test_fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def digits28(test_fraction: float = 0.2,
+             seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 bundled 8x8 digits, resized to 28x28 and split per class.
 
     Returns: X_train (N, 1, 28, 28), y_train (N,), X_test, y_test; pixels float32 in [0, 1].

@@ -200,7 +200,8 @@ def pool2d(
     sh, sw = pair("stride", (kh, kw) if stride is None else stride, 1)
     ph, pw = pair("padding", padding, 0)
     if 2 * ph > kh or 2 * pw > kw:
-        raise ValueError(f"padding must be at most half of pool_size on each axis, got padding {(ph, pw)} for pool_size {(kh, kw)}")
+        raise ValueError(f"padding must be at most half of pool_size on each axis, got padding {(ph, pw)} "
+                         f"for pool_size {(kh, kw)}")
     lead = X.shape[:-2]
     H, W = X.shape[-2:]
     check_fits((kh, kw), (H, W), (ph, pw), "pool_size")

@@ -40,8 +40,8 @@ def _as_2d(name: str, M) -> np.ndarray:
 
 
 def show_images(
-    imgs: Sequence, num_rows: int, num_cols: int, titles: Sequence[str] | None = None, scale: float = 1.5, cmap: str = "gray",
-    vmin: float | None = None, vmax: float | None = None,
+    imgs: Sequence, num_rows: int, num_cols: int, titles: Sequence[str] | None = None, scale: float = 1.5,
+    cmap: str = "gray", vmin: float | None = None, vmax: float | None = None,
 ):
     """A grid of images (tensors (H, W) or (1, H, W), or arrays) with optional titles. Returns the axes.
 
@@ -138,7 +138,8 @@ def plot_corr2d_steps(X, K, Y, positions: Sequence[tuple[int, int]] | None = Non
     X, K, Y = _as_2d("X", X), _as_2d("K", K), _as_2d("Y", Y)
     kh, kw = K.shape
     if Y.shape != (X.shape[0] - kh + 1, X.shape[1] - kw + 1):
-        raise ValueError(f"Y must have shape {(X.shape[0] - kh + 1, X.shape[1] - kw + 1)} for these X and K, got {Y.shape}")
+        raise ValueError(f"Y must have shape {(X.shape[0] - kh + 1, X.shape[1] - kw + 1)} for these X and K, "
+                         f"got {Y.shape}")
     if positions is None:
         positions = [(i, j) for i in range(Y.shape[0]) for j in range(Y.shape[1])]
     fig, axes = plt.subplots(len(positions), 3, figsize=(8, 2.4 * len(positions)), squeeze=False,
@@ -298,7 +299,8 @@ def plot_channel_sum(X, K, fmt: str = "{:g}"):
     """
     A, B = np.asarray(_to_numpy(X), dtype=float), np.asarray(_to_numpy(K), dtype=float)
     if A.ndim != 3 or B.ndim != 3 or A.shape[0] != B.shape[0]:
-        raise ValueError(f"X and K must have shapes (C, H, W) and (C, kh, kw) with the same C, got {A.shape}, {B.shape}")
+        raise ValueError(f"X and K must have shapes (C, H, W) and (C, kh, kw) with the same C, "
+                         f"got {A.shape}, {B.shape}")
     from .ops import corr2d
 
     parts = [corr2d(torch.from_numpy(A[c]), torch.from_numpy(B[c])).numpy() for c in range(A.shape[0])]
@@ -430,7 +432,8 @@ def plot_pool_per_channel(X, Y, title: str = "2×2 max pooling"):
     """
     A, B = np.asarray(_to_numpy(X), dtype=float), np.asarray(_to_numpy(Y), dtype=float)
     if A.ndim != 3 or B.ndim != 3 or A.shape[0] != B.shape[0]:
-        raise ValueError(f"X and Y must have shapes (C, H, W) and (C, H', W') with the same C, got {A.shape}, {B.shape}")
+        raise ValueError(f"X and Y must have shapes (C, H, W) and (C, H', W') with the same C, "
+                         f"got {A.shape}, {B.shape}")
     C = A.shape[0]
     fig, axes = plt.subplots(C, 2, figsize=(5.5, 2.2 * C), squeeze=False,
                              gridspec_kw={"width_ratios": [A.shape[2], B.shape[2] + 1]})

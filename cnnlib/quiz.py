@@ -91,9 +91,9 @@ def check(question: str, answer: Any, expected: Any, *, rel_tol: float = 1e-6, a
           choices: Sequence[str] | None = None, hint: str | None = None) -> None:
     """Print whether the answer to `question` is right (see is_correct for a True/False value).
 
-    `answer` left as `...` (Ellipsis) counts as not answered yet: a reminder is printed. Otherwise the answer is compared with `expected` by `is_correct` (same
-    tolerances, `choices` and errors). A wrong answer prints `hint` when one is given; the expected
-    value is not printed.
+    `answer` left as `...` (Ellipsis) counts as not answered yet: a reminder is printed. Otherwise the
+    answer is compared with `expected` by `is_correct` (same tolerances, `choices` and errors). A wrong
+    answer prints `hint` when one is given; the expected value is not printed.
     """
     if not isinstance(question, str) or not question.strip():
         raise TypeError(f"question must be a non-empty str (such as '3.1'), got {question!r}")

@@ -76,12 +76,12 @@ def _epoch(net, train_iter, loss, optimizer, device) -> tuple[float, float, int]
     for X, y in train_iter:
         X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
         y_hat = net(X)
-        l = loss(y_hat, y)
+        batch_loss = loss(y_hat, y)
         optimizer.zero_grad(set_to_none=True)
-        l.backward()
+        batch_loss.backward()
         optimizer.step()
         n = y.numel()
-        loss_sum.add_(l.detach(), alpha=n)  # one kernel on a GPU, summed in float64
+        loss_sum.add_(batch_loss.detach(), alpha=n)  # one kernel on a GPU, summed in float64
         correct += (y_hat.detach().argmax(dim=1) == y).sum()
         total += n
     if total == 0:
@@ -121,7 +121,8 @@ def train(
     net.to(device)
     print(f"training on {device}")
     loss = nn.CrossEntropyLoss()
-    history: dict = {"epoch": [], "loss": [], "train_acc": [], "test_acc": [], "examples_per_sec": [], "device": str(device)}
+    history: dict = {"epoch": [], "loss": [], "train_acc": [], "test_acc": [], "examples_per_sec": [],
+                     "device": str(device)}
     bar = tqdm(range(1, num_epochs + 1), desc="epochs", disable=not progress, file=sys.stdout, leave=False)
     for epoch in bar:
         _sync(device)
@@ -177,8 +178,8 @@ def learn_kernel(
     positive_number("lr", lr)
     K = X.new_zeros((kh, kw), requires_grad=True)
     for _ in range(num_steps):
-        l = ((conv2d(X[None, None], K[None, None])[0, 0] - Y) ** 2).sum()
-        (grad,) = torch.autograd.grad(l, K)
+        squared_error = ((conv2d(X[None, None], K[None, None])[0, 0] - Y) ** 2).sum()
+        (grad,) = torch.autograd.grad(squared_error, K)
         with torch.no_grad():
             K -= lr * grad
     return K.detach()

@@ -125,7 +125,8 @@ def test_the_toy_builds_with_stable_ids_and_locks(tmp_path):
     assert [c.id for c in nb.cells] == ["md-00", "setup", "md-02", "f", "test_f", "hidden_f"]
     for cell in nb.cells:
         locked = cell.metadata.get("nbgrader", {}).get("locked", False)
-        assert (cell.metadata.get("deletable"), cell.metadata.get("editable")) == ((False, False) if locked else (None, None))
+        flags = (cell.metadata.get("deletable"), cell.metadata.get("editable"))
+        assert flags == ((False, False) if locked else (None, None))
 
 
 def _set(k: int, **changes):

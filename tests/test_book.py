@@ -262,8 +262,10 @@ def public_text() -> str:
 def test_solution_line_extraction(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("def f(X):\n    ### BEGIN SOLUTION\n    secret = X.unfold(0, 2, 1)\n    ### END SOLUTION\n"),
-        nbformat.v4.new_code_cell("assert f(1) == 1\n### BEGIN HIDDEN TESTS\nassert hidden_check(f)\n### END HIDDEN TESTS\n"),
+        nbformat.v4.new_code_cell("def f(X):\n    ### BEGIN SOLUTION\n    secret = X.unfold(0, 2, 1)\n"
+                                  "    ### END SOLUTION\n"),
+        nbformat.v4.new_code_cell("assert f(1) == 1\n### BEGIN HIDDEN TESTS\nassert hidden_check(f)\n"
+                                  "### END HIDDEN TESTS\n"),
         nbformat.v4.new_markdown_cell("An answer written whole.", metadata={"nbgrader": {"solution": True}}),
     ]
     path = tmp_path / "a.ipynb"
@@ -319,7 +321,8 @@ def test_config_keeps_solutions_out_and_exercises_unexecuted():
     assert config["execute"]["raise_on_error"] is True
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    files += [s["file"] for part in toc["parts"] for c in part["chapters"] for s in c.get("sections", []) if "file" in s]
+    files += [s["file"] for part in toc["parts"] for c in part["chapters"]
+              for s in c.get("sections", []) if "file" in s]
     assert not [f for f in files if f.startswith("solutions")]
     assert [f"book/{chapter}" for chapter in CHAPTERS] == files[: len(CHAPTERS)]
 

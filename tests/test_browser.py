@@ -91,7 +91,8 @@ def browser():
 
 def book_pages(html_dir: Path) -> list[str]:
     pages = [p.relative_to(html_dir).as_posix() for p in html_dir.rglob("*.html")]
-    return sorted(p for p in pages if not p.startswith(("_static/", "_sources/")) and p not in ("index.html", "genindex.html"))
+    return sorted(p for p in pages
+                  if not p.startswith(("_static/", "_sources/")) and p not in ("index.html", "genindex.html"))
 
 
 def toggle_checks(page, width: int) -> list[str]:
@@ -168,8 +169,11 @@ def test_every_page_in_the_browser(site, browser, width, tmp_path):
         scroll_width = page.evaluate("document.documentElement.scrollWidth")
         if scroll_width > width:
             wide = page.evaluate("""(w) => [...document.querySelectorAll('body *')]
-                .filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('.bd-sidebar-primary, .bd-sidebar-secondary'))
-                .slice(0, 3).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""", width)
+                .filter(e => e.getBoundingClientRect().right > w + 1
+                             && !e.closest('.bd-sidebar-primary, .bd-sidebar-secondary'))
+                .slice(0, 3)
+                .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""",
+                                 width)
             failures.append(f"{name} @{width}: page is {scroll_width} px wide: {wide}")
         shot = tmp_path / f"{width}px-{name.replace('/', '_').removesuffix('.html')}.png"
         page.screenshot(path=str(shot))

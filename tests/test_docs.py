@@ -41,4 +41,5 @@ def test_links_resolve(page):
         dest = (page.parent / path).resolve() if path else page
         assert dest.exists(), f"{page.name} links to {target}, which does not exist"
         if anchor:
-            assert anchor in anchors(dest.read_text()), f"{page.name} links to #{anchor}, no such heading in {dest.name}"
+            assert anchor in anchors(dest.read_text()), \
+                f"{page.name} links to #{anchor}, no such heading in {dest.name}"

@@ -1,5 +1,5 @@
-"""cnngrader.kernel, the in-kernel grader, in process: correct code passes, wrong code fails with a reason, shortcuts and
-tampering do not pay, and the assignment notebooks are consistent with it."""
+"""cnngrader.kernel, the in-kernel grader, in process: correct code passes, wrong code fails with a reason, shortcuts
+and tampering do not pay, and the assignment notebooks are consistent with it."""
 from __future__ import annotations
 
 import json
@@ -202,7 +202,7 @@ def test_calling_cnnlib_through_an_alias_fails():
 
 def test_nn_conv2d_and_unfold_and_pooling_shortcuts_fail():
     def corr2d(X, K):
-        layer = nn.Conv2d(1, 1, K.shape, bias=False)
+        _layer = nn.Conv2d(1, 1, K.shape, bias=False)  # built and never used
         return corr2d_loop(X, K)
 
     assert "torch.nn.Conv2d" in _reason("corr2d", corr2d)
@@ -380,8 +380,8 @@ def test_02_learn_kernel_failures(solutions):
     def mean_loss(X, Y, kernel_size, num_steps, lr):
         K = torch.zeros(kernel_size, dtype=X.dtype, device=X.device, requires_grad=True)
         for _ in range(num_steps):
-            l = ((corr2d(X, K) - Y) ** 2).mean()
-            l.backward()
+            mse = ((corr2d(X, K) - Y) ** 2).mean()
+            mse.backward()
             with torch.no_grad():
                 K -= lr * K.grad
             K.grad.zero_()
@@ -425,7 +425,8 @@ def test_03_corr2d_padded_loophole_fails():
 
     g = torch.Generator().manual_seed(0)
     X, K = torch.rand(5, 6, generator=g), torch.rand(2, 3, generator=g)
-    torch.testing.assert_close(loophole(X, K, (1, 2), (2, 3)), cnnlib.corr2d_padded(X, K, (1, 2), (2, 3)))  # it is right
+    # the loophole's answer is right
+    torch.testing.assert_close(loophole(X, K, (1, 2), (2, 3)), cnnlib.corr2d_padded(X, K, (1, 2), (2, 3)))
     reason = _reason("corr2d_padded", loophole)
     assert "corr2d_padded called" in reason and ("torch.nn.functional.pad" in reason or "cnnlib" in reason)
     own_pad = lambda X, K, padding=0, stride=1: cnnlib.corr2d(cnnlib.pad2d(X, padding), K)  # noqa: E731
@@ -519,11 +520,11 @@ def test_06_training_loop_failures(solutions):
         losses, correct, total = [], 0, 0
         for X, y in train_iter:
             y_hat = net(X)
-            l = loss(y_hat, y)
+            batch_loss = loss(y_hat, y)
             optimizer.zero_grad()
-            l.backward()
+            batch_loss.backward()
             optimizer.step()
-            losses.append(l.item())
+            losses.append(batch_loss.item())
             correct += (y_hat.argmax(dim=1) == y).sum().item()
             total += y.numel()
         return sum(losses) / len(losses), correct / total
@@ -541,11 +542,11 @@ def _train_without_mode(net, train_iter, loss, optimizer, device):
     loss_sum, correct, total = 0.0, 0, 0
     for X, y in train_iter:
         y_hat = net(X)
-        l = loss(y_hat, y)
+        batch_loss = loss(y_hat, y)
         optimizer.zero_grad()
-        l.backward()
+        batch_loss.backward()
         optimizer.step()
-        loss_sum += l.item() * len(y)
+        loss_sum += batch_loss.item() * len(y)
         correct += (y_hat.argmax(dim=1) == y).sum().item()
         total += len(y)
     return loss_sum / total, correct / total
@@ -616,7 +617,8 @@ def test_without_the_answers_file_only_the_form_is_checked():
     from cnngrader.grading.runners import LocalRunner
 
     check = core.answer_check("pool_gradients", None, (0, 0))
-    with pytest.raises(core.NotChecked, match="has the right form .a tuple of 2 ints.; its value is checked when graded"):
+    form = "has the right form .a tuple of 2 ints.; its value is checked when graded"
+    with pytest.raises(core.NotChecked, match=form):
         check("pool_gradients", LocalRunner({"pool_gradients": (1, 2)}))
     with pytest.raises(GradingError, match="the answer is a tuple of 2 ints") as info:
         check("pool_gradients", LocalRunner({"pool_gradients": "4, 16"}))

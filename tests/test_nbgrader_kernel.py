@@ -119,7 +119,8 @@ def test_warm_spare(tmp_path, monkeypatch):
     real_adopt = kernels.SandboxedKernelManager._adopt
     monkeypatch.setattr(kernels.SandboxedKernelManager, "_adopt",
                         lambda self, *a: (adopted.append(True), real_adopt(self, *a))[1])
-    probe = ("import os\nprint(sorted(os.listdir('.')), os.path.exists('/tmp/mark'), open(sorted(os.listdir('.'))[0]).read())\n"
+    probe = ("import os\n"
+             "print(sorted(os.listdir('.')), os.path.exists('/tmp/mark'), open(sorted(os.listdir('.'))[0]).read())\n"
              "open('/tmp/mark', 'w').close()")
     seen = []
     try:

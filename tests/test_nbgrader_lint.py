@@ -177,7 +177,8 @@ def test_the_last_cell_is_the_pre_submission_check_and_carries_nothing(kind, aid
     code = [c for c in nb.cells if c.cell_type == "code"]
     last = code[-1]
     m = meta(last)
-    assert m.get("grade_id") == PRECHECK_CELL and m.get("locked") is True, "the last code cell is the pre-submission check"
+    assert m.get("grade_id") == PRECHECK_CELL and m.get("locked") is True, \
+        "the last code cell is the pre-submission check"
     assert m.get("grade") is False and m.get("solution") is False and "points" not in m
     assert last.source.startswith("try:\n    from cnngrader.precheck import check_all\nexcept ImportError:")
     assert f'check_all("{aid}")' in last.source and "print(" in last.source and "stderr" not in last.source

@@ -74,30 +74,34 @@ def submissions(release: Path) -> dict[str, dict[str, nbformat.NotebookNode]]:
     blank = {aid: nbformat.read(release / aid / f"{aid}.ipynb", as_version=4) for aid in ASSIGNMENTS}
     base = sol[AID]
     right = CORR2D_LOOP.format(rows="X.shape[0] - h + 1", cols="X.shape[1] - w + 1", x="X", k="K")
+    off_by_one = CORR2D_LOOP.format(rows="X.shape[0] - h", cols="X.shape[1] - w", x="X", k="K")
     convolve = cell(base, "convolve2d").source
     crafted = {
         "vectorized": with_cells(base, corr2d=CORR2D_VECTORIZED),
-        "offbyone": with_cells(base, corr2d=CORR2D_LOOP.format(rows="X.shape[0] - h", cols="X.shape[1] - w", x="X", k="K")),
+        "offbyone": with_cells(base, corr2d=off_by_one),
         "reference": with_cells(base, corr2d="import cnnlib\n\ndef corr2d(X, K):\n    return cnnlib.corr2d(X, K)\n"),
         "torchconv": with_cells(base, corr2d="import torch.nn.functional as F\n\ndef corr2d(X, K):\n"
                                             "    return F.conv2d(X[None, None], K[None, None])[0, 0]\n"),
         "monkeypatch": with_cells(base, corr2d="import cnnlib\n\ndef corr2d(X, K):\n"
-                                              "    return X.new_zeros((X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1))\n\n"
-                                              "torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\n"
-                                              "cnnlib.corr2d = corr2d\ncnnlib.ops.corr2d = corr2d\n"),
+                                  "    return X.new_zeros((X.shape[0] - K.shape[0] + 1, "
+                                  "X.shape[1] - K.shape[1] + 1))\n\n"
+                                  "torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\n"
+                                  "cnnlib.corr2d = corr2d\ncnnlib.ops.corr2d = corr2d\n"),
         "dtype": with_cells(base, corr2d=CORR2D_LOOP.format(rows="X.shape[0] - h + 1", cols="X.shape[1] - w + 1",
                                                             x="X", k="K").replace("X.new_zeros((", "torch.zeros((")),
         "notraceback": with_cells(base, corr2d="ip = get_ipython()\nip.showtraceback = lambda *a, **k: None\n"
-                                              "ip.showsyntaxerror = lambda *a, **k: None\n" +
-                                              CORR2D_LOOP.format(rows="X.shape[0] - h", cols="X.shape[1] - w", x="X", k="K")),
+                                              "ip.showsyntaxerror = lambda *a, **k: None\n" + off_by_one),
         "warning": with_cells(base, corr2d="import warnings\n" + right.replace(
-            "    h, w = K.shape\n", "    h, w = K.shape\n    warnings.warn('corr2d: a Python loop is slow', UserWarning)\n")),
+            "    h, w = K.shape\n",
+            "    h, w = K.shape\n    warnings.warn('corr2d: a Python loop is slow', UserWarning)\n")),
         "loop": with_cells(base, convolve2d="while True:\n    pass\n\n" + convolve),
         "hardloop": with_cells(base, convolve2d="import time\nwhile True:\n    try:\n        time.sleep(0.05)\n"
                                                 "    except BaseException:\n        pass\n\n" + convolve),
         "dead": with_cells(base, convolve2d="import os\nos._exit(1)\n\n" + convolve),
-        "membomb": with_cells(base, convolve2d="_big = torch.ones(6 * 2**30, dtype=torch.uint8)  # 6 GiB\n\n" + convolve),
-        "syntax": with_cells(base, convolve2d="def convolve2d(X, K)\n    return corr2d(X, torch.flip(K, dims=(0, 1)))\n"),
+        "membomb": with_cells(base, convolve2d="_big = torch.ones(6 * 2**30, dtype=torch.uint8)  # 6 GiB\n\n"
+                                               + convolve),
+        "syntax": with_cells(base, convolve2d="def convolve2d(X, K)\n"
+                                              "    return corr2d(X, torch.flip(K, dims=(0, 1)))\n"),
     }
     deleted = copy.deepcopy(base)
     deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "hidden_corr2d"]
@@ -294,7 +298,8 @@ def test_feedback_shows_no_hidden_test_internals(graded):
             out = "\n".join(o.get("text", "") + o.get("evalue", "") for o in c.outputs)
             assert "tensor(" not in out, f"{path.relative_to(root)}: a hidden test printed a tensor: {out[:300]}"
             # a verdict may describe the failing case (shapes, hyperparameters), never list its values
-            assert not re.search(r"\[\s*-?\d+\.\d+\s*,", out), f"{path.relative_to(root)}: a hidden test printed values: {out[:300]}"
+            assert not re.search(r"\[\s*-?\d+\.\d+\s*,", out), \
+                f"{path.relative_to(root)}: a hidden test printed values: {out[:300]}"
             assert "array(" not in out, f"{path.relative_to(root)}: a hidden test printed an array: {out[:300]}"
 
 

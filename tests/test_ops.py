@@ -158,7 +158,8 @@ def test_pad2d_hand_case():
 
 def test_corr2d_padded_hand_case():
     # The conv2d hand case on one channel: padding 1, stride 2, a 2x2 kernel of ones.
-    assert_close(cnnlib.corr2d_padded(X09(), torch.ones(2, 2, dtype=torch.float64), padding=1, stride=2), T([[0, 3], [9, 24]]))
+    ones = torch.ones(2, 2, dtype=torch.float64)
+    assert_close(cnnlib.corr2d_padded(X09(), ones, padding=1, stride=2), T([[0, 3], [9, 24]]))
     assert_close(cnnlib.corr2d_padded(X09(), K0123()), T([[19, 25], [37, 43]]))  # defaults: plain corr2d
 
 

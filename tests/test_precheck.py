@@ -230,7 +230,8 @@ def test_check_all_says_in_one_line_why_it_cannot_run_and_raises_nothing(monkeyp
 
 def test_one_point_checked_when_graded_is_singular():
     cells = [precheck.GradedCell("hidden_a", 1, ("a",)), precheck.GradedCell("hidden_b", 2, ("b",))]
-    report = precheck.Report("q", [precheck.Result(cells[0], precheck.WHEN_GRADED), precheck.Result(cells[1], precheck.PASS)])
+    report = precheck.Report("q", [precheck.Result(cells[0], precheck.WHEN_GRADED),
+                                   precheck.Result(cells[1], precheck.PASS)])
     assert "Would score about 2/3 (1 of these points is checked only when graded)." in report.text()
     report.results[1].status = precheck.WHEN_GRADED
     assert "Would score about 0/3 (3 of these points are checked only when graded)." in report.text()
@@ -268,13 +269,15 @@ def test_check_all_does_nothing_where_grading_runs_the_notebook():
             f"print(check_all({AID!r}))\nimport sys; print('cnngrader.grading' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == ["cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).", "None", "False"]
+    assert proc.stdout.splitlines() == ["cnngrader.precheck: check_all does nothing here "
+                                        "(the notebook is being graded, or run by cnn-check).", "None", "False"]
 
 
 def test_the_tamper_scan_lets_the_call_through_and_nothing_more():
     ok = f"from cnngrader.precheck import check_all; check_all({AID!r})"
     assert scan.tampering(scan.parse([(0, ok)])) is None
-    assert scan.tampering(scan.parse([(0, f"import cnngrader.precheck\ncnngrader.precheck.check_all({AID!r})")])) is None
+    by_module = f"import cnngrader.precheck\ncnngrader.precheck.check_all({AID!r})"
+    assert scan.tampering(scan.parse([(0, by_module)])) is None
     for bad in ("from cnngrader.precheck import check_all\ng = check_all.__globals__",
                 "from cnngrader.precheck import check_all\nf = check_all\nf.__globals__['grading']",
                 "import cnngrader.precheck as p\np.grading", "from cnngrader import grading\ngrading.registry()"):
@@ -358,9 +361,10 @@ def fake_course(root: Path) -> Path:
                                       'chapter = "book/q.md"\n')
     (root / "assignments" / "q" / "checks.py").write_text(FAKE_CHECKS)
     nb = nbformat.v4.new_notebook()
-    for gid, points in (("hidden_answer", 2), ("hidden_double", 3), ("manual", 1)):
+    for gid, max_points in (("hidden_answer", 2), ("hidden_double", 3), ("manual", 1)):
         c = nbformat.v4.new_code_cell("# hidden tests")
-        c.metadata["nbgrader"] = {"grade": True, "grade_id": gid, "locked": True, "points": points, "solution": False}
+        c.metadata["nbgrader"] = {"grade": True, "grade_id": gid, "locked": True, "points": max_points,
+                                  "solution": False}
         nb.cells.append(c)
     nbformat.write(nb, root / "q.ipynb")
     return root / "q.ipynb"
@@ -405,7 +409,8 @@ def test_a_submission_that_calls_check_all_is_graded_as_if_it_did_not(tmp_path):
     got = {r["cell"]: r["score"] for r in gradebook_rows(course_config(tmp_path, course)) if r["student"] == "alice"}
     assert got == POINTS
     graded = nbformat.read(tmp_path / "autograded" / "alice" / AID / f"{AID}.ipynb", as_version=4)
-    assert stdout_of(graded.cells[-1].outputs) == "cnngrader.precheck: check_all does nothing here (the notebook is being graded, or run by cnn-check).\n"
+    assert stdout_of(graded.cells[-1].outputs) == ("cnngrader.precheck: check_all does nothing here "
+                                                   "(the notebook is being graded, or run by cnn-check).\n")
 
 
 def test_the_students_guide_documents_the_command_and_the_call():

@@ -24,7 +24,8 @@ except SandboxUnavailable as e:
     pytest.skip(f"no sandbox on this machine: {e.why}", allow_module_level=True)
 
 
-def run(code: str, limits: Limits | None = None, site: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+def run(code: str, limits: Limits | None = None, site: bool = False,
+        timeout: float = 60) -> subprocess.CompletedProcess:
     """Run code in a fresh sandbox; without site-packages unless asked (faster)."""
     with Sandbox(limits or Limits(memory_bytes=512 * 2**20, address_space=False)) as box:
         return box.run([PY, *([] if site else ["-S"]), "-c", code], timeout=timeout)

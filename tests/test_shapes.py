@@ -103,7 +103,8 @@ def test_conv_output_shape_dilation_hand_cases():
         cnnlib.conv_output_shape(6, 3, dilation=1.5)
 
 
-@pytest.mark.parametrize("n, k, p, s", [(28, 5, 2, 1), (14, 5, 0, 1), (10, 3, 1, 1), (28, 2, 0, 2), (9, 3, 1, 2), (7, 2, 1, 2)])
+@pytest.mark.parametrize("n, k, p, s",
+                         [(28, 5, 2, 1), (14, 5, 0, 1), (10, 3, 1, 1), (28, 2, 0, 2), (9, 3, 1, 2), (7, 2, 1, 2)])
 def test_conv_output_shape_matches_torch_pooling(n, k, p, s):
     # The same formula sizes pooling windows (torch allows padding up to half the window).
     X = torch.zeros(1, 1, n, n)
@@ -239,7 +240,8 @@ def test_fc_param_count_matches_nn_Linear(n_in, n_out, bias):
 
 @pytest.mark.parametrize(
     "c_in, c_out, k, bias",
-    [(1, 6, 5, True), (6, 16, 5, True), (3, 64, 3, False), (64, 32, 1, True), (2, 3, (3, 5), True), (5, 7, (1, 2), False)],
+    [(1, 6, 5, True), (6, 16, 5, True), (3, 64, 3, False), (64, 32, 1, True), (2, 3, (3, 5), True),
+     (5, 7, (1, 2), False)],
 )
 def test_conv_param_count_matches_nn_Conv2d(c_in, c_out, k, bias):
     assert cnnlib.conv_param_count(c_in, c_out, k, bias=bias) == numel(torch.nn.Conv2d(c_in, c_out, k, bias=bias))
@@ -291,7 +293,8 @@ def measured_macs(c_in, c_out, k, n, groups) -> int:
         return int(conv(torch.ones(1, c_in, n, n, dtype=torch.float64)).sum().item())
 
 
-@pytest.mark.parametrize("c_in, c_out, k, n, groups", [(1, 6, 5, 28, 1), (6, 16, 5, 14, 1), (8, 8, 3, 9, 8), (6, 4, 3, 7, 2)])
+@pytest.mark.parametrize("c_in, c_out, k, n, groups",
+                         [(1, 6, 5, 28, 1), (6, 16, 5, 14, 1), (8, 8, 3, 9, 8), (6, 4, 3, 7, 2)])
 def test_conv_macs_matches_products_summed(c_in, c_out, k, n, groups):
     out = cnnlib.conv_output_shape(n, k)
     assert cnnlib.shapes.conv_macs(c_in, c_out, k, out, groups=groups) == measured_macs(c_in, c_out, k, n, groups)

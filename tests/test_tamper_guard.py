@@ -260,9 +260,11 @@ FORGED = {
 FAIR = {
     "colab_check": (A2, "corr2d", "import sys\nIN_COLAB = 'google.colab' in sys.modules\n", None),
     "reload_cnnlib": (A2, "corr2d", "import importlib, cnnlib\ncnnlib = importlib.reload(cnnlib)\n", None),
-    "inspect_stack": (A2, "corr2d", "import inspect\nprint('stack:', [f.function for f in inspect.stack()][:3])\n_once = []\n",
+    "inspect_stack": (A2, "corr2d",
+                      "import inspect\nprint('stack:', [f.function for f in inspect.stack()][:3])\n_once = []\n",
                       ('"""', 'if not _once:  # inspect.stack() is slow: once is enough to debug\n'
-                              '        _once.append(print("called from", [f.function for f in inspect.stack()][:3]))\n    """')),
+                              '        _once.append(print("called from",'
+                              ' [f.function for f in inspect.stack()][:3]))\n    """')),
     "pwd_magic": (A2, "corr2d", "_here = %pwd\n", None),
     "same_padding": (A6, "lenet", None, ("padding=2", "padding='same'")),
 }

@@ -1,4 +1,5 @@
-"""cnnlib.testing: assert_close, the visible tests' comparison at the hidden tests' tolerances, and assert_follows_device."""
+"""cnnlib.testing: assert_close, the visible tests' comparison at the hidden tests' tolerances, and
+assert_follows_device."""
 import pytest
 import torch
 

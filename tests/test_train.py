@@ -27,7 +27,8 @@ def two_blobs(n: int, seed: int) -> TensorDataset:
 
 
 def loaders(n_train=64, n_test=32, batch_size=16):
-    train = DataLoader(two_blobs(n_train, 0), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
+    train = DataLoader(two_blobs(n_train, 0), batch_size=batch_size, shuffle=True,
+                       generator=torch.Generator().manual_seed(0))
     test = DataLoader(two_blobs(n_test, 1), batch_size=batch_size)
     return train, test
 

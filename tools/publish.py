@@ -93,7 +93,8 @@ def excluded(path: Path, patterns: tuple[str, ...] = EXCLUDED) -> bool:
     return any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns)
 
 
-def copy_tree(src: Path, dst: Path, patterns: tuple[str, ...] = EXCLUDED, secret: tuple[str, ...] = SECRET_FOLDERS) -> int:
+def copy_tree(src: Path, dst: Path, patterns: tuple[str, ...] = EXCLUDED,
+              secret: tuple[str, ...] = SECRET_FOLDERS) -> int:
     """Copy src into dst, leaving out names matching `patterns` and folders named in `secret`; returns
     the number of files copied."""
     if excluded(src, patterns) or src.name in secret:

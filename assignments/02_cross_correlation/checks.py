@@ -146,7 +146,8 @@ def _check_learn_kernel(name: str, runner: Any) -> None:
             if core.shape(K) != ks:
                 core.fail(f"{name} returned shape {core.shape(K)} {where}; expected {ks}")
             if c.dtype_of(K) != dtype:
-                core.fail(f"{name} returned dtype {core.dt(c.dtype_of(K))} {where}; expected {core.dt(dtype)}, X's dtype")
+                core.fail(f"{name} returned dtype {core.dt(c.dtype_of(K))} {where}; "
+                          f"expected {core.dt(dtype)}, X's dtype")
             if c.device_of(K) != device:
                 core.fail(f"{name} returned a kernel on {c.device_of(K)} {where}; expected it on {device}, X's device")
             values = core.flat(c.tolist(c.detach(c.to(K, device=c.CPU, dtype=c.F64))))

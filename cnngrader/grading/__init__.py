@@ -31,7 +31,8 @@ from cnngrader.grading.core import DTYPES, GradingError, NotChecked
 from cnngrader.kernel import lock
 from cnngrader.tolerances import TOLERANCES, Tol
 
-__all__ = ["check", "run_check", "registry", "GradingError", "NotChecked", "TOLERANCES", "Tol", "DTYPES", "CHECKS", "ASSIGNMENT_OF"]
+__all__ = ["check", "run_check", "registry", "GradingError", "NotChecked", "TOLERANCES", "Tol", "DTYPES", "CHECKS",
+           "ASSIGNMENT_OF"]
 
 
 class Registry(NamedTuple):
@@ -132,8 +133,8 @@ def check(name: str, obj: Any, secret: int | None = None) -> None:
 
 # ---------------------------------------------------------------------------------------------
 _PUBLIC = {"check": check, "run_check": run_check, "registry": registry, "Registry": Registry,
-           "GradingError": GradingError, "NotChecked": NotChecked, "TOLERANCES": TOLERANCES, "Tol": Tol, "DTYPES": DTYPES, "CHECKS": CHECKS,
-           "ASSIGNMENT_OF": ASSIGNMENT_OF, "FORBIDDEN_OF": FORBIDDEN_OF}
+           "GradingError": GradingError, "NotChecked": NotChecked, "TOLERANCES": TOLERANCES, "Tol": Tol,
+           "DTYPES": DTYPES, "CHECKS": CHECKS, "ASSIGNMENT_OF": ASSIGNMENT_OF, "FORBIDDEN_OF": FORBIDDEN_OF}
 
 import cnngrader  # noqa: E402
 

@@ -133,7 +133,8 @@ def _dotted(node: ast.AST, aliases: dict[str, str]) -> str | None:
     if isinstance(node, ast.Call):
         fn = _dotted(node.func, aliases)
         args = node.args
-        if fn in ("getattr",) and len(args) >= 2 and isinstance(args[1], ast.Constant) and isinstance(args[1].value, str):
+        if (fn in ("getattr",) and len(args) >= 2
+                and isinstance(args[1], ast.Constant) and isinstance(args[1].value, str)):
             base = _dotted(args[0], aliases)
             return f"{base}.{args[1].value}" if base else None
         if fn in ("importlib.import_module", "__import__") and args and isinstance(args[0], ast.Constant) \

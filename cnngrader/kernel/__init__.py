@@ -35,8 +35,9 @@ if _SHELL is not None:
     import torch._dynamo  # noqa: F401
 
 
-def answer(request: str, namespace: dict[str, Any], _probes=types.MappingProxyType(dict(probes.PROBES)), _policy=guard.Policy.from_json,
-           _decode=serialize.decode, _dumps=serialize.dumps, _missing=probes.MISSING) -> str:
+def answer(request: str, namespace: dict[str, Any], _probes=types.MappingProxyType(dict(probes.PROBES)),
+           _policy=guard.Policy.from_json, _decode=serialize.decode, _dumps=serialize.dumps,
+           _missing=probes.MISSING) -> str:
     """The reply (JSON) to one request (JSON): {"op", "name", "policy", "args"}. What it calls is
     bound when the grader is imported, so that rebinding module globals later changes nothing."""
     req = _loads(request)
