@@ -247,8 +247,8 @@ def measure(root: Path, students: int, log=print, threshold: float | None = None
 
 def missing() -> str | None:
     try:
-        import copydetect  # noqa: F401
-        import scipy  # noqa: F401
+        import copydetect  # noqa: F401 (only whether it imports matters here)
+        import scipy  # noqa: F401 (only whether it imports matters here)
     except ImportError as e:
         return f"the similarity report needs copydetect and scipy ({e})"
     if not (REPO / "exercises" / AID / f"{AID}.ipynb").is_file():

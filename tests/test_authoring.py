@@ -12,7 +12,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
-from conftest import REPO as ROOT  # noqa: E402
+from conftest import REPO as ROOT
 
 from cnngrader.course import load_course
 from cnngrader.pipeline.authoring import NOTE, build_notebook, target, write_sources

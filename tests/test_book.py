@@ -19,17 +19,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import nbformat  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from conftest import REPO as ROOT  # noqa: E402
+import matplotlib.pyplot as plt
+import nbformat
+import pytest
+import torch
+import yaml
+from conftest import REPO as ROOT
 
-import cnnlib  # noqa: E402
-from cnngrader.course import load_course  # noqa: E402
-from cnngrader.pipeline.authoring import HIDDEN_MARKERS, SOLUTION_MARKERS  # noqa: E402
-from cnnlib import plot as cplot  # noqa: E402
+import cnnlib
+from cnngrader.course import load_course
+from cnngrader.pipeline.authoring import HIDDEN_MARKERS, SOLUTION_MARKERS
+from cnnlib import plot as cplot
 
 COURSE = load_course(ROOT)
 ASSIGNMENTS = list(COURSE.ids)

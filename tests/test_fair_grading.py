@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO as ROOT  # noqa: E402
+from conftest import REPO as ROOT
 
 from cnngrader import grading
 from cnngrader.course import load_course

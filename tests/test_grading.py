@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO as ROOT  # noqa: E402
+from conftest import REPO as ROOT
 from torch import nn
 
 import cnngrader
@@ -320,11 +320,17 @@ def test_warnings_are_mentioned_when_the_code_fails():
 # --- per-assignment failure modes ---------------------------------------------------------------
 def test_01_counts_and_matrix(solutions):
     ns = solutions["01_fc_to_conv"]
-    as_float = lambda i, o, bias=True: float(ns["fc_param_count"](i, o, bias))  # noqa: E731
+
+    def as_float(i, o, bias=True):
+        return float(ns["fc_param_count"](i, o, bias))
+
     assert "(an int, got float)" in _reason("fc_param_count", as_float)
     assert "fc_param_count(1, 1) returned 1; expected 2" == _reason(
         "fc_param_count", lambda i, o, bias=True: ns["fc_param_count"](i, o, False))
-    transposed = lambda K, shape: ns["conv_as_matrix"](K.T.contiguous(), shape[::-1])  # noqa: E731
+
+    def transposed(K, shape):
+        return ns["conv_as_matrix"](K.T.contiguous(), shape[::-1])
+
     assert "conv_as_matrix returned" in _reason("conv_as_matrix", transposed)
     assert "cnnlib.corr2d" in _reason("conv_as_matrix", lambda K, s: torch.stack(
         [cnnlib.corr2d(e.reshape(s), K).flatten() for e in torch.eye(s[0] * s[1], dtype=K.dtype)], dim=1))
@@ -429,7 +435,10 @@ def test_03_corr2d_padded_loophole_fails():
     torch.testing.assert_close(loophole(X, K, (1, 2), (2, 3)), cnnlib.corr2d_padded(X, K, (1, 2), (2, 3)))
     reason = _reason("corr2d_padded", loophole)
     assert "corr2d_padded called" in reason and ("torch.nn.functional.pad" in reason or "cnnlib" in reason)
-    own_pad = lambda X, K, padding=0, stride=1: cnnlib.corr2d(cnnlib.pad2d(X, padding), K)  # noqa: E731
+
+    def own_pad(X, K, padding=0, stride=1):
+        return cnnlib.corr2d(cnnlib.pad2d(X, padding), K)
+
     assert "corr2d_padded called cnnlib" in _reason("corr2d_padded", own_pad)
 
 
@@ -554,7 +563,8 @@ def _train_without_mode(net, train_iter, loss, optimizer, device):
 
 # --- speed and the notebooks --------------------------------------------------------------------
 def test_all_hidden_checks_of_the_six_assignments_are_fast(solutions):
-    import torch._dynamo  # noqa: F401 - the first meta operator needs it; grading kernels import it at start-up
+    # the first meta operator needs it; grading kernels import it at start-up
+    import torch._dynamo  # noqa: F401 (imported for its side effect)
 
     start = time.perf_counter()
     for assignment in IDS:

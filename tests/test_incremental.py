@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
-from conftest import REPO  # noqa: E402
+from conftest import REPO
 from nbgrader.api import Gradebook
 
 from cnngrader.pipeline import grade
@@ -59,7 +59,10 @@ def runs(tmp_path_factory):
         shutil.copytree(REPO / "solutions" / aid, source / aid)
     generate(AIDS, root, build_sources=False, release_directory=root / "release", source_directory=source)
     make_submissions(root, count=2, assignments=AIDS, prefix="inc", release=root / "release")
-    grade = lambda **kw: grade_course(root, source_directory=source, **kw)  # noqa: E731
+
+    def grade(**kw):
+        return grade_course(root, source_directory=source, **kw)
+
     out = SimpleNamespace(root=root)
     out.first = grade()
     out.first_mtimes = mtimes(root)

@@ -34,14 +34,14 @@ async def _pair_roundtrip(messages: list[tuple[str, dict, dict]], expect: int) -
             try:
                 await channel.get_msg(timeout=0.02)
                 break
-            except Exception:  # noqa: BLE001 - queue.Empty until connected
+            except Exception:  # queue.Empty until connected
                 continue
         else:
             raise AssertionError("the SUB socket never connected")
         while True:  # drain the handshake messages
             try:
                 await channel.get_msg(timeout=0.05)
-            except Exception:  # noqa: BLE001 - empty: drained
+            except Exception:  # empty: drained
                 break
         for msg_type, content, header in messages:
             msg = session.msg(msg_type, content, parent=parent)

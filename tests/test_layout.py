@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import REPO  # noqa: E402
+from conftest import REPO
 
 GRADER_ONLY = ("nbgrader", "nbformat", "nbconvert", "nbclient", "jupyter_client", "traitlets", "ipykernel",
                "jupytext", "cnngrader")

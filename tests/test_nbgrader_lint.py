@@ -6,7 +6,7 @@ import re
 
 import nbformat
 import pytest
-from conftest import REPO  # noqa: E402
+from conftest import REPO
 
 from cnngrader.course import load_course
 from cnngrader.pipeline.authoring import HIDDEN_MARKERS, SOLUTION_MARKERS
@@ -128,7 +128,10 @@ def test_release_matches_source_cells(aid):
     src, ex = load("solutions", aid), load("exercises", aid)
     ex_text = "\n".join(c.source for c in ex.cells if meta(c).get("grade_id") != PRECHECK_CELL)
     assert "check(" not in ex_text and "cnngrader" not in ex_text, "a call into the grader in the student version"
-    ids = lambda nb: [(meta(c).get("grade_id"), meta(c).get("points")) for c in nb.cells if meta(c)]  # noqa: E731
+
+    def ids(nb):
+        return [(meta(c).get("grade_id"), meta(c).get("points")) for c in nb.cells if meta(c)]
+
     assert ids(ex) == ids(src), "exercises/ is stale: run make exercises"
     for cell in ex.cells:
         if meta(cell).get("solution"):

@@ -20,8 +20,8 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
-from conftest import REPO  # noqa: E402
-from nbtools import cell, points, with_cells, write_submissions  # noqa: E402
+from conftest import REPO
+from nbtools import cell, points, with_cells, write_submissions
 from traitlets.config import Config
 
 from cnngrader.course import load_course

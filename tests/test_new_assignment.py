@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import REPO
 
 from cnngrader.course import load_course
 from cnngrader.pipeline.execute import stop_zygote
@@ -16,8 +17,6 @@ from cnngrader.pipeline.grade import course_config, generate, grade_course, solu
 from cnngrader.pipeline.report import gradebook_rows
 
 pytestmark = pytest.mark.slow
-
-from conftest import REPO  # noqa: E402
 
 AID = "07_toy"
 

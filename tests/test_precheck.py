@@ -81,7 +81,10 @@ def statuses(stdout: str) -> dict[str, str]:
 def grader_verdict(nb: nbformat.NotebookNode, ns: dict) -> dict[str, bool]:
     """What grading decides, cell by cell: verdict.grade_cell on the gradebook's calls, the kernel side
     answering in this process, with a grading secret."""
-    send = lambda request: answer(request, ns)  # noqa: E731
+
+    def send(request):
+        return answer(request, ns)
+
     secret = secrets.randbits(62)
     sources = verdict.student_sources(nb, {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
                                            if c.metadata.get("nbgrader", {}).get("locked")})

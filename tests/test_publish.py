@@ -23,7 +23,7 @@ from nbtools import cell, points, score_line, statuses
 from test_book import MARKERS, secret_lines
 
 sys.path.insert(0, str(ROOT / "tools"))
-import publish  # noqa: E402
+import publish
 
 sys.path.pop(0)
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 from bs4 import BeautifulSoup
-from nbtools import total, with_cells, write_submissions  # noqa: E402
+from nbtools import total, with_cells, write_submissions
 from traitlets.config import Config
 
 from cnngrader.pipeline.execute import stop_zygote

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 
 import nbformat
 import pytest
-from conftest import ROOT as REPO  # noqa: E402
-from nbtools import with_cells, with_new_cell, write_submissions  # noqa: E402
+from conftest import ROOT as REPO
+from nbtools import with_cells, with_new_cell, write_submissions
 from traitlets.config import Config
 
 import cnnlib.ops

@@ -79,7 +79,7 @@ def _check_conv2d_layer(name: str, runner: Any) -> None:
                 X = case.args[0]
                 ks = core.shape(W)[1:]
                 where = core.combo_where(case, device, dtype) + f", Conv2D({ks}, out_channels={n})"
-                to = lambda t: c.to(t, device=device, dtype=dtype)  # noqa: E731
+                to = functools.partial(c.to, device=device, dtype=dtype)
                 out = runner.layer(name, forbidden, ctor_args=[ks, n], params={"weight": to(W), "bias": to(b)},
                                    X=to(X), G=to(G))
                 run = out["forward"]

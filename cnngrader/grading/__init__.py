@@ -136,7 +136,7 @@ _PUBLIC = {"check": check, "run_check": run_check, "registry": registry, "Regist
            "GradingError": GradingError, "NotChecked": NotChecked, "TOLERANCES": TOLERANCES, "Tol": Tol,
            "DTYPES": DTYPES, "CHECKS": CHECKS, "ASSIGNMENT_OF": ASSIGNMENT_OF, "FORBIDDEN_OF": FORBIDDEN_OF}
 
-import cnngrader  # noqa: E402
+import cnngrader  # noqa: E402 (beside the lock it serves, the module's last step)
 
 lock.guard(cnngrader, "grading", sys.modules[__name__])
 for _module in (core, runners):

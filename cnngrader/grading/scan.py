@@ -68,7 +68,7 @@ def _transform(source: str) -> str:
 
     try:
         return TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001 - IPython cannot run what it cannot transform: the cell is then skipped
+    except Exception:  # IPython cannot run what it cannot transform: the cell is then skipped
         return source
 
 

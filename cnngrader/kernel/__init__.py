@@ -32,7 +32,7 @@ if _SHELL is not None:
     # The hidden checks run functions on the meta device, and the first operator there imports
     # torch._dynamo (seconds): import it as the kernel starts, before any student code and outside
     # every check's time limit. It starts no thread.
-    import torch._dynamo  # noqa: F401
+    import torch._dynamo  # noqa: F401 (imported for its cost, paid here once)
 
 
 def answer(request: str, namespace: dict[str, Any], _probes=types.MappingProxyType(dict(probes.PROBES)),
@@ -54,7 +54,7 @@ def serve(request: str, _answer=answer, _namespace=_USER_NS, _publish=_PUBLISH) 
     _publish(data={REPLY_MIME: reply}, metadata={})
 
 
-import cnngrader  # noqa: E402
+import cnngrader  # noqa: E402 (beside the lock it serves, the module's last step)
 
 lock.guard(cnngrader, "kernel", sys.modules[__name__])
 for _module in (captured, guard, probes, serialize, lock):

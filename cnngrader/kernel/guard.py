@@ -231,7 +231,7 @@ def _still_armed(libs: list, seen: list) -> bool:
     try:
         with c.no_torch_function(), c.no_torch_dispatch():
             c.canary_op(_CANARY)
-    except Exception:  # noqa: BLE001 - the genuine operator, answering instead of the canary
+    except Exception:  # the genuine operator, answering instead of the canary
         return False
     return len(seen) == before + 1 and seen[-1] is _CANARY
 
@@ -322,14 +322,14 @@ class Run(NamedTuple):
 def _message(e: BaseException) -> str:
     try:
         return str(e)[:4000]
-    except Exception:  # noqa: BLE001 - a student's exception whose __str__ raises
+    except Exception:  # a student's exception whose __str__ raises
         return "<its message could not be read>"
 
 
 def _warning(w: Any) -> str:
     try:
         return f"{w.category.__name__}: {str(w.message)[:1000]}"
-    except Exception:  # noqa: BLE001 - a student's warning whose __str__ raises
+    except Exception:  # a student's warning whose __str__ raises
         return "a warning whose message could not be read"
 
 
@@ -338,7 +338,7 @@ def _call(thunk: Callable[[], Any], finish: Callable[[Any], Any] | None) -> tupl
     value, error, where, message, plain = None, None, "", "", None
     try:
         value = thunk()
-    except BaseException as e:  # noqa: BLE001 - a student's error is a verdict, not a crash
+    except BaseException as e:  # a student's error is a verdict, not a crash
         if isinstance(e, KeyboardInterrupt):
             raise
         error, message = e, _message(e)

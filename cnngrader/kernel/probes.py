@@ -118,7 +118,8 @@ def _tensors_in(value: Any, depth: int = 0) -> list:
 def call_meta(obj: Any, policy: Policy, args: list, kwargs: dict) -> dict:
     """obj(*args, **kwargs) once, with its tensor arguments on the meta device (shapes, no data); also
     reports `mixed`: [operator, other device] where a meta tensor met a tensor on another device."""
-    import torch._dynamo  # noqa: F401 - what the first meta operator imports, outside the guard (kernels have it)
+    # what the first meta operator imports, imported outside the guard (kernels already have it)
+    import torch._dynamo  # noqa: F401 (imported for its side effect)
 
     mode = _DeviceMix()
 
