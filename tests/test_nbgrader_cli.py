@@ -17,6 +17,7 @@ import nbformat
 import pytest
 from conftest import REPO
 from nbtools import total
+from test_docs import code_blocks
 
 from cnngrader.pipeline.grade import solution_submission
 
@@ -29,19 +30,13 @@ NOISE = ("is not absolute", "SAWarning", "coalesce_streams", "Traceback")
 
 
 def guide_commands() -> list[str]:
-    """The indented command lines of the guide's first code block in SECTION."""
+    """The command lines of the guide's first shell block in SECTION."""
     text = GUIDE.read_text()
     assert SECTION in text, f"{GUIDE.name} has no {SECTION!r} section"
     body = text.split(SECTION, 1)[1].split("\n#", 1)[0]
-    lines, started = [], False
-    for line in body.splitlines():
-        if line.startswith("    ") and line.strip():
-            started = True
-            lines.append(line[4:])
-        elif started and line.strip():
-            break
-    assert lines, f"no commands in {GUIDE.name}'s {SECTION!r}"
-    return lines
+    blocks = [content for lang, content in code_blocks(body) if lang == "sh"]
+    assert blocks, f"no commands in {GUIDE.name}'s {SECTION!r}"
+    return [line for line in blocks[0].splitlines() if line.strip()]
 
 
 def shell(cmd: str, cwd: Path, env: dict, ok: bool = True) -> str:
@@ -159,3 +154,15 @@ def test_export_tells_missing_from_submitted(clone):
     assert (rows["alice"]["status"], float(rows["alice"]["score"])) == ("submitted", total(AID))
     shell(".venv/bin/nbgrader export --to alice.csv --student alice", dest, env)
     assert {r["student_id"] for r in grade_rows(dest / "alice.csv")} == {"alice"}
+
+
+def test_make_exercises_in_a_fresh_clone_changes_nothing(clone):
+    """grading.md and instructors.md: in a fresh clone, `make exercises` rebuilds solutions/ and exercises/ as
+    they are committed. -o: this environment counts as installed (the clone's .venv is a link to it)."""
+    dest, env, _ = clone
+    proc = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "exercises"], cwd=dest, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=dest,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == "", status

@@ -421,12 +421,12 @@ def test_the_students_guide_documents_the_command_and_the_call():
     import tomllib
 
     readme = (REPO / "docs" / "students.md").read_text(encoding="utf-8")
-    assert "    source .venv/bin/activate" in readme.splitlines()  # cnn-check is on PATH only then
-    commands = re.findall(r"^    (\S+) NOTEBOOK$", readme, flags=re.M)
+    assert "source .venv/bin/activate" in readme.splitlines()  # cnn-check is on PATH only then
+    commands = re.findall(r"^(\S+) NOTEBOOK$", readme, flags=re.M)
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert commands == ["cnn-check"] and scripts["cnn-check"] == "cnngrader.precheck:main"
-    call = f'    from cnngrader.precheck import check_all; check_all("{AID}")'
-    assert call in readme.splitlines() and scan.tampering(scan.parse([(0, call.strip())])) is None
+    call = f'from cnngrader.precheck import check_all; check_all("{AID}")'
+    assert call in readme.splitlines() and scan.tampering(scan.parse([(0, call)])) is None
 
 
 def test_the_command_on_answers_and_a_graded_cell_of_asserts(tmp_path):
