@@ -242,8 +242,8 @@ def plot_confusion_matrix(cm, labels: Sequence[str], ax=None, title: str | None 
     return ax
 
 
-# --- Figures added for issue 11 (kernel flip, channels, 1×1, pooling per channel, global pooling) ----------
-# New functions only, appended here; each draws one compact figure (at most 7 inches wide) for a narrow column.
+# --- Kernel flip, channels, 1×1, pooling per channel, global pooling ---------------------------------------
+# Each draws one compact figure (at most 7 inches wide) for a narrow column.
 
 
 def _outline(ax, row: int, col: int, height: int = 1, width: int = 1, color: str = "red"):
