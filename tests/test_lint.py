@@ -81,3 +81,13 @@ def test_the_noqa_scan_sees_comments_only(tmp_path):
     found = noqa_comments(source)
     assert [line for line, _ in found] == [2, 3]
     assert [unexplained(c) for _, c in found] == [True, False]
+
+
+def test_no_issue_numbers_in_code():
+    """Code says why, not which tracker entry asked for it; the chapters and assignment sources too (students read
+    them)."""
+    pattern = re.compile(r"\bissues?\s*#?\s*\d+", re.I)
+    sources = [*linted_files(), *(REPO / "book").glob("*.md"), *(REPO / "assignments").glob("*/*.md")]
+    found = [f"{path.relative_to(REPO)}:{n}: {line.strip()}" for path in sources
+             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, "issue numbers in code:\n" + "\n".join(found)
