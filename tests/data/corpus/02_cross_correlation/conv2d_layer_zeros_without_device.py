@@ -1,4 +1,5 @@
 # cell: Conv2D
+# item: 1
 # fair: 0
 # reason: mixed devices
 class Conv2D(nn.Module):

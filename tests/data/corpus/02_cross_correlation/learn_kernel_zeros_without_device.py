@@ -1,4 +1,5 @@
 # cell: learn_kernel
+# item: 1
 # fair: 0
 # reason: mixed devices
 def learn_kernel(X, Y, kernel_size, num_steps, lr):

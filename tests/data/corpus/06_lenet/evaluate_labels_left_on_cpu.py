@@ -1,4 +1,5 @@
 # cell: evaluate_accuracy
+# item: 1
 # fair: 0
 # reason: mixed devices
 def evaluate_accuracy(net, data_iter, device):

@@ -1,4 +1,5 @@
 # cell: lenet
+# item: 1
 # fair: 0
 # reason: mixed devices
 class ScaledLeNet(nn.Sequential):

@@ -1,4 +1,5 @@
 # cell: train_epoch
+# item: 1
 # fair: 0
 # reason: fed the net a batch on cpu
 def train_epoch(net, train_iter, loss, optimizer, device):

@@ -1,4 +1,5 @@
 # cell: train_epoch
+# item: 1
 # fair: full
 def train_epoch(net, train_iter, loss, optimizer, device):
     # float(...) needs data: on the meta device this stops after the first batch, which is inconclusive
