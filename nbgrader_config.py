@@ -20,6 +20,12 @@ warnings.filterwarnings("ignore", message=r"Object of type <\w+> not in session"
 if os.path.dirname(sys.executable) not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
+# nbgrader lists a submission's files with a glob of the whole folder per file (quadratic in the
+# file count): the same listing in one pass (cnngrader/pipeline/listing.py).
+from cnngrader.pipeline import listing  # noqa: E402
+
+listing.install()
+
 # The hidden checks that grade this course: assignments/<id>/checks.py, listed in course.toml
 # next to this file.
 c.GradingExecute.course_root = HERE

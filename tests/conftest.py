@@ -175,3 +175,12 @@ def book(tmp_path_factory):
     log = proc.stdout + "\n" + proc.stderr
     assert proc.returncode == 0, f"jupyter-book build failed (exit {proc.returncode}):\n{log[-8000:]}"
     return out / "_build" / "html", log
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The fair-grading table of the fixtures this session graded (tests/fairtable.py), if it graded any."""
+    import fairtable
+
+    out = fairtable.write(ROOT / "benchmarks" / "results")
+    if out is not None:
+        print(f"\nfair-grading table: {out}")

@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a top-level package, not installed
 from benchmarks import __main__ as bench_main
-from benchmarks import grading, training
+from benchmarks import grading, listing, training
 from benchmarks.report import Result, Skipped, table
 from benchmarks.timing import Timing, calls_per_sample, compare, paired_ratio
 
@@ -110,6 +110,16 @@ def test_grading_part_skips_cleanly_without_assignments(tmp_path, monkeypatch):
     results, skipped = grading.run(students=8, jobs=2, log=lambda m: None)
     assert results == []
     assert len(skipped) == 1 and not skipped[0].failed and "missing" in skipped[0].reason
+
+
+def test_listing_part_on_small_folders(monkeypatch):
+    monkeypatch.setattr(listing, "SIZES", (30, 120))  # 120 files: over the course's cap, so the scan refuses it
+    results, skipped = listing.run(log=lambda m: None)
+    assert skipped == []
+    names = [r.name for r in results]
+    assert len(results) == 9 and any("nbgrader 0.9's find_all_files" in n for n in names)
+    assert all(math.isfinite(r.value) and r.value >= 0 for r in results)
+    assert [r.target for r in results if r.unit == "x"] == [None, listing.LINEAR_TARGET, None]
 
 
 def test_bad_section_names_are_rejected(capsys):

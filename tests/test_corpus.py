@@ -8,6 +8,7 @@ A case's header::
     # fair: full | 0
     # reason: <words the feedback must contain when it fails>
     # on a GPU: 0       (optional: the verdict where a CUDA device is present, if it differs)
+    # item: 1           (optional: the fairness item it is a fixture of, for the table in tests/fairtable.py)
 
 Each case is checked in process (fast), and the whole corpus is graded once through the real pipeline
 (sandboxed kernels, the verdict in the trusted process), one student per case, beside a notebook whose
@@ -22,6 +23,7 @@ import nbformat
 import pytest
 import torch
 from conftest import REPO
+from fairtable import record
 from nbtools import cell, points, with_cells, write_submissions
 
 from cnngrader import grading
@@ -39,6 +41,7 @@ class Case(NamedTuple):
     full: bool
     reason: str
     source: str
+    item: str = "corpus"
 
 
 def load_cases() -> list[Case]:
@@ -46,13 +49,13 @@ def load_cases() -> list[Case]:
     for path in sorted(CORPUS.glob("*/*.py")):
         text = path.read_text()
         head = dict(line[2:].split(": ", 1) for line in text.splitlines() if line.startswith("# ") and ": " in line
-                    and line[2:].split(":")[0] in ("cell", "fair", "reason", "on a GPU"))
+                    and line[2:].split(":")[0] in ("cell", "fair", "reason", "on a GPU", "item"))
         if HAS_CUDA and "on a GPU" in head:
             head["fair"] = head["on a GPU"]
         assert head.get("fair") in ("full", "0"), f"{path}: '# fair: full' or '# fair: 0'"
         assert "cell" in head, f"{path}: '# cell: <grade id>'"
         out.append(Case(path.parent.name, path.stem, head["cell"], head["fair"] == "full", head.get("reason", ""),
-                        text))
+                        text, head.get("item", "corpus")))
     return out
 
 
@@ -151,6 +154,7 @@ def test_fair_verdict_through_the_pipeline(graded, case):
         score = gb.find_grade(gid, case.aid, case.aid, student).score
     fair = points(case.aid)[gid] if case.full else 0.0
     errors = _errors(_autograded(root, student, case.aid), gid)
+    record(case.item, f"{case.aid}/{case.name} ({gid})", fair, score, "test_corpus.py")
     assert score == fair, f"{student}: {gid} scored {score}, fair is {fair}: {errors}"
     assert case.reason in errors
 
@@ -169,3 +173,12 @@ def test_a_function_that_never_returns_is_waited_for_once(graded):
     assert later and all("not run: it calls" in _errors(nb, c.metadata["nbgrader"]["grade_id"]) for c in later
                          if "corr2d" in c.source or "Conv2D" in c.source or "convolve2d" in c.source
                          or "learn_kernel" in c.source)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        scored = sum(gb.find_grade(gid, A2, A2, LOOPING).score for gid in points(A2))
+    fair = points(A2)["hidden_learned_kernel"]  # everything built on corr2d scores 0; the question is answered
+    seconds = graded[1].execute_seconds.get((LOOPING, A2), float("nan"))
+    record("4", f"{A2} whose corr2d never returns (score; {seconds:.0f} s of the batch, Execute.timeout=20)",
+           fair, scored, "test_corpus.py")
+    assert scored == fair

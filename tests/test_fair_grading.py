@@ -338,3 +338,70 @@ def test_evaluate_accuracy_is_checked_from_both_starting_modes():
 
     reason = _reason("evaluate_accuracy", evaluate_accuracy)
     assert "left the net in training mode" in reason and "in eval mode before the call" in reason
+
+
+# --- 4. every kind of check limits each call by its reference's time ---------------------------------------
+class _LimitLog(grading.runners.LocalRunner):
+    """A LocalRunner that notes, per request that runs the student's code, the limit it would carry."""
+
+    def __init__(self, namespace):
+        super().__init__(namespace)
+        self.seen: list = []
+
+    def ask(self, op, name, forbidden, **args):
+        if op not in ("describe", "value"):
+            self.seen.append((op, self.limit))
+        return super().ask(op, name, forbidden, **args)
+
+
+def _solutions(aid: str) -> dict:
+    ns: dict = {}
+    nb = nbformat.read(ROOT / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+    for c in nb.cells:
+        meta = c.metadata.get("nbgrader", {})
+        if c.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") == "setup"):
+            exec(compile(c.source, f"{aid}:{meta['grade_id']}", "exec"), ns)
+    return ns
+
+
+@pytest.mark.parametrize("aid", IDS)
+def test_every_check_that_runs_student_code_sends_a_call_limit(aid):
+    """Tensor, value, layer, model and training checks alike: no request waits out the whole cell's limit."""
+    import torch._dynamo  # noqa: F401 - as grading kernels do at start-up
+
+    ns = _solutions(aid)
+    reg = grading.registry(ROOT)
+    for name, owner in reg.owner.items():
+        if owner != aid or name not in ns:
+            continue
+        runner = _LimitLog({name: ns[name]})
+        grading.run_check(name, runner, reg)
+        assert all(limit is not None and limit >= core.CALL_FLOOR for _, limit in runner.seen), (name, runner.seen)
+        ops = {op for op, _ in runner.seen}
+        if name in ("Conv2D", "lenet"):
+            assert "module_meta" in ops, (name, ops)  # and each is also run on the meta device
+        if name in ("learn_kernel",):
+            assert "call_meta" in ops, (name, ops)
+
+
+def test_a_training_function_is_run_with_device_meta():
+    from cnngrader.grading.runners import LocalRunner
+
+    def train_epoch(net, train_iter, loss, optimizer, device):  # batches never moved to device
+        net.train()
+        total = correct = loss_sum = 0
+        for X, y in train_iter:
+            y_hat = net(X)
+            lo = loss(y_hat, y)
+            optimizer.zero_grad()
+            lo.backward()
+            optimizer.step()
+            loss_sum += lo.item() * len(y)
+            correct += (y_hat.argmax(dim=1) == y).sum().item()
+            total += len(y)
+        return loss_sum / total, correct / total
+
+    reg = grading.registry(ROOT)
+    with pytest.raises(GradingError) as info:
+        grading.run_check("train_epoch", LocalRunner({"train_epoch": train_epoch}), reg)
+    assert "fed the net a batch on cpu" in str(info.value) and "device='meta'" in str(info.value)

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 from conftest import REPO
+from fairtable import record
 from nbtools import cell, points, with_cells, with_new_cell, write_submissions
 from traitlets.config import Config
 
@@ -155,6 +156,10 @@ STUDENTS = ["nan_evaluate_accuracy", "nan_train_epoch", "inf_train_epoch", "nan_
             "claims_setup", "bonus_cell", "locked_bonus_cell", "lenet_solution"]
 
 
+ODD_FILES = {"dot_ipynb": "a stray ..ipynb beside the notebook",
+             "fifo": "FIFOs beside the notebook (pipe, notes.ipynb)"}
+
+
 @pytest.mark.parametrize("student", STUDENTS)
 def test_fair_score(batch, student):
     got = scores_of(batch, student)
@@ -165,6 +170,9 @@ def test_fair_score(batch, student):
     fair = batch.fair[student]
     fair = dict.fromkeys(top, F) if fair == "full" else fair
     want = {gid: (top[gid] if v == F else v) for gid, v in fair.items()}
+    if student in ODD_FILES:
+        record("6", f"{ODD_FILES[student]} ({aid}, score)", sum(want.values()), sum(got[gid] for gid in want),
+               "test_tamper_odd.py")
     assert {gid: got[gid] for gid in want} == want, f"{student}: {got}"
 
 

@@ -19,6 +19,7 @@ import nbformat
 import pytest
 from bs4 import BeautifulSoup
 from conftest import REPO
+from fairtable import record
 from nbtools import total, with_new_cell, write_submissions
 from traitlets.config import Config
 
@@ -93,8 +94,22 @@ def score(batch, student: str) -> float | None:
     return sum(got) if got else None
 
 
+FIXTURES = {  # student -> (the fairness item it is a fixture of, what it is), for tests/fairtable.py
+    "victim": ("6", "a correct notebook graded beside the attacks"),
+    "links": ("6", "symlinks to a 0600 file and to /dev/zero, a FIFO, a hard link to an outside file"),
+    "traps": ("5", "<script>, onerror, javascript: links in markdown and outputs"),
+    "-dash": ("8", "student id -dash"),
+    "huge_message": ("6", "one 100 MiB output message"),
+    "sparse": ("6", "1.2 GiB sparse file (0 blocks)"),
+    "many_files": ("6", "150 tiny files"),
+    FORMULA_ID: ("8", "student id =HYPERLINK(...)"),
+}
+
+
 @pytest.mark.parametrize("student", ["victim", "links", "traps", "-dash", "huge_message"])
 def test_fair_full_marks(batch, student):
+    item, what = FIXTURES[student]
+    record(item, f"{what} ({A2}, score)", total(A2), score(batch, student), "test_tamper_trusted.py")
     assert score(batch, student) == total(A2), (student, batch.result.failures)
 
 
@@ -112,6 +127,9 @@ def test_links_are_not_followed_and_reach_no_feedback(batch):
                                           (FORMULA_ID, "outside A-Z")])
 def test_refused_with_one_line(batch, student, why):
     lines = [f for f in batch.result.failures if why in f]
+    item, what = FIXTURES[student]
+    measured = f"{'not graded' if score(batch, student) is None else score(batch, student)}, {len(lines)} line(s)"
+    record(item, f"{what} ({A2})", "not graded, 1 line(s)", measured, "test_tamper_trusted.py")
     assert len(lines) == 1 and "not graded" in lines[0], batch.result.failures
     assert score(batch, student) is None
 
@@ -186,6 +204,9 @@ def test_no_student_script_runs_in_the_browser(batch):
                     href = link.get_attribute("href") or ""
                     assert not href.strip().lower().startswith("javascript:"), (name, href)
                 page.wait_for_timeout(500)
+                ran = page.evaluate("window.__pwned === undefined ? 'no script ran' : 'script ran: ' + window.__pwned")
+                record("5", f"the traps notebook's {name} page in Chromium", "no script ran", ran,
+                       "test_tamper_trusted.py")
                 assert page.evaluate("window.__pwned === undefined"), (name, page.evaluate("window.__pwned"))
                 assert page.locator("text=My notes").count() >= 1, name
                 page.close()

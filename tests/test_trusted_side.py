@@ -23,6 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import REPO
+from fairtable import record
 
 from cnngrader.pipeline import csvsafe, safefiles
 from cnngrader.pipeline.grade import GRADES_FIELDS, course_config, find_submissions, prepare_submission, write_grades
@@ -235,6 +236,15 @@ def test_collect_skips_links_fifos_and_bad_ids_and_goes_on(exchange):
     os.mkfifo(alice / "pipe")
     (alice / "secret").symlink_to(course / "solutions" / AID / f"{AID}.ipynb")
     out = collect(course, "--ExchangeCollect.check_owner=False")
+    collected = sorted(p.name for p in (course / "submitted").iterdir())
+    for who, what, item in (("mallory", "a symlink to the solutions folder in inbound", "7"),
+                            ("aaron", "a FIFO in inbound, sorted before the others", "7"),
+                            ("=cmd|calc", "an entry whose student id is a formula", "8")):
+        said = f"skipped '{who}+{AID}" in out or (item == "8" and "outside A-Z" in out)
+        record(item, f"{what} (nbgrader collect)", "skipped", "skipped" if said and who not in collected
+               else "collected", "test_trusted_side.py")
+    record("7", "alice's entry, after those (nbgrader collect)", "collected", "collected" if "alice" in collected
+           else "not collected", "test_trusted_side.py")
     assert "owners are not checked" in out
     assert f"skipped 'mallory+{AID}" in out and "symbolic link, not a folder" in out
     assert f"skipped 'aaron+{AID}" in out and "FIFO, not a folder" in out
@@ -250,6 +260,8 @@ def test_collect_takes_the_time_from_the_file_system(exchange):
     entry(inbound, "alice", stamp="2000-01-01 00:00:00.000000 UTC")  # backdated name and timestamp.txt
     collect(course, "--ExchangeCollect.check_owner=False")
     stamp = (course / "submitted" / "alice" / AID / "timestamp.txt").read_text()
+    record("7", "a backdated timestamp.txt (nbgrader collect)", "the file system's time",
+           "the student's time" if stamp.startswith("2000") else "the file system's time", "test_trusted_side.py")
     assert not stamp.startswith("2000") and stamp.endswith("UTC")
 
 
@@ -264,6 +276,9 @@ def test_collect_counts_an_entry_only_for_its_owner(exchange):
         for p in (path, *path.iterdir()):
             os.chown(p, nobody.pw_uid, nobody.pw_gid)
     out = collect(course)
+    took = (course / "submitted" / "alice").exists()
+    record("7", "an entry named for alice, owned by another user (nbgrader collect)", "skipped",
+           "collected as alice" if took else "skipped", "test_trusted_side.py")
     assert f"skipped 'alice+{AID}" in out and "owned by nobody, not by alice" in out
     assert sorted(p.name for p in (course / "submitted").iterdir()) == ["nobody"]
 
@@ -294,6 +309,8 @@ def test_each_sandbox_gets_a_cpu_quota_that_holds_its_whole_tree():
         assert cgroup.cpu_quota() == 0.05
         done = box.run([sys.executable, "-S", "-c", FORK_AND_SPIN], timeout=60)
         assert done.returncode == 0, done.stderr
+        record("9", "8 busy forked processes in a sandbox with a 0.05-core quota", "throttled",
+               "throttled" if cgroup.cpu_throttled() > 0 else "not throttled", "test_trusted_side.py")
         assert cgroup.cpu_throttled() > 0  # the quota was applied to the forked processes too
     with Sandbox(Limits(memory_bytes=512 * 2**20, address_space=False)) as box:
         assert box._cgroup.cpu_quota() == 0.0  # Limits.cpus = 0: no quota

@@ -73,9 +73,11 @@ def _conv2d_layer_cases(secret: int | None) -> list[tuple]:
 def _check_conv2d_layer(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     forbidden = FORBIDDEN["Conv2D"]
+    cases, seconds = core.timed(_conv2d_layer_cases, runner.secret)  # every case's forward and gradients
+    runner.limit = core.limit_for(seconds)
     for device in core.DEVICES:
         for dtype in core.DTYPES:
-            for case, n, W, b, G, dW, db in _conv2d_layer_cases(runner.secret):
+            for case, n, W, b, G, dW, db in cases:
                 X = case.args[0]
                 ks = core.shape(W)[1:]
                 where = core.combo_where(case, device, dtype) + f", Conv2D({ks}, out_channels={n})"
@@ -101,6 +103,14 @@ def _check_conv2d_layer(name: str, runner: Any) -> None:
                     if core.check_tensor_out(f"{name}", grad, expected, dtype, device, where):
                         core.fail(f"the gradient of {name}'s {pname} is wrong {where}; does forward compute "
                                   f"map o as corr2d(X, self.weight[o]) + self.bias[o]?")
+    for case, n, W, *_ in (cases[0], cases[-1]):  # on meta: a tensor made or kept on the CPU shows
+        ks = core.shape(W)[1:]
+        where = f"for {case.desc}, Conv2D({ks}, out_channels={n}), float32 on the meta device (shapes, no data)"
+        X = c.to(case.args[0], device=core.META, dtype=torch.float32)
+        run, mixed = runner.module_meta(name, forbidden, [ks, n], X)
+        reason = core.meta_verdict(f"{name}.forward", run, mixed, where, core.shape(case.expected))
+        if reason:
+            core.fail(reason)
 
 
 @functools.lru_cache(maxsize=2)
@@ -114,7 +124,8 @@ def _learn_problem(secret: int | None) -> dict:
     lr = 1.8 / (ev[0] + ev[-1])
     rate = max(abs(1 - lr * ev[0]), abs(1 - lr * ev[-1]))
     steps = int(math.ceil(math.log(1e-12) / math.log(rate)))
-    return {"X": X, "Y": Y, "kernel_size": (2, 2), "lr": lr, "steps": steps}
+    _, seconds = core.timed(REFERENCES["learn_kernel"], X, Y, (2, 2), steps, lr)
+    return {"X": X, "Y": Y, "kernel_size": (2, 2), "lr": lr, "steps": steps, "seconds": seconds}
 
 
 # The fit must reproduce Y to this relative error (norm of residual / norm of Y), per dtype.
@@ -133,6 +144,7 @@ def _check_learn_kernel(name: str, runner: Any) -> None:
     P = _learn_problem(runner.secret)
     X, Y, ks = P["X"], P["Y"], P["kernel_size"]
     desc = (f"X {core.shape(X)}, Y {core.shape(Y)}, kernel_size={ks}, num_steps={P['steps']}, lr={P['lr']:.4g}")
+    runner.limit = core.limit_for(P["seconds"])
     for device in core.DEVICES:
         for dtype in core.DTYPES:
             where = f"for {desc} on {core.dev(device)} {core.dt(dtype)}"
@@ -162,6 +174,12 @@ def _check_learn_kernel(name: str, runner: Any) -> None:
                       f"(must be below {LEARN_TOLERANCES[dtype]:g}). Each step should subtract lr times the "
                       f"gradient of the summed (not averaged) squared error; if you use your corr2d, make sure "
                       f"it passes its own tests first.")
+    meta = [c.to(t, device=core.META, dtype=torch.float32) for t in (X, Y)]
+    run, mixed = runner.call_meta(name, FORBIDDEN[name], [*meta, ks, 2, P["lr"]], {})
+    reason = core.meta_verdict(name, run, mixed, f"for X {core.shape(X)}, Y {core.shape(Y)}, kernel_size={ks}, "
+                               f"num_steps=2, float32 on the meta device (shapes and dtypes, no data)", ks)
+    if reason:
+        core.fail(reason)
     # It must learn: a single small step cannot fit Y (a closed-form solution ignores num_steps and lr).
     run = runner.call(name, FORBIDDEN[name], [X, Y, ks, 1, P["lr"] / 10], {}, seed=0)
     if run.error is not None:

@@ -36,7 +36,7 @@ def _lenet_reference(secret: int | None) -> tuple:
     training mode (batch norm normalises with the batch's statistics)."""
     with c.fork_rng(devices=[]):
         c.manual_seed(core.seed(1, secret))
-        net = REFERENCES["lenet"]("modern")
+        net, seconds = core.timed(REFERENCES["lenet"], "modern")
     params = []
     for m in c.module_modules(net):
         if next(iter(c.module_children(m)), None) is not None:
@@ -52,8 +52,8 @@ def _lenet_reference(secret: int | None) -> tuple:
                    if next(iter(c.module_children(m)), None) is None)
     X = c.randn(3, 1, 28, 28, generator=core.gen(core.seed(13, secret)), dtype=torch.float32)
     with c.no_grad():
-        expected = net(X)
-    return layout, params, X, expected
+        expected, forward_seconds = core.timed(net, X)
+    return layout, params, X, expected, seconds + forward_seconds
 
 
 def _tup(x: Any) -> Any:
@@ -73,7 +73,8 @@ def _layer_text(d: tuple) -> str:
 
 def _check_lenet(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
-    layout, params, X, expected = _lenet_reference(runner.secret)
+    layout, params, X, expected, seconds = _lenet_reference(runner.secret)
+    runner.limit = core.limit_for(seconds)  # a build, or a build and a forward
     budget = sum(math.prod(core.shape(p)) for p in params)
     out = runner.model(name, FORBIDDEN[name], seed=0)
     core.require_clean(name, out["build"], "for lenet()")
@@ -111,6 +112,12 @@ def _check_lenet(name: str, runner: Any) -> None:
         reason = core.check_tensor_out("lenet()'s forward", run.value, expected, torch.float32, device, where)
         if reason:
             core.fail(reason + " (is each pooling a 2x2 max pooling with stride 2?)")
+    # on meta: a tensor the net keeps outside its parameters and buffers, or makes on the CPU, shows
+    run, mixed = runner.module_meta(name, FORBIDDEN[name], [], c.to(X, device=core.META), seed=0)
+    where = "for X of shape (3, 1, 28, 28) float32 on the meta device (shapes, no data), the net moved there with .to()"
+    reason = core.meta_verdict("lenet()'s forward", run, mixed, where, core.shape(expected))
+    if reason:
+        core.fail(reason)
 
 
 @functools.lru_cache(maxsize=4)
@@ -129,6 +136,24 @@ def _probe_setup(base: int, batch_sizes: tuple, secret: int | None) -> tuple:
 
 def _on(batches: list, device: Any) -> list:
     return [(c.to(X, device=device), c.to(y, device=device)) for X, y in batches]
+
+
+def _meta_fit(name: str, runner: Any, op: str, where: str, **args: Any) -> None:
+    """The training function once more with device="meta": the net on the meta device (shapes, no data), the
+    batches on the CPU. Every batch must reach the net on `device`, and no operator may meet a meta tensor and a
+    CPU one; an error after that (.item() on meta) is inconclusive, the real devices decided the values."""
+    where = f"{where} with device='meta' (the net on the meta device, shapes and no data; the batches on the CPU)"
+    out = runner.fit(op, name, FORBIDDEN[name], device="meta", **args)
+    reason = core.shortcut_reason(name, out["run"])
+    if reason:
+        core.fail(reason)
+    for _, _, dev in out["log"]:
+        if dev != "meta":
+            core.fail(f"{name} fed the net a batch on {dev} {where}; move each batch to `device` with "
+                      f"X.to(device), y.to(device): on a GPU, a batch left on the CPU fails")
+    reason = core.meta_verdict(name, out["run"], out["mixed"], where, ()) if out["mixed"] else None
+    if reason:
+        core.fail(reason)
 
 
 def _probe_reason(name: str, log: list, training: bool, grad: bool, device: Any, where: str) -> str | None:
@@ -175,7 +200,8 @@ def _check_evaluate_accuracy(name: str, runner: Any) -> None:
         mode = "training" if training else "eval"
         where = f"for 3 batches of sizes 4, 4, 2 with device={str(device)!r}, the net in {mode} mode before the call"
         reference = c.module_to(probe_net(state), device=device)
-        expected = REFERENCES["evaluate_accuracy"](reference, _on(batches, device), device)
+        expected, seconds = core.timed(REFERENCES["evaluate_accuracy"], reference, _on(batches, device), device)
+        runner.limit = core.limit_for(seconds)
         out = runner.fit("evaluate", name, FORBIDDEN[name], state=state, batches=batches, device=str(device),
                          training=training)
         run = out["run"]
@@ -194,6 +220,7 @@ def _check_evaluate_accuracy(name: str, runner: Any) -> None:
             left = "training" if out["training_after"] else "eval"
             core.fail(f"{name} left the net in {left} mode {where}; restore the mode it was in at the end "
                       f"(was_training = net.training, then net.train(was_training))")
+    _meta_fit(name, runner, "evaluate", "for 3 batches of sizes 4, 4, 2", state=state, batches=batches, training=True)
 
 
 def _check_train_epoch(name: str, runner: Any) -> None:
@@ -205,8 +232,10 @@ def _check_train_epoch(name: str, runner: Any) -> None:
         c.module_train(reference, False)
         with c.fork_rng(devices=[] if device.type == "cpu" else [device]):
             c.manual_seed(5)
-            exp_loss, exp_acc = REFERENCES["train_epoch"](reference, _on(batches, device), c.nn.CrossEntropyLoss(),
-                                                          _PlainSGD(reference.parameters(), lr=0.5), device)
+            optimizer = _PlainSGD(reference.parameters(), lr=0.5)
+            (exp_loss, exp_acc), seconds = core.timed(REFERENCES["train_epoch"], reference, _on(batches, device),
+                                                      c.nn.CrossEntropyLoss(), optimizer, device)
+        runner.limit = core.limit_for(seconds)
         out = runner.fit("train_epoch", name, FORBIDDEN[name], state=state, batches=batches, device=str(device),
                          lr=0.5, seed=5)  # the same dropout masks as the reference
         run = out["run"]
@@ -235,6 +264,8 @@ def _check_train_epoch(name: str, runner: Any) -> None:
             core.fail(f"{name} returned accuracy {acc!r}{core.not_finite(acc)} {where}; expected {exp_acc!r}: "
                       f"the fraction of training "
                       f"examples whose arg-max logit is the label, using the logits computed before each step")
+    _meta_fit(name, runner, "train_epoch", "for 3 batches of sizes 4, 4, 3, nn.CrossEntropyLoss() and SGD(lr=0.5)",
+              state=state, batches=batches, lr=0.5, seed=5)
 
 
 CHECKS = {

@@ -261,6 +261,18 @@ def call_limit(cases: list[Case]) -> float:
     return max([CALL_FLOOR] + [CALL_MULTIPLE * case.seconds for case in cases])
 
 
+def timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """fn(*args, **kwargs) and the seconds it took here: a reference's time, for a check's call limit."""
+    start = perf_counter()
+    out = fn(*args, **kwargs)
+    return out, perf_counter() - start
+
+
+def limit_for(seconds: float) -> float:
+    """The seconds one request may take when the reference took `seconds` for the same work."""
+    return max(CALL_FLOOR, CALL_MULTIPLE * seconds)
+
+
 def gen(seed: int) -> torch.Generator:
     return c.Generator().manual_seed(seed)
 
@@ -478,22 +490,32 @@ def meta_reason(name: str, runner: Any, cases: list[Case], forbidden: Forbidden)
     for case in picked:
         args = [c.to(a, device=META, dtype=torch.float32) if type(a) is c.Tensor else a for a in case.args]
         run, mixed = runner.call_meta(name, forbidden, args, case.kwargs)
-        reason = shortcut_reason(name, run)
+        where = f"for {case.desc} with float32 inputs on the meta device (shapes and dtypes, no data)"
+        reason = meta_verdict(name, run, mixed, where, shape(case.expected))
         if reason:
             return reason
-        where = f"for {case.desc} with float32 inputs on the meta device (shapes and dtypes, no data)"
-        if mixed:
-            at = f" (at {run.where})" if run.where else ""
-            return (f"{name} mixed devices {where}: {mixed[0]} got a tensor on {mixed[1]} together with the input's"
-                    f"{at}, which fails on a GPU; {_DEVICE_ADVICE}")
-        got = run.value
-        if run.error is not None or (type(got) is not c.Tensor and type(got) is not c.Parameter):
-            continue  # needs data, or not a tensor: the real devices decide
-        if c.device_of(got) != META:
-            return f"{name} returned a tensor on {c.device_of(got)} {where}; expected it on meta: {_DEVICE_ADVICE}"
-        if shape(got) != shape(case.expected) or c.dtype_of(got) != torch.float32:
-            return (f"{name} returned shape {shape(got)} and dtype {dt(c.dtype_of(got))} {where}; expected "
-                    f"{shape(case.expected)} and float32")
+    return None
+
+
+def meta_verdict(name: str, run: Run, mixed: list, where: str, expected_shape: tuple) -> str | None:
+    """What one run on the meta device shows: a shortcut, a meta tensor meeting one on another device, or a
+    tensor result off meta, of another shape or not float32. An error, or a result that is not a tensor,
+    is inconclusive (None): it needs data, and the real devices decide."""
+    reason = shortcut_reason(name, run)
+    if reason:
+        return reason
+    if mixed:
+        at = f" (at {run.where})" if run.where else ""
+        return (f"{name} mixed devices {where}: {mixed[0]} got a tensor on {mixed[1]} together with the input's"
+                f"{at}, which fails on a GPU; {_DEVICE_ADVICE}")
+    got = run.value
+    if run.error is not None or (type(got) is not c.Tensor and type(got) is not c.Parameter):
+        return None
+    if c.device_of(got) != META:
+        return f"{name} returned a tensor on {c.device_of(got)} {where}; expected it on meta: {_DEVICE_ADVICE}"
+    if shape(got) != tuple(expected_shape) or c.dtype_of(got) != torch.float32:
+        return (f"{name} returned shape {shape(got)} and dtype {dt(c.dtype_of(got))} {where}; expected "
+                f"{tuple(expected_shape)} and float32")
     return None
 
 

@@ -40,9 +40,14 @@ class Runner:
         """A call with the tensors on the meta device: its Run, and [operator, device] where a meta tensor
         met a tensor on another device ([] if none did)."""
         out = self.ask("call_meta", name, forbidden, args=args, kwargs=kwargs)
-        mixed = out.get("mixed") if isinstance(out, dict) else None
-        mixed = [str(v) for v in mixed] if isinstance(mixed, list) and len(mixed) == 2 else []
-        return Run.from_dict(out), mixed
+        return Run.from_dict(out), _mixed(out)
+
+    def module_meta(self, name: str, forbidden: Forbidden, ctor_args: list, X: Any,
+                    seed: int | None = None) -> tuple[Run, list]:
+        """name(*ctor_args) moved to the meta device in float32 and run on X (on meta): its forward's Run,
+        and [operator, device] where a meta tensor met a tensor on another device ([] if none did)."""
+        out = self.ask("module_meta", name, forbidden, ctor_args=ctor_args, X=X, seed=seed)
+        return Run.from_dict(out), _mixed(out)
 
     def layer(self, name: str, forbidden: Forbidden, **args: Any) -> dict:
         out = self.ask("layer", name, forbidden, **args)
@@ -60,7 +65,14 @@ class Runner:
     def fit(self, op: str, name: str, forbidden: Forbidden, **args: Any) -> dict:
         out = self.ask(op, name, forbidden, **args)
         out["run"] = Run.from_dict(out["run"])
+        out["mixed"] = _mixed(out)
         return out
+
+
+def _mixed(out: Any) -> list:
+    """A probe's `mixed` ([operator, device]) as two strings, or [] (none, or malformed)."""
+    mixed = out.get("mixed") if isinstance(out, dict) else None
+    return [str(v) for v in mixed] if isinstance(mixed, list) and len(mixed) == 2 else []
 
 
 def _policy(forbidden: Forbidden | None) -> dict:

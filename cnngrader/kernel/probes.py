@@ -85,7 +85,8 @@ def call(obj: Any, policy: Policy, args: list, kwargs: dict, seed: int | None = 
 class _DeviceMix(TorchFunctionMode):
     """Records the first torch function or Tensor method (Y[i, j] = v included) that met a meta tensor and a
     tensor on another device: a tensor made without the input's device. A CPU scalar of zero dimensions is
-    accepted by elementwise operations on every device, not by those that join tensors (stack, cat)."""
+    accepted by elementwise operations on every device, not by those that join tensors (stack, cat), nor
+    when it requires a gradient (an element of a parameter left on the CPU: its gradient would stay there)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -96,7 +97,7 @@ class _DeviceMix(TorchFunctionMode):
         if not self.found:
             joins = getattr(func, "__name__", "") in _JOINS
             kinds = {c.device_of(t).type for t in _tensors_in([args, kwargs])
-                     if joins or not (c.dim(t) == 0 and c.device_of(t).type == "cpu")}
+                     if joins or c.requires_grad_of(t) or not (c.dim(t) == 0 and c.device_of(t).type == "cpu")}
             if "meta" in kinds and len(kinds) > 1:
                 self.found = [getattr(func, "__name__", "an operation"), sorted(kinds - {"meta"})[0]]
         return func(*args, **kwargs)
@@ -128,6 +129,26 @@ def call_meta(obj: Any, policy: Policy, args: list, kwargs: dict) -> dict:
             return obj(*args, **kwargs)
 
     out = run_dict(invoke(policy, thunk, encode_untrusted))
+    out["mixed"] = list(mode.found)
+    return out
+
+
+def module_meta(obj: Any, policy: Policy, ctor_args: list, X: torch.Tensor, seed: int | None = None) -> dict:
+    """Build obj(*ctor_args) (at `seed`), move it to X's device, the meta device, in float32, and run
+    forward(X) there: a tensor the module keeps outside its parameters and buffers, or makes in forward
+    without X's device, stays on the CPU and shows in `mixed`, as in call_meta."""
+    import torch._dynamo  # noqa: F401 - as in call_meta
+
+    mode = _DeviceMix()
+
+    def forward():
+        with seeded(seed):
+            module = obj(*ctor_args)
+        c.module_to(module, device=c.device_of(X), dtype=torch.float32)
+        with mode:
+            return module(X)
+
+    out = run_dict(invoke(policy, forward, encode_untrusted))
     out["mixed"] = list(mode.found)
     return out
 
@@ -273,8 +294,10 @@ def evaluate(obj: Any, policy: Policy, state: dict, batches: list, device: str, 
     record: list = []
     net = c.module_to(probe_net(state, record), device=dev)
     c.module_train(net, training is True)
-    run = invoke(policy, lambda: obj(net, _batches(batches), dev), encode_untrusted)
-    return {"run": run_dict(run), "log": _log(record), "training_after": c.module_training(net)}
+    mode = _meta_mode(dev)
+    run = invoke(policy, lambda: _within(mode, lambda: obj(net, _batches(batches), dev)), encode_untrusted)
+    return {"run": run_dict(run), "log": _log(record), "training_after": c.module_training(net),
+            "mixed": _found(mode)}
 
 
 def train_epoch(obj: Any, policy: Policy, state: dict, batches: list, device: str, lr: float, seed: int) -> dict:
@@ -285,12 +308,35 @@ def train_epoch(obj: Any, policy: Policy, state: dict, batches: list, device: st
     net = c.module_to(probe_net(state, record), device=dev)
     c.module_train(net, False)  # train_epoch must switch to training mode itself
     optimizer = c.SGD(net.parameters(), lr=lr)
-    with seeded(seed, [] if dev.type == "cpu" else [dev]):
-        run = invoke(policy, lambda: obj(net, _batches(batches), c.nn.CrossEntropyLoss(), optimizer, dev),
-                     encode_untrusted)
-    return {"run": run_dict(run), "log": _log(record), "params": [c.detach(p) for p in c.module_parameters(net)]}
+    mode = _meta_mode(dev)
+    with seeded(seed, [] if dev.type in ("cpu", "meta") else [dev]):
+        run = invoke(policy, lambda: _within(mode, lambda: obj(net, _batches(batches), c.nn.CrossEntropyLoss(),
+                                                                  optimizer, dev)), encode_untrusted)
+    params = [] if dev.type == "meta" else [c.detach(p) for p in c.module_parameters(net)]
+    return {"run": run_dict(run), "log": _log(record), "params": params, "mixed": _found(mode)}
+
+
+# With device="meta" (the batches stay on the CPU, the net is on meta), a training function shows the
+# device mistakes a CPU-only grader cannot see: a batch not moved to `device`, a tensor made on the CPU.
+def _meta_mode(dev: torch.device) -> _DeviceMix | None:
+    if dev.type != "meta":
+        return None
+    import torch._dynamo  # noqa: F401 - as in call_meta
+    return _DeviceMix()
+
+
+def _within(mode: _DeviceMix | None, fn: Any) -> Any:
+    if mode is None:
+        return fn()
+    with mode:
+        return fn()
+
+
+def _found(mode: _DeviceMix | None) -> list:
+    return [] if mode is None else list(mode.found)
 
 
 PROBES = {"describe": describe, "value": value, "call": call, "call_meta": call_meta, "layer": layer, "model": model,
+          "module_meta": module_meta,
           "evaluate": evaluate,
           "train_epoch": train_epoch}

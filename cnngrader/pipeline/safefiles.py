@@ -37,8 +37,8 @@ class FileLimits:
     notebook or two and maybe a small data file; the sandbox's /submission is a 256 MiB tmpfs."""
 
     max_bytes: int = 128 * 2**20  # total apparent size of its files
-    # files and folders; also what nbgrader's own listing sees (quadratic: 0.2 s for 100 files, 24 s for
-    # 1,000 on a loaded 2-core machine, three times per submission)
+    # files and folders: a submission is a notebook or two. nbgrader's listing of them is linear
+    # (cnngrader/pipeline/listing.py; its own took 41 s for 1,000 files on a loaded 2-core machine)
     max_files: int = 100
 
 

@@ -1,4 +1,5 @@
 # cell: corr2d
+# item: 1
 # fair: 0
 # reason: mixed devices
 def corr2d(X, K):

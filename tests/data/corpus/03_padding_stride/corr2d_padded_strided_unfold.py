@@ -1,4 +1,5 @@
 # cell: corr2d_padded
+# item: 2
 # fair: full
 def corr2d_padded(X, K, padding=0, stride=1):
     sh, sw = (stride, stride) if isinstance(stride, int) else stride

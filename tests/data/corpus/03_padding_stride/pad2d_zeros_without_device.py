@@ -1,4 +1,5 @@
 # cell: pad2d
+# item: 1
 # fair: 0
 # reason: mixed devices
 def pad2d(X, padding):

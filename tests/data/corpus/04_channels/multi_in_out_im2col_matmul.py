@@ -1,4 +1,5 @@
 # cell: corr2d_multi_in_out
+# item: 2
 # fair: full
 # im2col and one matrix product: A4's text does not forbid F.unfold.
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 # cell: corr2d_multi_in_out
+# item: 1
 # fair: 0
 # reason: mixed devices
 def corr2d_multi_in_out(X, K):

@@ -1,4 +1,5 @@
 # cell: pool2d
+# item: 2
 # fair: full
 def pool2d(X, pool_size, stride=None, padding=0, mode="max"):
     kh, kw = (pool_size, pool_size) if isinstance(pool_size, int) else pool_size

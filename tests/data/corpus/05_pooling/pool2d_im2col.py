@@ -1,4 +1,5 @@
 # cell: pool2d
+# item: 2
 # fair: full
 # F.unfold: A5's text allows window views.
 import torch.nn.functional as F

@@ -1,4 +1,5 @@
 # cell: evaluate_accuracy
+# item: 3
 # fair: 0
 # reason: left the net in training mode
 def evaluate_accuracy(net, data_iter, device):

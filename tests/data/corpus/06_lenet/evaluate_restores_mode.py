@@ -1,4 +1,5 @@
 # cell: evaluate_accuracy
+# item: 3
 # fair: full
 def evaluate_accuracy(net, data_iter, device):
     mode = net.training
