@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -562,20 +561,21 @@ def _train_without_mode(net, train_iter, loss, optimizer, device):
 
 
 # --- speed and the notebooks --------------------------------------------------------------------
-def test_all_hidden_checks_of_the_six_assignments_are_fast(solutions):
+def test_all_hidden_checks_of_the_six_assignments_pass_in_one_process(solutions):
+    """Every hidden check of every assignment, one after another in one process, on the solutions. How long
+    they take is measured by `make bench` (its grading section), not asserted here."""
     # the first meta operator needs it; grading kernels import it at start-up
     import torch._dynamo  # noqa: F401 (imported for its side effect)
 
-    start = time.perf_counter()
+    ran = 0
     for assignment in IDS:
         ns = solutions[assignment]
         for cell in _cells(ROOT / "solutions" / assignment / f"{assignment}.ipynb"):
             gid = _meta(cell).get("grade_id", "")
             if gid.startswith("hidden_"):
                 grading.check(gid.removeprefix("hidden_"), ns[gid.removeprefix("hidden_")])
-    elapsed = time.perf_counter() - start
-    # about 0.6 s on one idle core; the budget for grading six notebooks (kernel starts included) is 20 s
-    assert elapsed < 6, f"the hidden checks took {elapsed:.2f} s"
+                ran += 1
+    assert ran >= len(IDS)
 
 
 def test_generated_notebooks_are_up_to_date():
