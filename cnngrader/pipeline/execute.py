@@ -47,7 +47,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, DottedObjectName, Float, Integer, Type, Unicode
 
-from cnngrader.pipeline import verdict
+from cnngrader.pipeline import credit, verdict
 from cnngrader.pipeline.kernel_client import GradingKernelClient
 
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
@@ -357,12 +357,12 @@ class GradingExecute(Execute):
         the student's cells above it (what the kernel has run), not a helper redefined further down."""
         if self._secret is None:
             self._secret = self.secret if self.secret is not None else secrets.randbits(62)
-        self._cell_deadline = monotonic() + (self.timeout or 60)
+        self._cell_deadline = monotonic() + credit.cell_limit(self.timeout or 60, calls, self.course_root or None)
         self._cell_index = index
         everything = verdict.student_sources(self.nb, trusted)
         sources = [(i, s) for i, s in everything if i < index]
         cell.outputs = verdict.grade_cell(calls, self._send, self._secret, sources, self.course_root or None,
-                                          dict(self._hung), everything)
+                                          dict(self._hung), everything, credit.points_of(cell))
         cell.execution_count = None
 
     def _send(self, request: str) -> str:
