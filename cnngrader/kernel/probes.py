@@ -358,7 +358,7 @@ def experiment(obj: Any, policy: Policy, n_train: int, batch_size: int, max_batc
     if any(v is None for v in (*images, labels)):
         return {"data": "Fashion-MNIST (training images and labels, test images) is not found in the grading kernel"}
     X = c.to(_from_numpy(images[0][:n_train].copy()), dtype=torch.float32).div_(255.0).unsqueeze_(1)  # (n, 1, 28, 28)
-    y = c.to(_from_numpy(labels[:n_train]), dtype=torch.int64)
+    y = c.to(_from_numpy(labels[:n_train].copy()), dtype=torch.int64)
     record = {"drawn": 0, "over": False, "passes": 0}
     steps = []
     handle, threads = _STEP_HOOK(lambda *_: steps.append(1)), _get_threads()
