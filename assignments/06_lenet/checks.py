@@ -248,7 +248,7 @@ def _check_train_epoch(name: str, runner: Any) -> None:
 PARAM_BUDGET = 15_000
 N_TRAIN, BATCH, MAX_BATCHES = 12_000, 100, 240
 HELD_OUT = 5_000
-FLOOR, TARGET = 0.70, 0.84
+FLOOR, TARGET = 0.70, 0.82
 SECONDS = {"train_small_net": 400}  # the hidden cell's time: training takes seconds, more on a loaded machine
 
 
