@@ -115,6 +115,16 @@ def test_a_credit_becomes_the_score_nbgrader_reads():
     assert credit.outputs([], 5.0) == []
 
 
+def test_without_fashion_mnist_the_experiment_says_it_cannot_be_graded(monkeypatch, tmp_path):
+    """No fallback to the digits, whose labels ship inside scikit-learn: the reason tells the instructor."""
+    from cnngrader.grading import GradingError
+
+    for var in ("CNNLIB_DATA", "CNNLIB_SYSTEM_DATA", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path))
+    with pytest.raises(GradingError, match="Fashion-MNIST is not installed where the grader runs"):
+        _check("def train_small_net(train_iter, pool='max'):\n    raise AssertionError('never run')\n")
+
+
 def test_the_experiments_cell_may_take_longer_than_a_cell():
     from cnngrader.pipeline import credit
 

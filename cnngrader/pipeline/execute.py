@@ -357,7 +357,8 @@ class GradingExecute(Execute):
         the student's cells above it (what the kernel has run), not a helper redefined further down."""
         if self._secret is None:
             self._secret = self.secret if self.secret is not None else secrets.randbits(62)
-        self._cell_deadline = monotonic() + credit.cell_limit(self.timeout or 60, calls, self.course_root or None)
+        self._cell_limit = credit.cell_limit(self.timeout or 60, calls, self.course_root or None)
+        self._cell_deadline = monotonic() + self._cell_limit
         self._cell_index = index
         everything = verdict.student_sources(self.nb, trusted)
         sources = [(i, s) for i, s in everything if i < index]
@@ -431,7 +432,8 @@ class GradingExecute(Execute):
         if not await self._async_kernel_responds(self.unresponsive_grace):
             self._lost = "the kernel stopped responding after a timeout"
             await self._async_kill_kernel()
-        self._timeout_note = f"the hidden tests exceeded the {self.timeout} s limit per cell"
+        limit = getattr(self, "_cell_limit", self.timeout)  # the per-cell limit, or an experiment's longer one
+        self._timeout_note = f"the hidden tests exceeded the {limit:g} s limit per cell"
 
     def _notebook_names(self, index: int, trusted: set[str]) -> tuple[list, set[str]]:
         sources = verdict.student_sources(self.nb, trusted, before=index + 1)
