@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from conftest import REPO
 from nbtools import cell, points, with_new_cell, write_submissions
 from traitlets.config import Config
@@ -246,3 +247,31 @@ def test_the_pre_submission_check_says_graded_by_hand():
     report = precheck.Report(AID, results)
     assert "pooling_analysis  3 points: graded by hand" in report.text()
     assert "(3 of these points are checked only when graded)" in report.text()
+
+
+# -- the notebook's loader ---------------------------------------------------------------------------
+def test_the_split_loader_refuses_an_unknown_split():
+    from cnnlib.data import load_fashion_mnist_split
+
+    with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'valid'"):
+        load_fashion_mnist_split("valid")
+    with pytest.raises(TypeError, match="download must be True or False"):
+        load_fashion_mnist_split("train", download="no")
+
+
+@needs_data
+def test_the_training_split_loads_without_the_test_files(monkeypatch, tmp_path, capsys):
+    """As in the grading sandbox: only the training files at hand."""
+    from cnnlib.data import DatasetUnavailable, load_fashion_mnist_split
+
+    files = find_fashion_mnist()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (tmp_path / name).symlink_to(files[name])
+    for var in ("CNNLIB_DATA", "CNNLIB_SYSTEM_DATA", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / "elsewhere"))
+    X, y = load_fashion_mnist_split("train", root=tmp_path, download=False)
+    assert X.shape == (60_000, 1, 28, 28) and X.dtype == torch.float32 and 0 <= X.min() and X.max() <= 1
+    assert y.shape == (60_000,) and y.dtype == torch.int64 and set(y.unique().tolist()) == set(range(10))
+    assert f"Fashion-MNIST from {tmp_path}" in capsys.readouterr().out
+    with pytest.raises(DatasetUnavailable, match="test split is not available"):
+        load_fashion_mnist_split("test", root=tmp_path, download=False)
