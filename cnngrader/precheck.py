@@ -40,6 +40,7 @@ BUNDLED = Path(__file__).with_name("_course")  # course.toml, checks and release
 ASSIGNMENTS = "assignments"
 # Status of one graded cell.
 PASS, FAIL, WHEN_GRADED, NOT_HERE = "pass", "FAIL", "checked when graded", "not checked here"
+BY_HAND = "graded by hand"  # an answer in words (a markdown cell nbgrader grades manually)
 
 
 class PrecheckError(ValueError):
@@ -59,6 +60,7 @@ class GradedCell:
     grade_id: str
     points: float
     checks: tuple[str, ...]  # names of the hidden checks it runs; () when none can run here
+    by_hand: bool = False  # a written answer, graded by hand after the automatic grading
 
 
 def graded_cells(nb: dict, known: Any) -> list[GradedCell]:
@@ -67,11 +69,14 @@ def graded_cells(nb: dict, known: Any) -> list[GradedCell]:
     out = []
     for cell in nb.get("cells", []):
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.get("cell_type") != "code" or not meta.get("grade"):
+        if cell.get("cell_type") not in ("code", "markdown") or not meta.get("grade"):
             continue
         gid = str(meta.get("grade_id", ""))
         points = meta.get("points", 0)
         points = float(points) if isinstance(points, (int, float)) and not isinstance(points, bool) else 0.0
+        if cell.get("cell_type") == "markdown":
+            out.append(GradedCell(gid, points, (), by_hand=True))
+            continue
         name = gid[len(HIDDEN_PREFIX):] if gid.startswith(HIDDEN_PREFIX) else ""
         out.append(GradedCell(gid, points, (name,) if name in known else ()))
     return out
@@ -168,6 +173,7 @@ class Result:
     cell: GradedCell
     status: str
     reason: str = ""
+    fraction: float = 1.0  # of the points, for a check that earns part of them (an experiment's accuracy)
 
 
 @dataclass
@@ -179,7 +185,7 @@ class Report:
 
     @property
     def earned(self) -> float:
-        return sum(r.cell.points for r in self.results if r.status == PASS)
+        return round(sum(r.cell.points * r.fraction for r in self.results if r.status == PASS), 2)
 
     @property
     def total(self) -> float:
@@ -202,7 +208,7 @@ class Report:
             reason = r.reason.splitlines() or [""]
             lines.append(head + r.status + (f": {reason[0]}" if reason[0] else ""))
             lines += [f"      {line}" for line in reason[1:]]
-        later = sum(r.cell.points for r in self.results if r.status in (WHEN_GRADED, NOT_HERE))
+        later = sum(r.cell.points for r in self.results if r.status in (WHEN_GRADED, NOT_HERE, BY_HAND))
         score = f"Would score about {_num(self.earned)}/{_num(self.total)}"
         if later:
             score += f" ({_num(later)} of these points {'is' if later == 1 else 'are'} checked only when graded)"
@@ -229,16 +235,21 @@ def run_checks(aid: str, cells: list[GradedCell], runner: Any, sources: list[tup
     parsed = scan.parse(sources) if sources is not None else None
     results = []
     for cell in cells:
+        if cell.by_hand:
+            results.append(Result(cell, BY_HAND, "an answer in words, read by a grader after the automatic grading"))
+            continue
         if not cell.checks:
             results.append(Result(cell, NOT_HERE, "no hidden check of this course runs it before grading"))
             continue
-        status, reason = PASS, ""
+        status, reason, fraction = PASS, "", 1.0
         for name in cell.checks:
             forbidden = reg.forbidden.get(name)
             why = scan.reason(parsed, name, forbidden.static if forbidden else ()) if parsed is not None else None
             values = None
             try:
-                reg.checks[name](name, runner)
+                got = reg.checks[name](name, runner)
+                if isinstance(got, core.Credit):
+                    fraction, reason = min(fraction, max(0.0, float(got.fraction))), got.text
             except Exception as e:  # noqa: BLE001 - a check that breaks on odd output still reports
                 if _not_checked(e, core) and why is None:
                     status, reason = WHEN_GRADED, str(e) or "its answer is checked only when graded"
@@ -248,7 +259,7 @@ def run_checks(aid: str, cells: list[GradedCell], runner: Any, sources: list[tup
             if why is not None or values is not None:  # the scan's finding comes with the values' reason
                 status, reason = FAIL, core.route_and_values(why, values)
                 break
-        results.append(Result(cell, status, reason))
+        results.append(Result(cell, status, reason, fraction if status == PASS else 1.0))
     return results
 
 

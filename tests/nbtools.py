@@ -66,7 +66,7 @@ def stdout_of(outputs) -> str:
 
 def statuses(stdout: str, gids) -> dict[str, str]:
     """grade_id -> the status word of its line in a pre-submission check's report ("pass", "FAIL",
-    "checked when graded", "not checked here"), for the grade ids `gids`."""
+    "checked when graded", "not checked here", "graded by hand"), for the grade ids `gids`."""
     out = {}
     for line in stdout.splitlines():
         words = line.split()
@@ -84,7 +84,8 @@ def score_line(points: dict[str, float], status: dict[str, str]) -> str:
     pass, out of all, and how many of them are checked only when graded (a conceptual answer whose secret
     answers file is not there)."""
     earned = sum(p for gid, p in points.items() if status[gid] == "pass")
-    later = sum(p for gid, p in points.items() if status[gid] in ("checked when graded", "not checked here"))
+    later = sum(p for gid, p in points.items()
+                if status[gid] in ("checked when graded", "not checked here", "graded by hand"))
     line = f"Would score about {_num(earned)}/{_num(sum(points.values()))}"
     if later:
         line += f" ({_num(later)} of these points {'is' if later == 1 else 'are'} checked only when graded)"

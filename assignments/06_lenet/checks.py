@@ -1,5 +1,6 @@
 """Hidden tests of assignment 06_lenet: the modern LeNet from its description, evaluate_accuracy, train_epoch,
-and a question on batch norm's placement."""
+a question on batch norm's placement, and an experiment: a small net trained on a budget, scored on
+held-out test images whose labels never enter the grading kernel."""
 from __future__ import annotations
 
 import functools
@@ -23,6 +24,9 @@ FORBIDDEN = {
     "lenet": core.forbid(core.cnn("lenet"), static=["cnnlib.models"]),
     "evaluate_accuracy": core.forbid(_TRAINING),
     "train_epoch": core.forbid(_TRAINING + ["cnnlib.train._epoch"]),
+    # it trains on the batches it is given: it loads no data of its own
+    "train_small_net": core.forbid(_TRAINING + ["cnnlib.train._epoch"],
+                                   static=["cnnlib.data", "cnnlib.load_data"]),
 }
 
 ANSWERS = core.answers(__file__)  # the conceptual questions' answers: a secret file, absent in students' copies
@@ -268,9 +272,78 @@ def _check_train_epoch(name: str, runner: Any) -> None:
               state=state, batches=batches, lr=0.5, seed=5)
 
 
+# -- the experiment --------------------------------------------------------------------------------
+# The budget the task states, enforced here: the parameters of the returned net, and the batches drawn
+# from train_iter (and optimizer steps taken): N_TRAIN training images in batches of BATCH, MAX_BATCHES
+# in all. Scored on the HELD_OUT test images: FLOOR earns nothing, TARGET all the points, linearly between.
+PARAM_BUDGET = 15_000
+N_TRAIN, BATCH, MAX_BATCHES = 12_000, 100, 240
+HELD_OUT = 5_000
+FLOOR, TARGET = 0.70, 0.82
+SECONDS = {"train_small_net": 400}  # the hidden cell's time: training takes seconds, more on a loaded machine
+
+
+def _test_labels() -> Any:
+    """The test labels, read here in the trusted process (never sent to the kernel); GradingError where the
+    grading machine has no Fashion-MNIST."""
+    from cnnlib.data import find_fashion_mnist, read_idx
+
+    files = find_fashion_mnist()
+    missing = [name for name, path in files.items() if path is None]
+    if missing:
+        core.fail("train_small_net could not be graded: Fashion-MNIST is not installed where the grader runs "
+                  f"(missing {', '.join(missing)}); the instructor must install it (apt-get install "
+                  "dataset-fashion-mnist, or set CNNLIB_DATA) and grade again")
+    return c.to(torch.from_numpy(read_idx(files["t10k-labels-idx1-ubyte.gz"]).copy()), dtype=torch.int64)
+
+
+def _budget_reason(name: str, out: dict) -> str | None:
+    """Why the run broke the training budget or the parameter budget, or None."""
+    budget = f"the budget is {MAX_BATCHES} batches ({MAX_BATCHES // -(-N_TRAIN // BATCH)} passes over train_iter)"
+    if out["over"]:
+        return f"{name} asked train_iter for more than {MAX_BATCHES} batches: {budget}; train no longer than that"
+    if out["steps"] > MAX_BATCHES:
+        return (f"{name} took {out['steps']} optimizer steps: {budget}, one step per batch; take no more "
+                f"steps than batches")
+    if not out["is_module"]:
+        return f"{name} returned {out['type']}; expected the trained net, a torch.nn.Module"
+    count = sum(math.prod(s) for s in out["shapes"])
+    if count > PARAM_BUDGET:
+        return f"{name} returned a net of {count:,} parameters; the budget is {PARAM_BUDGET:,}"
+    return None
+
+
+def _check_train_small_net(name: str, runner: Any) -> core.Credit:
+    core.require_callable(name, runner)
+    labels = _test_labels()
+    order = torch.randperm(HELD_OUT, generator=core.gen(core.seed(31, runner.secret)))  # a secret order
+    out = runner.ask("experiment", name, FORBIDDEN[name], n_train=N_TRAIN, batch_size=BATCH,
+                     max_batches=MAX_BATCHES, seed=core.seed(32, runner.secret), held_out=order)
+    if not isinstance(out, dict) or out.get("data"):
+        core.fail(f"{name} could not be graded: {out.get('data') if isinstance(out, dict) else 'no reply'}")
+    where = f"on train_iter ({N_TRAIN:,} training images in batches of {BATCH}, at most {MAX_BATCHES} batches)"
+    core.require_clean(name, core.Run.from_dict(out["run"]), where)
+    reason = _budget_reason(name, out)
+    if reason:
+        core.fail(reason)
+    done = core.Run.from_dict(out["predict"])
+    if done.error is not None:
+        core.fail(core.error_reason("the trained net", done, f"on the {HELD_OUT:,} test images, in eval mode"))
+    got = out["predicted"]
+    if type(got) is not torch.Tensor or core.shape(got) != (HELD_OUT,) or c.dtype_of(got) != torch.uint8:
+        core.fail(f"{name}'s net could not be scored: its predictions did not come back whole")
+    acc = sum(c.tolist(c.to(got, dtype=torch.int64) == labels[order])) / HELD_OUT
+    text = (f"{name}: accuracy {acc:.4f} on {HELD_OUT:,} held-out test images; {FLOOR:.2f} earns no point, "
+            f"{TARGET:.2f} all of them")
+    if acc <= FLOOR:
+        core.fail(text + f". Below the floor: a net that learns reaches {FLOOR:.2f} well within the budget")
+    return core.Credit(min(1.0, (acc - FLOOR) / (TARGET - FLOOR)), text)
+
+
 CHECKS = {
     "lenet": _check_lenet,
     "bn_redundant": core.answer_check("bn_redundant", ANSWERS, (0, 0)),
     "evaluate_accuracy": _check_evaluate_accuracy,
     "train_epoch": _check_train_epoch,
+    "train_small_net": _check_train_small_net,
 }

@@ -98,43 +98,61 @@ ASSIGNMENT_OF = types.MappingProxyType(dict(_DEFAULT.owner))
 FORBIDDEN_OF = types.MappingProxyType(dict(_DEFAULT.forbidden))
 
 
-def _reason(name: str, runner: runners.Runner, reg: Registry | None = None) -> str | None:
-    """Why the hidden checks registered as `name` fail through `runner`, or None when they pass."""
+def _reason(name: str, runner: runners.Runner, reg: Registry | None = None,
+            credit: list | None = None) -> str | None:
+    """Why the hidden checks registered as `name` fail through `runner`, or None when they pass; a
+    core.Credit the check returns (part of the points) is appended to `credit`."""
     reg = reg or _DEFAULT
     fn = reg.checks.get(name) if isinstance(name, str) else None
     if fn is None:
         return f"no hidden checks named {name!r}; known: {', '.join(reg.checks)}"
     try:
-        fn(name, runner)
+        got = fn(name, runner)
     except core.NotChecked:
         raise  # the value is checked when graded: a pre-submission check reports it as such
     except GradingError as e:
         return str(e)
+    if credit is not None and isinstance(got, core.Credit):
+        credit.append(got)
     return None
 
 
-def run_check(name: str, runner: runners.Runner, reg: Registry | None = None) -> None:
+def run_check(name: str, runner: runners.Runner, reg: Registry | None = None) -> core.Credit | None:
     """Run the hidden checks registered as `name` (in `reg`, default: this course's) through `runner`.
 
-    Returns None when every check passes; raises GradingError with the reason otherwise, and
-    core.NotChecked (a GradingError) when only an answer's form could be checked (no answers file).
+    Returns None when every check passes, or the core.Credit of a check that earns part of the points;
+    raises GradingError with the reason otherwise, and core.NotChecked (a GradingError) when only an
+    answer's form could be checked (no answers file).
     """
-    reason = _reason(name, runner, reg)
+    credit: list = []
+    reason = _reason(name, runner, reg, credit)
     if reason is not None:
         raise GradingError(reason) from None  # a fresh exception: a two-line traceback
+    return credit[0] if credit else None
 
 
-def check(name: str, obj: Any, secret: int | None = None) -> None:
+def cell_seconds(calls: list[str], reg: Registry | None = None) -> float:
+    """The time a hidden cell running the checks `calls` may take, where its checks module declares more
+    than the per-cell limit (SECONDS[name]: a check that trains a net); else 0."""
+    reg = reg or _DEFAULT
+    found = [float(getattr(m, "SECONDS", {}).get(name, 0)) for m in reg.modules for name in calls]
+    return max(found, default=0.0)
+
+
+def check(name: str, obj: Any, secret: int | None = None) -> core.Credit | None:
     """Run the hidden checks for the function (or class) `name` on `obj`, in this process."""
-    reason = _reason(name, runners.LocalRunner({name: obj}, secret))
+    credit: list = []
+    reason = _reason(name, runners.LocalRunner({name: obj}, secret), credit=credit)
     if reason is not None:
         raise GradingError(reason) from None
+    return credit[0] if credit else None
 
 
 # ---------------------------------------------------------------------------------------------
 _PUBLIC = {"check": check, "run_check": run_check, "registry": registry, "Registry": Registry,
            "GradingError": GradingError, "NotChecked": NotChecked, "TOLERANCES": TOLERANCES, "Tol": Tol,
-           "DTYPES": DTYPES, "CHECKS": CHECKS, "ASSIGNMENT_OF": ASSIGNMENT_OF, "FORBIDDEN_OF": FORBIDDEN_OF}
+           "DTYPES": DTYPES, "CHECKS": CHECKS, "ASSIGNMENT_OF": ASSIGNMENT_OF, "FORBIDDEN_OF": FORBIDDEN_OF,
+           "cell_seconds": cell_seconds}
 
 import cnngrader  # noqa: E402 (beside the lock it serves, the module's last step)
 

@@ -36,6 +36,14 @@ class GradingError(AssertionError):
     """A hidden test failed; the message says why, with one failing case small enough to check by hand."""
 
 
+class Credit(NamedTuple):
+    """What a check returns when it earns part of its cell's points: the fraction earned (0 < fraction <= 1)
+    and a line that says how it was computed. A check that returns None earns them all."""
+
+    fraction: float
+    text: str
+
+
 DTYPES = (torch.float32, torch.float64)
 DEVICES = tuple(c.devices_mod.devices())
 META = torch.device("meta")  # shapes and dtypes without data: device mistakes show on a CPU-only grader

@@ -47,7 +47,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, DottedObjectName, Float, Integer, Type, Unicode
 
-from cnngrader.pipeline import verdict
+from cnngrader.pipeline import credit, verdict
 from cnngrader.pipeline.kernel_client import GradingKernelClient
 
 LAUNCHER = str(Path(__file__).with_name("launch.py"))
@@ -357,12 +357,13 @@ class GradingExecute(Execute):
         the student's cells above it (what the kernel has run), not a helper redefined further down."""
         if self._secret is None:
             self._secret = self.secret if self.secret is not None else secrets.randbits(62)
-        self._cell_deadline = monotonic() + (self.timeout or 60)
+        self._cell_limit = credit.cell_limit(self.timeout or 60, calls, self.course_root or None)
+        self._cell_deadline = monotonic() + self._cell_limit
         self._cell_index = index
         everything = verdict.student_sources(self.nb, trusted)
         sources = [(i, s) for i, s in everything if i < index]
         cell.outputs = verdict.grade_cell(calls, self._send, self._secret, sources, self.course_root or None,
-                                          dict(self._hung), everything)
+                                          dict(self._hung), everything, credit.points_of(cell))
         cell.execution_count = None
 
     def _send(self, request: str) -> str:
@@ -431,7 +432,8 @@ class GradingExecute(Execute):
         if not await self._async_kernel_responds(self.unresponsive_grace):
             self._lost = "the kernel stopped responding after a timeout"
             await self._async_kill_kernel()
-        self._timeout_note = f"the hidden tests exceeded the {self.timeout} s limit per cell"
+        limit = getattr(self, "_cell_limit", self.timeout)  # the per-cell limit, or an experiment's longer one
+        self._timeout_note = f"the hidden tests exceeded the {limit:g} s limit per cell"
 
     def _notebook_names(self, index: int, trusted: set[str]) -> tuple[list, set[str]]:
         sources = verdict.student_sources(self.nb, trusted, before=index + 1)

@@ -843,6 +843,7 @@ def generate_feedback(cfg: Config, student: str, assignment: str) -> str | None:
     return None if result["success"] else (result.get("log", "") + "\n" + (result.get("error") or ""))
 
 
+PENDING = "submitted, manual grading pending"  # grades.csv's status while a cell waits for its grader
 GRADES_FIELDS = ["assignment", "duedate", "timestamp", "student_id", "last_name", "first_name", "email",
                  "raw_score", "late_submission_penalty", "score", "max_score", "status"]
 
@@ -859,8 +860,9 @@ def export_grades(cfg: Config, dest: str | Path | None = None) -> Path:
 
 def grade_rows(gb, students: Iterable[str] = (), assignments: Iterable[str] = ()) -> list[dict[str, str]]:
     """nbgrader's CSV export as rows (its columns, one row per assignment and student, sorted by
-    assignment then student) plus a status column, "submitted" or "missing". A missing submission
-    has empty scores, not nbgrader's 0.0; a submitted blank notebook scores 0. students,
+    assignment then student) plus a status column, "submitted", PENDING (a cell waits for a manual grade:
+    the score is the rest so far) or "missing". A missing submission has empty scores, not nbgrader's 0.0;
+    a submitted blank notebook scores 0. students,
     assignments: only these ids (default: all)."""
     students, assignments = set(students), set(assignments)
     subs = {(s.assignment.name, s.student.id): s for a in gb.assignments for s in a.submissions}
@@ -879,7 +881,7 @@ def grade_rows(gb, students: Iterable[str] = (), assignments: Iterable[str] = ()
             else:
                 row.update(timestamp=sub.timestamp, raw_score=sub.score,
                            late_submission_penalty=sub.late_submission_penalty or 0.0, score=final_score(sub),
-                           status="submitted")
+                           status=PENDING if sub.needs_manual_grade else "submitted")
             rows.append({k: "" if v is None else str(v) for k, v in row.items()})
     rows.sort(key=lambda r: (r["assignment"], r["student_id"]))
     return rows

@@ -130,6 +130,8 @@ def gradebook_overview(cfg: Config) -> dict[str, Any]:
                     "final": final_score(sub),
                     "timestamp": sub.timestamp, "seconds_late": float(sub.total_seconds_late or 0.0),
                     "cells": {(snb.name, g.name): float(g.score) for snb in sub.notebooks for g in snb.grades},
+                    "pending": {(snb.name, g.name) for snb in sub.notebooks for g in snb.grades
+                                if g.needs_manual_grade},
                 }
     out["students"].sort(key=lambda s: s["id"])
     out["assignments"].sort(key=lambda a: a["name"])
@@ -138,7 +140,8 @@ def gradebook_overview(cfg: Config) -> dict[str, Any]:
 
 def test_table(overview: dict[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
     """(columns, rows): one row per student, one column "assignment:cell" per hidden test cell
-    (the graded cells), each pass (full points), fail or missing (nothing handed in)."""
+    (the graded cells), each pass (full points), partial, fail, pending (waiting for a manual grade) or
+    missing (nothing handed in)."""
     columns = [f"{a['name']}:{cell}" for a in overview["assignments"] for _nb, cell, _pts in a["cells"]]
     rows = []
     for st in overview["students"]:
@@ -149,9 +152,18 @@ def test_table(overview: dict[str, Any]) -> tuple[list[str], list[dict[str, str]
                 if sub is None or (nb, cell) not in sub["cells"]:
                     row[f"{a['name']}:{cell}"] = MISSING
                 else:
-                    row[f"{a['name']}:{cell}"] = "pass" if sub["cells"][(nb, cell)] >= pts else "fail"
+                    row[f"{a['name']}:{cell}"] = cell_status(sub, (nb, cell), pts)
         rows.append(row)
     return columns, rows
+
+
+def cell_status(sub: dict[str, Any], key: tuple[str, str], points: float) -> str:
+    """A handed-in cell's status: pending while it waits for a manual grade (its score is not a 0), else
+    pass at full points, partial with some, fail with none."""
+    if key in sub.get("pending", ()):
+        return "pending"
+    score = sub["cells"][key]
+    return "pass" if score >= points else "partial" if score > 0 else "fail"
 
 
 # -- failure reasons, grouped ----------------------------------------------------------------

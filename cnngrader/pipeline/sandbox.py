@@ -48,6 +48,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from . import datasets
 from .safefiles import FileLimits, copy_tree
 
 INIT_SOURCE = Path(__file__).with_name("sandbox_init.py")
@@ -504,8 +505,10 @@ class Sandbox:
         args += ["--ro-bind", str(INIT_SOURCE), INIT_INSIDE]
         for dev in self.gpus:
             args += ["--dev-bind", dev, dev]
-        args += [*READ_ONLY_ROOT, "--clearenv"]
-        for key, value in self.env(env).items():
+        roots = ["/usr", ETC, sys.base_prefix, sys.prefix, *map(str, self.sources)]
+        data_args, data_env = datasets.sandbox_args(roots)  # Fashion-MNIST without its test labels
+        args += [*data_args, *READ_ONLY_ROOT, "--clearenv"]
+        for key, value in self.env({**data_env, **(env or {})}).items():
             args += ["--setenv", key, value]
         address_space = lim.memory_bytes if lim.address_space and not self.gpus else 0
         init = [sys.executable, "-I", "-S", INIT_INSIDE, f"--inbox={INBOX_INSIDE}", f"--dest={SUBMISSION}",

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import nbformat
 from nbformat.notebooknode import NotebookNode
 
+from cnngrader.pipeline import credit
 from cnngrader.pipeline.authoring import HIDDEN_MARKERS
 
 CHECK_IMPORT = "from cnngrader.grading import check"
@@ -165,11 +166,12 @@ def hung_reason(name: str, hung: str, why: str) -> str:
 
 def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, sources: list[tuple[int, str]],
                course_root: str | None = None, hung: dict[str, str] | None = None,
-               everything: list[tuple[int, str]] | None = None) -> list[NotebookNode]:
+               everything: list[tuple[int, str]] | None = None, points: float | None = None) -> list[NotebookNode]:
     """The outputs of a hidden test cell: its checks (those of the course in course_root, default
     find_root()), run through the kernel with `send`. `sources` are the student's cells above this one
     (where a route is looked for); `everything`, all of them (where tampering is; default `sources`);
-    `hung` maps the functions that timed out earlier to when: a check that would run one fails at once."""
+    `hung` maps the functions that timed out earlier to when: a check that would run one fails at once.
+    A check that earns part of the cell's `points` adds its score as the cell's result (credit.py)."""
     from cnngrader import grading
     from cnngrader.grading import core, scan
     from cnngrader.grading.runners import RemoteRunner
@@ -178,7 +180,7 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
     cells = scan.parse(sources)
     tamper = scan.tampering(cells if everything is None else scan.parse(everything))
     outputs: list[NotebookNode] = []
-    passed = []
+    passed, credits = [], []
     for name in calls:
         reason = None
         stuck = reaches(sources, {name}, hung or {})
@@ -188,8 +190,10 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
             reason = hung_reason(name, stuck, (hung or {})[stuck])
         else:
             route = _route_reason(name, cells, reg.forbidden.get(name))
-            reason = _checked(name, lambda: grading.run_check(name, RemoteRunner(send, secret), reg))
+            got: list = []
+            reason = _checked(name, lambda: got.append(grading.run_check(name, RemoteRunner(send, secret), reg)))
             reason = core.route_and_values(route, reason)
+            credits += [g for g in got if g is not None] if reason is None else []
         if reason is None:
             passed.append(name)
         else:
@@ -199,6 +203,7 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
     if not outputs:
         outputs.append(nbformat.v4.new_output("stream", name="stdout",
                                               text="".join(f"hidden tests of {n}: passed\n" for n in passed)))
+        outputs += credit.outputs(credits, points)
     return outputs
 
 

@@ -1,0 +1,58 @@
+"""What the grading sandbox sees of Fashion-MNIST: the training images and labels and the test images,
+never the test labels, which the trusted process keeps to score held-out predictions.
+
+A grading kernel finds the dataset through cnnlib.data's usual search: the verified copies found on the
+host (wherever they are: Debian's /usr/share/datasets/fashion-mnist, $CNNLIB_DATA, the user cache) are
+bound read-only into DATA_INSIDE, which the kernel's $CNNLIB_DATA names. The test labels are not bound
+there, and every copy of them the sandbox could otherwise reach through its binds of the system folders
+has /dev/null bound over it, so a notebook cell cannot read them.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from os import environ
+from pathlib import Path
+
+DATA_INSIDE = "/run/cnngrader-data"
+HIDDEN = ("t10k-labels-idx1-ubyte.gz",)  # read only by the trusted process
+
+
+def host_files() -> dict[str, Path]:
+    """The verified Fashion-MNIST files the host has (name -> path), found without downloading; verified
+    once per process and per setting of cnnlib.data's environment variables."""
+    from cnnlib.data import CHECKSUMS_ENV, SYSTEM_DATA_ENV
+
+    return dict(_verified(*(environ.get(k, "") for k in ("CNNLIB_DATA", SYSTEM_DATA_ENV, CHECKSUMS_ENV))))
+
+
+@lru_cache(maxsize=4)
+def _verified(*_settings: str) -> tuple[tuple[str, Path], ...]:
+    from cnnlib.data import find_fashion_mnist
+
+    return tuple((name, path) for name, path in find_fashion_mnist().items() if path is not None)
+
+
+def visible_copies(roots: list[str]) -> list[str]:
+    """The copies of the hidden files the sandbox would reach through its binds (`roots`): those in the
+    folders cnnlib.data searches (Debian's, which /usr brings in, above all) that lie under one of them."""
+    from cnnlib.data import SYSTEM_DATA_DIR, search_dirs
+
+    found = []
+    for folder in dict.fromkeys([*search_dirs(), SYSTEM_DATA_DIR]):
+        for name in HIDDEN:
+            path = Path(folder) / name
+            if path.exists() and any(path.is_relative_to(root) for root in roots):
+                found.append(str(path))
+    return found
+
+
+def sandbox_args(roots: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(bwrap arguments, environment) that give a sandbox whose read-only binds are `roots` the dataset
+    without its test labels."""
+    args: list[str] = []
+    for path in visible_copies(roots):
+        args += ["--ro-bind", "/dev/null", path]
+    files = {name: path for name, path in host_files().items() if name not in HIDDEN}
+    for name, path in sorted(files.items()):
+        args += ["--ro-bind", str(path), f"{DATA_INSIDE}/{name}"]
+    return args, ({"CNNLIB_DATA": DATA_INSIDE} if files else {})
