@@ -93,14 +93,16 @@ def test_lenet_page_names_its_dataset_and_hides_the_choice(book):
 
 @pytest.mark.slow
 def test_build_says_which_dataset_the_lenet_chapter_used(book):
+    """Chapters 3-5 show Fashion-MNIST images and chapter 6 trains on them: the build names the data of each."""
     html_dir, log = book
     lines = (html_dir.parent / "datasets.txt").read_text(encoding="utf-8").splitlines()
     what, _ = cnnlib.data.data_source()
+    data_chapters = ["book/03_padding_stride", "book/04_channels", "book/05_pooling", "book/06_lenet"]
     if what.startswith("Fashion-MNIST from"):
-        assert lines == [f"book/06_lenet used {what}"]
+        assert lines == [f"{doc} used {what}" for doc in data_chapters]
     else:
-        assert lines[0] == f"book/06_lenet used {cnnlib.data.DIGITS_FALLBACK}"
-        assert lines[1].startswith("NOTICE: book/06_lenet fell back to the bundled digits.") and len(lines) == 2
+        assert lines[:-1] == [f"{doc} used {cnnlib.data.DIGITS_FALLBACK}" for doc in data_chapters]
+        assert lines[-1].startswith(f"NOTICE: {', '.join(data_chapters)} fell back to the bundled digits.")
     assert all(line in log for line in lines)
 
 
@@ -307,6 +309,111 @@ def test_no_solution_or_hidden_test_in_the_book(book):
                 leaks.append(f"{page.relative_to(html_dir)}: {line!r}")
     assert not leaks, "solution content in the built book:\n" + "\n".join(leaks[:50])
     assert not (html_dir / "solutions").exists()
+
+
+# --- self-checks: no answer in the book, every private answer passes its check ------------------
+
+ANSWERS_FILE = ROOT / "instructors" / "self_check_answers.toml"
+QUESTION = re.compile(r"^\*\*(\d+\.\d+)\*\*", flags=re.M)
+ANSWER_CELL = re.compile(r"```\{code-cell\} ipython3\n(answer = [^\n]*)\n```")
+
+
+def self_check_answers() -> dict[str, dict[str, str]]:
+    import tomllib
+
+    return tomllib.loads(ANSWERS_FILE.read_text(encoding="utf-8"))
+
+
+def chapter_questions(chapter: str) -> list[str]:
+    text = (ROOT / "book" / f"{chapter}.md").read_text(encoding="utf-8")
+    return QUESTION.findall(text.split("## Check your understanding", 1)[1])
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_self_check_answer_cells_hold_no_answer(chapter):
+    """Every answer cell of the published chapter is `answer = ...`, one per question, each with a
+    private answer; the page says that it holds no answers."""
+    text = (ROOT / "book" / f"{chapter}.md").read_text(encoding="utf-8")
+    quiz = text.split("## Check your understanding", 1)[1]
+    questions = chapter_questions(chapter)
+    cells = ANSWER_CELL.findall(quiz)
+    assert len(questions) >= 4 and len(cells) == len(questions), (questions, cells)
+    assert all(re.fullmatch(r"answer = \.\.\.(  #.*)?", cell) for cell in cells), cells
+    assert "hide-input" not in quiz.split("## Summary", 1)[0]
+    assert "This page holds no answers" in quiz
+    answers = self_check_answers()
+    assert set(questions) <= set(answers), set(questions) - set(answers)
+    for q in questions:
+        assert quiz.count(f'quiz.check("{q}"') == 1, q
+
+
+def test_self_check_answers_are_private_and_cover_the_book():
+    answers = self_check_answers()
+    asked = [q for chapter in CHAPTERS for q in chapter_questions(chapter)]
+    assert sorted(answers) == sorted(asked) and len(asked) == len(set(asked))
+    assert all(entry["answer"].strip() not in ("", "...") for entry in answers.values())
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import publish
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    # tools/publish.py never copies this file, and refuses a copy that holds one like it.
+    assert any(Path(ANSWERS_FILE.name).match(pattern) for pattern in publish.NEVER)
+
+
+@pytest.mark.parametrize("chapter, topics", [
+    ("02_cross_correlation", ("Two convolutions are one", "A second derivative")),
+    ("05_pooling", ("Average pooling is a convolution", "Max pooling is not")),
+])
+def test_open_exercises_come_before_the_summary(chapter, topics):
+    text = (ROOT / "book" / f"{chapter}.md").read_text(encoding="utf-8")
+    exercises = text.split("## Exercises", 1)[1].split("## Summary", 1)[0]
+    assert len(re.findall(r"^\d+\. \*\*", exercises, flags=re.M)) >= 3
+    assert all(f"**{topic}.**" in exercises for topic in topics)
+    assert "```" not in exercises  # open questions: no code, no answer
+
+
+@pytest.mark.slow
+def test_book_pages_show_no_self_check_answer(book):
+    """The built pages hold no answer: each check printed `not answered yet`, and no private answer
+    appears in an answer cell."""
+    html_dir, _ = book
+    answers = self_check_answers()
+    for chapter in CHAPTERS:
+        text = html_text(html_dir / "book" / f"{chapter}.html")
+        for q in chapter_questions(chapter):
+            assert f"{q}: not answered yet" in text, (chapter, q)
+            assert f"answer = {answers[q]['answer']}" not in text, (chapter, q)
+        assert text.count("answer = ...") == len(chapter_questions(chapter))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_private_answers_pass_the_chapters_checks(chapter):
+    """Each chapter runs with the instructors' answers in place of `...`, and every check prints
+    `correct`. Chapter 6's checks need only its imports, so its training is skipped."""
+    import jupytext
+    from nbclient import NotebookClient
+
+    answers = self_check_answers()
+    nb = jupytext.read(ROOT / "book" / f"{chapter}.md")
+    quiz_start = next(i for i, c in enumerate(nb.cells) if "## Check your understanding" in c.source)
+    if chapter == "06_lenet":
+        nb.cells = nb.cells[:2] + nb.cells[quiz_start:]  # the title and the imports, then the questions
+    question = None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and (m := QUESTION.search(cell.source)):
+            question = m.group(1)
+        elif cell.cell_type == "code" and cell.source.startswith("answer = ..."):
+            cell.source = f"answer = {answers[question]['answer']}"
+        if cell.cell_type == "code":
+            cell.source = cell.source.replace("%matplotlib inline", "")
+    NotebookClient(nb, timeout=900, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "book")}}).execute()
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                      if o.get("output_type") == "stream")
+    for q in chapter_questions(chapter):
+        assert f"{q}: correct" in printed, (q, [line for line in printed.splitlines() if line.startswith(q)])
 
 
 # --- the chapters' sources -------------------------------------------------------------------
