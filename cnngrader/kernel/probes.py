@@ -81,6 +81,8 @@ def value(obj: Any, policy: Policy) -> dict:
 
 def call(obj: Any, policy: Policy, args: list, kwargs: dict, seed: int | None = None, count: bool = False) -> dict:
     """obj(*args, **kwargs) once; with count, also the operators it dispatched and the calls it made."""
+    if count is True:
+        import torch._dynamo  # noqa: F401 - what a dispatch mode's first use imports, outside the guard (kernels have it)
     with full_float32(), seeded(seed):
         return run_dict(invoke(policy, lambda: obj(*args, **kwargs), encode_untrusted, count=count is True))
 
