@@ -38,7 +38,12 @@ A2, A4 = "02_cross_correlation", "04_channels"
 ONE = "corr2d_multi_in_out_1x1"
 SCIPY = "import importlib\n_signal = importlib.import_module('scipy.' + 'sig' + 'nal')\n"
 
-# (assignment, grade id, source, cells scored 0: every other cell keeps full marks; the words its reason holds)
+# A corr2d in NumPy has no gradient: the cells that train through it (the Conv2D layer, learn_kernel) fail for
+# that reason, whatever corr2d's own score; and convolve2d, which calls corr2d, inherits a shortcut in it.
+NO_GRAD = {"hidden_Conv2D": 0, "hidden_learn_kernel": 0}
+SCIPY_ZEROS = {"hidden_corr2d": 0, "hidden_convolve2d": 0, **NO_GRAD}
+
+# (assignment, grade id, source, the cells scored 0 (every other keeps full marks), the words its reason holds)
 SHORTCUTS = {
     "chapter_pixel_loop": (A2, "corr2d", """
 def corr2d(X, K):
@@ -48,13 +53,13 @@ def corr2d(X, K):
         for j in range(Y.shape[1]):
             Y[i, j] = (X[i:i + h, j:j + w] * K).sum()
     return Y
-""", "hidden_corr2d", "so it loops over the output's pixels or rows"),
+""", {"hidden_corr2d": 0}, "so it loops over the output's pixels or rows"),
     "row_loop": (A2, "corr2d", """
 def corr2d(X, K):
     kh, kw = K.shape
     return torch.stack([torch.einsum("ajb,ab->j", X[i:i + kh].unfold(1, kw, 1), K)
                         for i in range(X.shape[0] - kh + 1)])
-""", "hidden_corr2d", "so it loops over the output's pixels or rows"),
+""", {"hidden_corr2d": 0}, "so it loops over the output's pixels or rows"),
     "numpy_pixel_loop": (A2, "corr2d", """
 import numpy as np
 def corr2d(X, K):
@@ -64,38 +69,38 @@ def corr2d(X, K):
         for j in range(y.shape[1]):
             y[i, j] = np.sum(x[i:i + k.shape[0], j:j + k.shape[1]] * k)
     return torch.from_numpy(y).to(X.device)
-""", "hidden_corr2d", "so it loops over the output's pixels or rows"),
+""", {"hidden_corr2d": 0, **NO_GRAD}, "so it loops over the output's pixels or rows"),
     "scipy_fftconvolve": (A2, "corr2d", SCIPY + """
 def corr2d(X, K):
     k = K.detach().cpu().numpy()[::-1, ::-1]
     y = getattr(_signal, "fft" + "convolve")(X.detach().cpu().numpy(), k, mode="valid")
     return torch.from_numpy(y.copy()).to(X.device)
-""", "hidden_corr2d", "scipy.signal._signaltools.fftconvolve"),
+""", SCIPY_ZEROS, "scipy.signal._signaltools.fftconvolve"),
     "scipy_correlate_fft": (A2, "corr2d", SCIPY + """
 def corr2d(X, K):
     y = getattr(_signal, "corr" + "elate")(X.detach().cpu().numpy(), K.detach().cpu().numpy(), mode="valid",
                                             method="fft")
     return torch.from_numpy(y.copy()).to(X.device)
-""", "hidden_corr2d", "scipy.signal"),
+""", SCIPY_ZEROS, "scipy.signal"),
     "one_by_one_via_multi_in_out": (A4, ONE, """
 def corr2d_multi_in_out_1x1(X, K):
     return corr2d_multi_in_out(X, K)
-""", f"hidden_{ONE}", "so it loops over the channels or the pixels"),
+""", {f"hidden_{ONE}": 0}, "so it loops over the channels or the pixels"),
     "one_by_one_channel_loop": (A4, ONE, """
 def corr2d_multi_in_out_1x1(X, K):
     C, H, W = X.shape
     return torch.stack([(k.reshape(1, C) @ X.reshape(C, H * W)).reshape(H, W) for k in K])
-""", f"hidden_{ONE}", "so it loops over the channels or the pixels"),
+""", {f"hidden_{ONE}": 0}, "so it loops over the channels or the pixels"),
     "one_by_one_two_products": (A4, ONE, """
 def corr2d_multi_in_out_1x1(X, K):
     C, H, W = X.shape
     h = C // 2
     K2, X2 = K.reshape(K.shape[0], C), X.reshape(C, H * W)
     return (K2[:, :h] @ X2[:h] + K2[:, h:] @ X2[h:]).reshape(K.shape[0], H, W)
-""", f"hidden_{ONE}", "the task asks for one matrix product"),
+""", {f"hidden_{ONE}": 0}, "the task asks for one matrix product"),
 }
 
-# Correct code in many styles: full marks. (assignment, grade id, source)
+# Correct code in many styles: full marks (NumPy's: on corr2d, see NO_GRAD). (assignment, grade id, source[, zeros])
 HONEST = {
     "as_strided_einsum": (A2, "corr2d", """
 def corr2d(X, K):
@@ -133,14 +138,14 @@ def corr2d(X, K):
         for b in range(k.shape[1]):
             y += x[a:a + Ho, b:b + Wo] * k[a, b]
     return torch.from_numpy(y).to(X.device)
-"""),
+""", NO_GRAD),
     "numpy_sliding_windows": (A2, "corr2d", """
 import numpy as np
 def corr2d(X, K):
     x, k = X.detach().cpu().numpy(), K.detach().cpu().numpy()
     windows = np.lib.stride_tricks.sliding_window_view(x, k.shape)
     return torch.from_numpy(np.einsum("ijab,ab->ij", windows, k)).to(X.device)
-"""),
+""", NO_GRAD),
     "torch_fft": (A2, "corr2d", """
 def corr2d(X, K):
     H, W = X.shape
@@ -180,10 +185,10 @@ def batch(tmp_path_factory):
     course = load_course(REPO)
     base = {aid: solution_submission(aid, root / "release", course) for aid in (A2, A4)}
     subs, fair = {}, {}
-    for sid, (aid, gid, source, zero, _) in SHORTCUTS.items():
-        subs[sid], fair[sid] = {aid: with_cells(base[aid], **{gid: source})}, {zero: 0}
-    for sid, (aid, gid, source) in HONEST.items():
-        subs[sid], fair[sid] = {aid: with_cells(base[aid], **{gid: source})}, {}
+    for sid, (aid, gid, source, zeros, _) in SHORTCUTS.items():
+        subs[sid], fair[sid] = {aid: with_cells(base[aid], **{gid: source})}, zeros
+    for sid, (aid, gid, source, *zeros) in HONEST.items():
+        subs[sid], fair[sid] = {aid: with_cells(base[aid], **{gid: source})}, (zeros or [{}])[0]
     subs["zz_solution_a4"], fair["zz_solution_a4"] = {A4: base[A4]}, {}
     write_submissions(root, subs)
     (root / "submitted" / "nb_deep_metadata" / A2).mkdir(parents=True)
@@ -241,3 +246,9 @@ def test_a_damaged_notebook_is_graded_with_a_note_in_its_feedback(batch, student
     pages = list((batch.root / "feedback" / student / A2).glob("*.html"))
     assert pages and words in pages[0].read_text(encoding="utf-8")
     assert not [f for f in batch.result.failures if f.startswith(f"{student}/")]
+
+
+def test_a_numpy_corr2d_keeps_its_marks_and_its_layer_fails_for_the_gradient(batch):
+    _, text = _outputs(batch, "numpy_kernel_loop")
+    assert "Conv2D.forward returned a tensor without a gradient" in text
+    assert "loops over" not in text and "called" not in text
