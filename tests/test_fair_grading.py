@@ -39,9 +39,9 @@ def corr2d_zeros_without_device(X, K):
 def corr2d_item(X, K):
     h, w = K.shape
     Y = X.new_zeros((X.shape[0] - h + 1, X.shape[1] - w + 1))
-    for i in range(Y.shape[0]):
-        for j in range(Y.shape[1]):
-            Y[i, j] = (X[i:i + h, j:j + w] * K).sum().item()  # needs data: inconclusive on meta
+    for a in range(h):
+        for b in range(w):
+            Y += X[a:a + Y.shape[0], b:b + Y.shape[1]] * K[a, b].item()  # needs data: inconclusive on meta
     return Y
 
 
@@ -96,9 +96,9 @@ def test_code_that_needs_data_is_inconclusive_on_meta_not_a_failure():
     def corr2d_numpy(X, K):  # right values on the CPU; NumPy has no meta tensors
         x, k = X.detach().numpy(), K.detach().numpy()
         h, w = k.shape
-        out = np.array([[(x[i:i + h, j:j + w] * k).sum() for j in range(x.shape[1] - w + 1)]
-                        for i in range(x.shape[0] - h + 1)])
-        return torch.from_numpy(out).to(X.dtype)
+        Ho, Wo = x.shape[0] - h + 1, x.shape[1] - w + 1
+        out = sum(x[a:a + Ho, b:b + Wo] * k[a, b] for a in range(h) for b in range(w))
+        return torch.from_numpy(np.asarray(out)).to(X.dtype)
 
     if torch.cuda.device_count() == 0:  # on a GPU it leaves the device, and fails there
         grading.check("corr2d", corr2d_numpy)

@@ -55,12 +55,12 @@ def _reason(name: str, fn) -> str:
 
 
 # --- student-style implementations -----------------------------------------------------------
-def corr2d_loop(X, K):
+def corr2d_loop(X, K):  # a loop over the kernel's entries (A2 refuses a loop over the output)
     h, w = K.shape
     Y = X.new_zeros((X.shape[0] - h + 1, X.shape[1] - w + 1))
-    for i in range(Y.shape[0]):
-        for j in range(Y.shape[1]):
-            Y[i, j] = (X[i : i + h, j : j + w] * K).sum()
+    for a in range(h):
+        for b in range(w):
+            Y += X[a : a + Y.shape[0], b : b + Y.shape[1]] * K[a, b]
     return Y
 
 

@@ -60,9 +60,9 @@ CORR2D_VECTORIZED = '''def corr2d(X, K):
 CORR2D_LOOP = '''def corr2d(X, K):
     h, w = K.shape
     Y = X.new_zeros(({rows}, {cols}))
-    for i in range(Y.shape[0]):
-        for j in range(Y.shape[1]):
-            Y[i, j] = ({x}[i:i + h, j:j + w] * {k}).sum()
+    for a in range(h):
+        for b in range(w):
+            Y += {x}[a:a + Y.shape[0], b:b + Y.shape[1]] * {k}[a, b]
     return Y
 '''
 

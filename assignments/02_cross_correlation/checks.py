@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import torch
 
-from cnngrader.grading import core
+from cnngrader.grading import behaviour, core
 from cnngrader.kernel import captured as c
 
 REFERENCES = {
@@ -191,8 +191,18 @@ def _check_learn_kernel(name: str, runner: Any) -> None:
 
 ANSWERS = core.answers(__file__)  # the conceptual question's answer: a secret file, absent in students' copies
 
+def _corr2d_sizes(runner: Any) -> behaviour.Sizes:
+    """A 4x4 and a 16x16 input with the same 2x2 kernel: 9 output pixels against 225."""
+    K = behaviour.drawn((2, 2), runner, 21)
+    small, large = behaviour.drawn((4, 4), runner, 22), behaviour.drawn((16, 16), runner, 23)
+    return behaviour.Sizes((small, K), (large, K), "X (4, 4)", "X (16, 16)", "the same (2, 2) kernel",
+                           "the output's pixels or rows")
+
+
 CHECKS = {
-    "corr2d": core.simple_check(CASES["corr2d"], FORBIDDEN["corr2d"]),
+    # The task asks for no loop over the output: the work may grow with the kernel, not with the output.
+    "corr2d": behaviour.no_loop(core.simple_check(CASES["corr2d"], FORBIDDEN["corr2d"]), _corr2d_sizes,
+                                FORBIDDEN["corr2d"], allowed=" (a loop over the kernel's entries is fine)"),
     "Conv2D": _check_conv2d_layer,
     "convolve2d": core.simple_check(CASES["convolve2d"], FORBIDDEN["convolve2d"]),
     "learn_kernel": _check_learn_kernel,

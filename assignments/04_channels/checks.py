@@ -1,5 +1,7 @@
 """Hidden tests of assignment 04_channels: correlation over several input and output channels, and 1x1."""
-from cnngrader.grading import core
+from typing import Any
+
+from cnngrader.grading import behaviour, core
 from cnngrader.kernel import captured as c
 
 REFERENCES = {
@@ -47,5 +49,18 @@ CASES = {
 
 ANSWERS = core.answers(__file__)  # the conceptual question's answer: a secret file, absent in students' copies
 
+
+
+def _one_by_one_sizes(runner: Any) -> behaviour.Sizes:
+    """1 channel in and out on a 2x2 map, against 4 in and 5 out on 8x8: 4 outputs against 320."""
+    small = (behaviour.drawn((1, 2, 2), runner, 31), behaviour.drawn((1, 1, 1, 1), runner, 32))
+    large = (behaviour.drawn((4, 8, 8), runner, 33), behaviour.drawn((5, 4, 1, 1), runner, 34))
+    return behaviour.Sizes(small, large, "X (1, 2, 2) and K (1, 1, 1, 1)", "X (4, 8, 8) and K (5, 4, 1, 1)",
+                           "a 1x1 kernel", "the channels or the pixels")
+
+
 CHECKS = {name: core.simple_check(CASES[name], FORBIDDEN[name]) for name in REFERENCES}
+# The task asks for one matrix product and no loop.
+CHECKS["corr2d_multi_in_out_1x1"] = behaviour.no_loop(CHECKS["corr2d_multi_in_out_1x1"], _one_by_one_sizes,
+                                                      FORBIDDEN["corr2d_multi_in_out_1x1"], max_matmuls=1)
 CHECKS["one_by_one_cost"] = core.answer_check("one_by_one_cost", ANSWERS, (0, 0))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from cnngrader.course import Course, CourseError, load_course
-from cnngrader.grading import core, runners
+from cnngrader.grading import behaviour, core, runners
 from cnngrader.grading.core import DTYPES, GradingError, NotChecked
 from cnngrader.kernel import lock
 from cnngrader.tolerances import TOLERANCES, Tol
@@ -157,6 +157,6 @@ _PUBLIC = {"check": check, "run_check": run_check, "registry": registry, "Regist
 import cnngrader  # noqa: E402 (beside the lock it serves, the module's last step)
 
 lock.guard(cnngrader, "grading", sys.modules[__name__])
-for _module in (core, runners):
+for _module in (behaviour, core, runners):
     lock.lock(_module)
 lock.lock(sys.modules[__name__], _PUBLIC)

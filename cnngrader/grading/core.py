@@ -59,7 +59,9 @@ class Forbidden(NamedTuple):
 def forbid(attrs: list[str], extra: list[str] = (), aten: list[str] = (), static: list[str] = ()) -> Forbidden:
     """Tripwires for the dotted names `attrs`; `extra` C functions are only watched, never replaced;
     `aten` operators are blocked at the dispatcher; the static scan refuses all of them and `static`."""
-    policy = Policy(tuple(attrs), tuple(extra), tuple(aten))
+    # Python packages named in `static` (scipy.signal) are also watched by the modules their code belongs to.
+    modules = tuple(s for s in static if not s.startswith(("torch", "cnnlib", "numpy")))
+    policy = Policy(tuple(attrs), tuple(extra), tuple(aten), modules)
     return Forbidden(policy, tuple(dict.fromkeys([*attrs, *extra, *static])))
 
 
@@ -149,6 +151,7 @@ class Run(NamedTuple):
     shortcuts: list
     warned: list
     tampered: bool
+    counts: Any = None  # a counted call's work, as sent (cnngrader.grading.behaviour reads it)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Run":
@@ -156,7 +159,7 @@ class Run(NamedTuple):
         error = None if e is None else RemoteError(str(e.get("type", "?")), str(e.get("message", "")),
                                                    e.get("not_implemented") is True)
         return cls(d.get("value"), error, str(d.get("where", "")), [str(s) for s in d.get("shortcuts", [])],
-                   [str(w) for w in d.get("warned", [])], d.get("tampered") is True)
+                   [str(w) for w in d.get("warned", [])], d.get("tampered") is True, d.get("counts"))
 
 
 # ---------------------------------------------------------------------------------------------

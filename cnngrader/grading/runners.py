@@ -33,8 +33,11 @@ class Runner:
         """{"kind": "missing" or "value", "value": the name's value as plain data (else an Opaque)}."""
         return self.ask("value", name, None)
 
-    def call(self, name: str, forbidden: Forbidden, args: list, kwargs: dict, seed: int | None = None) -> Run:
-        return Run.from_dict(self.ask("call", name, forbidden, args=args, kwargs=kwargs, seed=seed))
+    def call(self, name: str, forbidden: Forbidden, args: list, kwargs: dict, seed: int | None = None,
+             count: bool = False) -> Run:
+        """One call; with count, Run.counts holds the operators it dispatched and the calls it made."""
+        more = {"count": True} if count else {}
+        return Run.from_dict(self.ask("call", name, forbidden, args=args, kwargs=kwargs, seed=seed, **more))
 
     def call_meta(self, name: str, forbidden: Forbidden, args: list, kwargs: dict) -> tuple[Run, list]:
         """A call with the tensors on the meta device: its Run, and [operator, device] where a meta tensor

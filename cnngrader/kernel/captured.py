@@ -23,6 +23,7 @@ import types
 import warnings
 
 import torch
+import torch.utils._python_dispatch
 from torch import nn
 
 import cnnlib
@@ -112,6 +113,8 @@ json_encoder = json.encoder.c_make_encoder(None, None, json.encoder.encode_bases
 join = "".join
 no_torch_function = torch._C.DisableTorchFunction
 no_torch_dispatch = torch._C._DisableTorchDispatch
+TorchDispatchMode = torch.utils._python_dispatch.TorchDispatchMode
+dispatch_mode_stack = torch.utils._python_dispatch._get_current_dispatch_mode_stack
 # An obscure aten operator the guard registers too, and calls to check that its block is still armed.
 canary_op = torch.ops.aten._test_check_tensor.default._op
 canary_name = "_test_check_tensor"

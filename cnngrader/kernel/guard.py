@@ -41,16 +41,30 @@ class _Frozen(type):
         raise AttributeError("the grader is read-only")
 
 
+class _SealedMode(type(c.TorchDispatchMode)):
+    """A dispatch mode's class that is read-only once sealed (TorchDispatchMode's own set-up writes to it first)."""
+
+    def __setattr__(cls, name, value):
+        if "_sealed" in cls.__dict__:
+            raise AttributeError("the grader is read-only")
+        super().__setattr__(name, value)
+
+    def __delattr__(cls, name):
+        raise AttributeError("the grader is read-only")
+
+
 class _PolicyFields(NamedTuple):
     replace: tuple[str, ...] = ()
     watch: tuple[str, ...] = ()
     aten: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()  # packages ("scipy.signal") none of whose Python code may run
 
 
 class Policy(_PolicyFields, metaclass=_Frozen):
     """What a function may not use. `aten` holds operator names ("convolution", "conv2d.padding",
     "mkldnn::_convolution_pointwise") and name patterns ("re:<regex>", matched against every
-    "namespace::name.overload" of PyTorch's operator registry)."""
+    "namespace::name.overload" of PyTorch's operator registry). `modules` names packages: a call
+    into any of their Python functions is recorded, whatever name or alias reached it."""
 
     __slots__ = ()
     _fields = _PolicyFields._fields
@@ -317,6 +331,7 @@ class Run(NamedTuple):
     tampered: bool
     plain: Any = None  # finish(value), made while the guard was still armed
     message: str = ""  # str(error), read while the guard was still armed
+    counts: Any = None  # with count=True: {"ops": {operator: n}, "calls": n made by the student's code}
 
 
 def _message(e: BaseException) -> str:
@@ -351,14 +366,32 @@ def _call(thunk: Callable[[], Any], finish: Callable[[Any], Any] | None) -> tupl
     return value, error, where, message, plain
 
 
-def _hook(codes: dict, builtins: dict, calls: list) -> Callable:
-    """A profile hook that records each call of a watched function (by code object, or by id for a builtin)."""
+def _hook(codes: dict, builtins: dict, calls: list, modules: tuple = (), tally: list | None = None) -> Callable:
+    """A profile hook that records each call of a watched function (by code object, or by id for a
+    builtin), and each entry into a package of `modules` (by the module its code belongs to). With a
+    tally, it also counts the calls that the student's own code makes (tally[0])."""
+    entry: dict = {}  # code object -> its package of `modules`, or ""
+
+    def package(frame) -> str:
+        code = frame.f_code
+        if code not in entry:
+            name = frame.f_globals.get("__name__")
+            name = name if type(name) is str else ""
+            entry[code] = next((m for m in modules if name == m or name.startswith(m + ".")), "")
+        return entry[code]
 
     def hook(frame, event, arg):
         if event == "call":
             label = codes.get(frame.f_code)
+            if (label is None and modules and package(frame) and frame.f_code.co_name != "<module>"
+                    and (frame.f_back is None or package(frame.f_back) != package(frame))):
+                label = f"{frame.f_globals.get('__name__')}.{frame.f_code.co_name}"
+            if tally is not None and frame.f_back is not None and _is_student_code(frame.f_back.f_code):
+                tally[0] += 1
         elif event == "c_call":
             label = builtins.get(id(arg))
+            if tally is not None and _is_student_code(frame.f_code):
+                tally[0] += 1
         else:
             return
         if label is not None:
@@ -367,21 +400,75 @@ def _hook(codes: dict, builtins: dict, calls: list) -> Callable:
     return hook
 
 
-def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any] | None = None) -> Run:
+_STUDENT_CODE: dict = {}  # code object -> whether it is the student's (not the grader's, a library's or Python's)
+
+
+def _is_student_code(code) -> bool:
+    found = _STUDENT_CODE.get(code)
+    if found is None:
+        path = os.path.normcase(code.co_filename)
+        found = not (_is_grader_file(code.co_filename) or path.startswith(_STDLIB_DIR) or path.startswith("<frozen"))
+        if len(_STUDENT_CODE) > 100_000:
+            _STUDENT_CODE.clear()
+        _STUDENT_CODE[code] = found
+    return found
+
+
+def _counting(thunk: Callable[[], Any], ops: dict, state: list) -> Callable[[], Any]:
+    """thunk, run under a dispatch mode that counts each PyTorch operator it dispatches (ops: name ->
+    count); state[0] becomes False when the mode was gone from the stack by the end (code of the
+    student's popped it)."""
+    mode = _OpCounter(ops)
+
+    def run():
+        with mode:
+            try:
+                return thunk()
+            finally:
+                state[0] = any(m is mode for m in c.dispatch_mode_stack())
+
+    return run
+
+
+class _OpCounter(c.TorchDispatchMode, metaclass=_SealedMode):
+    """Counts the operators dispatched while it is on the stack, by name ("mul", "mm")."""
+
+    def __init__(self, ops: dict) -> None:
+        super().__init__()
+        self._count = ops
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(getattr(func, "__name__", "?")).split(".")[0]
+        self._count[name] = self._count.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+_OpCounter._sealed = True
+
+
+def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any] | None = None,
+           count: bool = False) -> Run:
     """Run thunk() with the policy armed, warnings and output captured. Its value is passed to
     finish() (serialisation), its error and warnings are read, and the dispatcher block is checked,
     all before anything is disarmed: code of the student's that runs then (a __str__, a patched
-    encoder, a torch function mode) meets the same guard."""
+    encoder, a torch function mode) meets the same guard. With count, the run also counts the
+    operators dispatched and the calls the student's code makes (Run.counts), for the trusted side
+    to judge how the work grows with the input."""
     calls: list = []
     seen: list = []
     armed = _arm(policy)
     strict = bool(policy.replace or policy.aten)
-    hook = _hook(armed.codes, {**_SPAWN_IDS, **armed.builtins} if strict else armed.builtins, calls)
+    tally, ops, intact = ([0], {}, [True]) if count else (None, None, [True])
+    hook = _hook(armed.codes, {**_SPAWN_IDS, **armed.builtins} if strict else armed.builtins, calls,
+                 policy.modules, tally)
+    if count:
+        thunk = _counting(thunk, ops, intact)
     saved = []
     value, error, where, plain, message = None, None, "", None, ""
     previous = c.getprofile()
     buffer = c.StringIO()
     tampered = False
+    watch = False
     libs: list = []
     stopped: list = []
     warnings_text: list = []
@@ -408,7 +495,7 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
             if strict:
                 calls.extend(_thaw(stopped))
                 stopped = []
-            if not _still_armed(libs, seen):
+            if not _still_armed(libs, seen) or not intact[0]:
                 tampered = True
         finally:
             _thaw(stopped)
@@ -416,7 +503,9 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
                 lib.reset()
             for owner, name, obj in reversed(saved):
                 set_attr(owner, name, obj)
-    return Run(value, error, where, calls, warnings_text, tampered, plain, message)
+    # Under a profiler or debugger the hook is not ours: the calls are unknown, the operators still counted.
+    counts = {"ops": dict(ops), "calls": tally[0] if watch else None} if count else None
+    return Run(value, error, where, calls, warnings_text, tampered, plain, message, counts)
 
 
 def _is_grader_file(filename: str) -> bool:
@@ -427,6 +516,7 @@ def _is_grader_file(filename: str) -> bool:
 
 _GRADER_DIR = os.path.normcase(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _CHECKS_FILE = os.path.normcase(os.path.join("", "checks.py"))
+_STDLIB_DIR = os.path.normcase(os.path.dirname(os.__file__))
 
 
 def set_attr(owner: Any, name: str, value: Any) -> None:

@@ -34,8 +34,11 @@ def run_dict(run: Run) -> dict:
         error = {"type": type(e).__name__, "message": run.message,
                  "not_implemented": isinstance(e, NotImplementedError)}
     value = run.plain if run.plain is not None else run.value
-    return {"value": value, "error": error, "where": run.where, "shortcuts": list(run.shortcuts),
-            "warned": list(run.warned), "tampered": run.tampered}
+    out = {"value": value, "error": error, "where": run.where, "shortcuts": list(run.shortcuts),
+           "warned": list(run.warned), "tampered": run.tampered}
+    if run.counts is not None:
+        out["counts"] = run.counts
+    return out
 
 
 @contextlib.contextmanager
@@ -76,10 +79,12 @@ def value(obj: Any, policy: Policy) -> dict:
     return {"kind": "value", "value": obj}
 
 
-def call(obj: Any, policy: Policy, args: list, kwargs: dict, seed: int | None = None) -> dict:
-    """obj(*args, **kwargs) once."""
+def call(obj: Any, policy: Policy, args: list, kwargs: dict, seed: int | None = None, count: bool = False) -> dict:
+    """obj(*args, **kwargs) once; with count, also the operators it dispatched and the calls it made."""
+    if count is True:
+        import torch._dynamo  # noqa: F401 - what a dispatch mode's first use imports, outside the guard (kernels have it)
     with full_float32(), seeded(seed):
-        return run_dict(invoke(policy, lambda: obj(*args, **kwargs), encode_untrusted))
+        return run_dict(invoke(policy, lambda: obj(*args, **kwargs), encode_untrusted, count=count is True))
 
 
 class _DeviceMix(TorchFunctionMode):

@@ -48,7 +48,7 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from cnngrader.course import Course, load_course
-from cnngrader.pipeline import authoring, csvsafe, safefiles
+from cnngrader.pipeline import authoring, csvsafe, notebook_read, safefiles
 
 EXECUTE = "cnngrader.pipeline.execute.GradingExecute"
 REPLAY = "cnngrader.pipeline.execute.ReplayExecute"
@@ -286,7 +286,8 @@ def prepare_submission(cfg: Config, student: str, assignment: str) -> str | None
                  renamed[1].name)
     for name in [p.name for p in graded_notebooks(folder)]:
         try:
-            nbformat.read(str(folder / name), as_version=4)
+            for line in notebook_read.repair(folder / name):  # bad UTF-8, deep metadata: graded, with a note
+                log.warning("%s/%s: %s: %s", student, assignment, name, line)
         except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             return f"{student}/{assignment}: {name} is not a readable notebook ({why[:200]}); not graded"
