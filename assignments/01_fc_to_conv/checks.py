@@ -1,5 +1,5 @@
 """Hidden tests of assignment 01_fc_to_conv: parameter counts, a convolution as a dense matrix, and a question
-on equivariance and invariance."""
+on equivariance and invariance in four parts."""
 from cnngrader.grading import core
 from cnngrader.kernel import captured as c
 
@@ -61,5 +61,9 @@ CHECKS = {
     "fc_param_count": core.value_check(CASES["fc_param_count"], FORBIDDEN["fc_param_count"], core.accept_int),
     "conv_param_count": core.value_check(CASES["conv_param_count"], FORBIDDEN["conv_param_count"], core.accept_int),
     "conv_as_matrix": core.simple_check(CASES["conv_as_matrix"], FORBIDDEN["conv_as_matrix"]),
-    "shift_properties": core.answer_check("shift_properties", ANSWERS, (0, 0, 0)),
+    # Question 1, one check per part
+    "shift_properties": core.answer_check("shift_properties", ANSWERS, 0),
+    "shift_max": core.answer_check("shift_max", ANSWERS, 0),
+    "shift_fc": core.answer_check("shift_fc", ANSWERS, 0),
+    "shift_max_border": core.answer_check("shift_max_border", ANSWERS, 0),
 }

@@ -1,5 +1,6 @@
 """Hidden tests of assignment 02_cross_correlation: corr2d (without a loop over the output), a Conv2D layer with
-several kernels, convolve2d, learn_kernel, and a question on the flip."""
+several kernels, convolve2d, learn_kernel, a question on the flip, the backward pass of a one-channel
+convolution layer (dX, dK, db against autograd through cnnlib.conv2d) and a question on its flip."""
 from __future__ import annotations
 
 import functools
@@ -10,6 +11,7 @@ from typing import Any, Mapping
 import torch
 
 from cnngrader.grading import behaviour, core
+from cnngrader.grading.coverage import covers
 from cnngrader.kernel import captured as c
 
 REFERENCES = {
@@ -70,6 +72,7 @@ def _conv2d_layer_cases(secret: int | None) -> list[tuple]:
     return out
 
 
+@covers("layer", ("float32", "float64"), devices=True)
 def _check_conv2d_layer(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     forbidden = FORBIDDEN["Conv2D"]
@@ -139,6 +142,7 @@ def _residual(X: torch.Tensor, K: torch.Tensor, Y: torch.Tensor) -> float:
     return c.sqrt(c.fsum(v * v for v in r)) / c.sqrt(c.fsum(v * v for v in y))
 
 
+@covers("training", ("float32", "float64"), devices=True)
 def _check_learn_kernel(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     P = _learn_problem(runner.secret)
@@ -208,3 +212,71 @@ CHECKS = {
     "learn_kernel": _check_learn_kernel,
     "learned_kernel": core.answer_check("learned_kernel", ANSWERS, ((0, 0), (0, 0))),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# The backward pass of Y = corr2d(X, K) + b, written by hand: references by autograd through cnnlib.conv2d.
+_NO_CONV_GRAD = core.forbid(core.cnn(*core.CONV_OPS) + core.CONV + core.AUTOGRAD, core.CONV_C, core.CONV_ATEN,
+                            core.LOW_LEVEL + core.NUMPY_CONV + core.AUTOGRAD_STATIC)
+
+
+def _conv_grads(X: torch.Tensor, K: torch.Tensor, dY: torch.Tensor, stride: Any = 1) -> tuple:
+    """(dX, dK, db) of L = sum(dY * Y) for Y = cnnlib.conv2d(X, K, b, stride) on one channel, by autograd, float64."""
+    Xg, Kg = c.detach(X).clone().requires_grad_(True), c.detach(K).clone().requires_grad_(True)
+    bg = c.tensor([0.5], dtype=c.F64).requires_grad_(True)
+    with torch.enable_grad():
+        Y = c.ops.conv2d(Xg[None, None], Kg[None, None], bg, stride=stride)[0, 0]
+        c.backward(Y, dY)
+    return c.detach(c.grad_of(Xg)), c.detach(c.grad_of(Kg)), c.detach(c.grad_of(bg))[0]
+
+
+def _zeros(shape: tuple) -> torch.Tensor:
+    return c.tensor(0.0, dtype=c.F64).new_zeros(shape)
+
+
+def _grad_input(dY, K, input_shape, stride=1):
+    return _conv_grads(_zeros(tuple(input_shape)), K, dY, stride)[0]
+
+
+def _grad_kernel(X, dY, kernel_size, stride=1):
+    return _conv_grads(X, _zeros(tuple(kernel_size)), dY, stride)[1]
+
+
+def _grad_bias(dY):
+    return _conv_grads(dY, _zeros((1, 1)), dY)[2]
+
+
+# (H, W, kh, kw, stride): stride 1 (the chapter's case), then strides that skip rows and columns
+_GRAD_SPECS = [(1, 1, 1, 1, 1), (3, 3, 2, 2, 1), (4, 6, 4, 6, 1), (5, 7, 3, 2, 1), (4, 4, 2, 2, 2), (5, 5, 2, 2, 2),
+               (6, 5, 2, 3, (2, 1)), (7, 8, 3, 3, 3), (7, 6, 1, 2, (3, 2)), (8, 7, 3, 2, (1, 3))]
+
+
+def _build_grad(which):
+    def build(spec, g, integer):
+        H, W, kh, kw, stride = spec
+        sh, sw = stride if isinstance(stride, tuple) else (stride, stride)
+        X, K = core.data((H, W), g, integer), core.data((kh, kw), g, integer)
+        dY = core.data(((H - kh) // sh + 1, (W - kw) // sw + 1), g, integer)
+        kwargs = {} if stride == 1 else {"stride": stride}
+        at = "" if stride == 1 else f", stride={stride!r}"
+        if which == "input":
+            return ((dY, K, (H, W)), kwargs, f"dY {core.shape(dY)}, K {(kh, kw)}, input_shape {(H, W)}{at}",
+                    (("dY", dY), ("K", K)))
+        if which == "kernel":
+            return ((X, dY, (kh, kw)), kwargs, f"X {(H, W)}, dY {core.shape(dY)}, kernel_size {(kh, kw)}{at}",
+                    (("X", X), ("dY", dY)))
+        return (dY,), {}, f"dY {core.shape(dY)}", (("dY", dY),)
+    return build
+
+
+CASES["corr2d_grad_input"] = core.tensor_cases(_grad_input, _GRAD_SPECS, _build_grad("input"), 37)
+CASES["corr2d_grad_kernel"] = core.tensor_cases(_grad_kernel, _GRAD_SPECS, _build_grad("kernel"), 38)
+CASES["corr2d_grad_bias"] = core.tensor_cases(_grad_bias, _GRAD_SPECS[::2], _build_grad("bias"), 39)
+CHECKS.update({
+    "corr2d_grad_input": core.simple_check(CASES["corr2d_grad_input"], _NO_CONV_GRAD),
+    "corr2d_grad_kernel": core.simple_check(CASES["corr2d_grad_kernel"], _NO_CONV_GRAD),
+    "corr2d_grad_bias": core.simple_check(CASES["corr2d_grad_bias"], _NO_CONV_GRAD),
+    "grad_input_kernel": core.answer_check("grad_input_kernel", ANSWERS, 0),
+    "grad_input_kernel_conv": core.answer_check("grad_input_kernel_conv", ANSWERS, 0),
+})
+CHECKS["uncovered_inputs"] = core.answer_check("uncovered_inputs", ANSWERS, 0)

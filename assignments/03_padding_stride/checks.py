@@ -1,6 +1,7 @@
 """Hidden tests of assignment 03_padding_stride: output shapes, padding, strided correlation, receptive fields,
-and an output size worked out by hand."""
-from cnngrader.grading import core
+an output size worked out by hand, a dilated correlation with its ValueError, and a question on dilation in
+three parts."""
+from cnngrader.grading import core, errors
 from cnngrader.kernel import captured as c
 
 REFERENCES = {
@@ -88,3 +89,38 @@ CHECKS = {
     "receptive_field": core.value_check(CASES["receptive_field"], FORBIDDEN["receptive_field"], core.accept_int),
     "output_size_by_hand": core.answer_check("output_size_by_hand", ANSWERS, (0, 0)),
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Dilation: corr2d_dilated against cnnlib.conv2d(..., dilation=, padding=), and the ValueError naming K.
+FORBIDDEN["corr2d_dilated"] = FORBIDDEN["corr2d_padded"]
+
+
+def _dilated(X, K, dilation=1, padding=0):
+    return c.ops.conv2d(X[None, None], K[None, None], padding=padding, dilation=dilation)[0, 0]
+
+
+def _build_dilated(spec, g, integer):
+    H, W, kh, kw, dilation, padding = spec
+    X, K = core.data((H, W), g, integer), core.data((kh, kw), g, integer)
+    kwargs = {"dilation": dilation, **({"padding": padding} if padding else {})}
+    desc = f"X {(H, W)}, K {(kh, kw)}, " + ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return (X, K), kwargs, desc, (("X", X), ("K", K))
+
+
+# (H, W, kh, kw, dilation, padding): dilation 1 (corr2d), 2 and 3, pairs, kernels spanning the whole input
+_DILATED_SPECS = [(3, 3, 2, 2, 1, 0), (3, 3, 2, 2, 2, 0), (5, 4, 2, 2, 2, 1), (5, 6, 3, 2, (2, 3), 0),
+                  (4, 4, 3, 3, 2, 1), (7, 5, 2, 3, 3, (0, 1)), (6, 6, 1, 3, (1, 2), (1, 0)), (8, 7, 3, 3, (3, 2), 2)]
+# Kernels whose dilated span exceeds the padded input on one axis or both.
+_DILATED_ERRORS = [((core.data((4, 4), core.gen(1), True), core.data((3, 3), core.gen(2), True)), {"dilation": 2},
+                    "X (4, 4), K (3, 3), dilation=2 (K spans 5 x 5 pixels)"),
+                   ((core.data((3, 6), core.gen(3), True), core.data((2, 2), core.gen(4), True)),
+                    {"dilation": (3, 1), "padding": (0, 1)},
+                    "X (3, 6), K (2, 2), dilation=(3, 1), padding=(0, 1) (K spans 4 rows, the padded input has 3)")]
+
+CASES["corr2d_dilated"] = core.tensor_cases(_dilated, _DILATED_SPECS, _build_dilated, 40)
+CHECKS["corr2d_dilated"] = errors.with_errors(core.simple_check(CASES["corr2d_dilated"], FORBIDDEN["corr2d_dilated"]),
+                                              _DILATED_ERRORS, "ValueError", "K", FORBIDDEN["corr2d_dilated"])
+CHECKS["dilated_span"] = core.answer_check("dilated_span", ANSWERS, 0)
+CHECKS["dilated_same_padding"] = core.answer_check("dilated_same_padding", ANSWERS, 0)
+CHECKS["dilated_field"] = core.answer_check("dilated_field", ANSWERS, 0)

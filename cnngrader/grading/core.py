@@ -124,6 +124,12 @@ SOLVE = ["torch.linalg.lstsq", "torch.linalg.pinv", "torch.linalg.solve", "torch
 SOLVE_ATEN = ["linalg_lstsq", "linalg_pinv", "linalg_solve", "linalg_solve_ex", "_linalg_solve_ex", "linalg_inv",
               "linalg_inv_ex", "pinverse", "inverse", "cholesky_solve", "triangular_solve",
               "linalg_solve_triangular"]
+# Autograd, for a task whose text asks for a gradient written by hand (a backward pass): Tensor.backward
+# ends in torch.autograd.backward, and torch.func's transforms are refused by the static scan.
+AUTOGRAD = ["torch.autograd.backward", "torch.autograd.grad", "torch.autograd.functional.vjp",
+            "torch.autograd.functional.jacobian", "torch.func.grad",
+            "torch.func.vjp", "torch.func.jacrev", "torch.func.grad_and_value"]
+AUTOGRAD_STATIC = ["torch.autograd", "torch.func", "functorch"]
 # Routes the static scan refuses wherever the grader forbids a convolution, pooling or padding:
 # PyTorch's raw operator namespaces and cnnlib's private engine (other names for the banned operators).
 LOW_LEVEL = ["torch.ops", "torch._C", "cnnlib._engine", "torch.library"]

@@ -31,6 +31,7 @@ import jupytext
 import nbformat
 
 from cnngrader.course import Course, load_course
+from cnngrader.pipeline import graded_text
 from cnngrader.precheck import HIDDEN_PREFIX
 
 SOLUTIONS_DIR = "solutions"
@@ -203,6 +204,7 @@ def build_notebook(course: Course, aid: str) -> nbformat.NotebookNode:
         nb.cells.append(cell)
     if not any(c.cell_type == "code" for c in nb.cells):
         raise ValueError(f"{rel}: no setup cell (a locked code cell with grade_id 'setup' comes first)")
+    graded_text.fill(nb, course, aid)  # the grading paragraph, from what the checks test
     nbformat.validate(nb)
     return nb
 
