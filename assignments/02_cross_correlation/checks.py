@@ -72,7 +72,7 @@ def _conv2d_layer_cases(secret: int | None) -> list[tuple]:
     return out
 
 
-@covers("layer", ("float32", "float64"), devices=True)
+@covers("layer", ("float32", "float64"), devices=True, meta=True)
 def _check_conv2d_layer(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     forbidden = FORBIDDEN["Conv2D"]
@@ -142,7 +142,7 @@ def _residual(X: torch.Tensor, K: torch.Tensor, Y: torch.Tensor) -> float:
     return c.sqrt(c.fsum(v * v for v in r)) / c.sqrt(c.fsum(v * v for v in y))
 
 
-@covers("training", ("float32", "float64"), devices=True)
+@covers("training", ("float32", "float64"), devices=True, meta=True)
 def _check_learn_kernel(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     P = _learn_problem(runner.secret)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from cnngrader.grading import core
+from cnngrader.grading import core, coverage
 
 GROWTH = 2.0
 MIN_EXTRA = 16
@@ -108,6 +108,9 @@ def no_loop(values: core.Check, sizes: Callable[[Any], Sizes], forbidden: core.F
                       f"{', '.join(sorted(op for op in large.ops if op in MATMUL_OPS))}); the task asks for "
                       f"{'one matrix product' if max_matmuls == 1 else f'at most {max_matmuls}'}.")
 
+    tag = coverage.of(values)  # the value checks' dtypes and devices, for the notebook's grading paragraph
+    if tag is not None:
+        check.covers = tag
     return check
 
 
