@@ -1,7 +1,7 @@
 """How much of the graded work a student could copy: one row per graded task of every assignment.
 
-For each hidden test cell (grade_id hidden_<name>) this measures whether the solution of <name> is printed
-somewhere a student can read it:
+For each hidden test cell (grade_id hidden_<name>), and each markdown cell graded by hand, this measures
+whether the solution of <name> is printed somewhere a student can read it:
 
 - the chapter the assignment goes with (book/<chapter>.md);
 - the assignment's own text (every cell of assignments/<id>/<id>.md outside the solution blocks);
@@ -142,10 +142,12 @@ def assignment_tasks(root: Path, aid: str, chapter: str, cnnlib_text: str) -> li
         if nb.get("solution"):
             last_solution = cell.source
         gid = str(nb.get("grade_id", ""))
-        if not (nb.get("grade") and gid.startswith("hidden_")):
+        by_hand = cell.cell_type == "markdown" and nb.get("grade") and nb.get("solution")
+        if not (by_hand or (nb.get("grade") and gid.startswith("hidden_"))):
             continue
         name = gid.removeprefix("hidden_")
-        lines = solution_lines(solutions.get(name, last_solution))
+        # a cell graded by hand is its own answer: a student's prose, which no source prints
+        lines = [] if by_hand else solution_lines(solutions.get(name, last_solution))
         info = meta.get(name, {})
         tasks.append(Task(aid, name, float(nb.get("points", 0)), str(info.get("kind", "unclassified")),
                           str(info.get("tests", "")), {src: share_in(lines, text) for src, text in texts.items()},

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from cnngrader.grading import core
+from cnngrader.grading.coverage import covers
 from cnngrader.kernel import captured as c
 from cnngrader.kernel.probes import describe_layer, probe_net
 
@@ -75,6 +76,7 @@ def _layer_text(d: tuple) -> str:
     return {"sigmoid": "Sigmoid", "flatten": "Flatten"}.get(kind, " ".join(map(str, d)))
 
 
+@covers("layer", ("float32",), meta=True)
 def _check_lenet(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     layout, params, X, expected, seconds = _lenet_reference(runner.secret)
@@ -196,6 +198,7 @@ class _PlainSGD:
                     p.add_(p.grad, alpha=-self.lr)
 
 
+@covers("training", ("float32",), devices=True, meta=True)
 def _check_evaluate_accuracy(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     state, batches = _probe_setup(21, (4, 4, 2), runner.secret)
@@ -227,6 +230,7 @@ def _check_evaluate_accuracy(name: str, runner: Any) -> None:
     _meta_fit(name, runner, "evaluate", "for 3 batches of sizes 4, 4, 2", state=state, batches=batches, training=True)
 
 
+@covers("training", ("float32",), devices=True, meta=True)
 def _check_train_epoch(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     state, batches = _probe_setup(22, (4, 4, 3), runner.secret)
@@ -313,6 +317,7 @@ def _budget_reason(name: str, out: dict) -> str | None:
     return None
 
 
+@covers("other")
 def _check_train_small_net(name: str, runner: Any) -> core.Credit:
     core.require_callable(name, runner)
     labels = _test_labels()
