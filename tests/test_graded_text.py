@@ -93,7 +93,7 @@ def test_each_tensor_check_tests_exactly_the_dtypes_and_devices_the_paragraph_pr
     for name in _parts(aid):
         tag = coverage.of(checks[name])
         assert tag is not None, f"{name}: its check says nothing of what it tests (use coverage.covers)"
-        if tag.kind not in ("tensor", "layer", "training"):
+        if tag.kind not in ("tensor", "layer", "network", "training"):
             continue
         runner = Recorder(ns)
         checks[name](name, runner)  # the solution passes

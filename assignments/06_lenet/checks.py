@@ -76,7 +76,7 @@ def _layer_text(d: tuple) -> str:
     return {"sigmoid": "Sigmoid", "flatten": "Flatten"}.get(kind, " ".join(map(str, d)))
 
 
-@covers("layer", ("float32",), meta=True)
+@covers("network", ("float32",), meta=True)
 def _check_lenet(name: str, runner: Any) -> None:
     core.require_callable(name, runner)
     layout, params, X, expected, seconds = _lenet_reference(runner.secret)
@@ -317,7 +317,7 @@ def _budget_reason(name: str, out: dict) -> str | None:
     return None
 
 
-@covers("other")
+@covers("experiment", partial=True)
 def _check_train_small_net(name: str, runner: Any) -> core.Credit:
     core.require_callable(name, runner)
     labels = _test_labels()

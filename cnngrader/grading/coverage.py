@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-KINDS = ("tensor", "values", "answer", "layer", "training", "manual", "other")
+KINDS = ("tensor", "values", "answer", "layer", "network", "training", "experiment", "manual", "other")
 
 
 class Covers(NamedTuple):
@@ -18,16 +18,17 @@ class Covers(NamedTuple):
     devices: bool = False  # on every device present (the CPU, and each GPU)
     meta: bool = False  # once more on the meta device (shapes, dtypes, devices without data)
     errors: bool = False  # also the errors the task asks for (the exception's type, the argument it names)
+    partial: bool = False  # earns part of its points (core.Credit) rather than all or nothing
 
 
 def covers(kind: str, dtypes: tuple[str, ...] = (), devices: bool = False, meta: bool = False,
-           errors: bool = False) -> Callable:
+           errors: bool = False, partial: bool = False) -> Callable:
     """Decorator for a check written by hand: what it tests."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
 
     def tag(check: Callable) -> Callable:
-        check.covers = Covers(kind, tuple(dtypes), devices, meta, errors)
+        check.covers = Covers(kind, tuple(dtypes), devices, meta, errors, partial)
         return check
 
     return tag

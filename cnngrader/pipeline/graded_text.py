@@ -85,10 +85,27 @@ def _sentence(key: str, names: list[str]) -> str:
     if kind == "layer":
         return (f"The hidden tests of {who} build your layer and compare its output and the gradients of its "
                 f"parameters with the course's reference, {_where(dtypes, devices)}.")
+    if kind == "network":
+        return (f"The hidden tests of {who} build your network and compare its layers, the shapes of its "
+                f"parameters and its output with the course's reference, {_where(dtypes, devices)}.")
     if kind == "training":
-        return (f"The hidden tests of {who} run your training code on a problem of their own, "
-                f"{_where(dtypes, devices)}, and check what it learned.")
+        return (f"The hidden tests of {who} run your code on a small problem of their own, "
+                f"{_where(dtypes, devices)}, and compare what it returns, and the net's state afterwards, with "
+                f"the course's reference.")
+    if kind == "experiment":
+        return (f"The hidden tests of {who} run your experiment within the budgets its task states and score "
+                f"it on held-out test images whose labels your notebook never sees.")
     return f"The hidden tests of {who} check what the task's text asks, as its hidden cell's comment says."
+
+
+def _all_or_nothing(auto: list[tuple[str, float]], checks: dict[str, Any]) -> str:
+    from cnngrader.grading import coverage  # as in _kinds
+
+    partial = [name for name, _ in auto if getattr(coverage.of(checks.get(name)), "partial", False)]
+    if not partial:
+        return "all or nothing"
+    return (f"all or nothing except for {_names(partial)}, which {'earns' if len(partial) == 1 else 'earn'} "
+            f"points in proportion, as {'its' if len(partial) == 1 else 'their'} hidden cell says")
 
 
 def paragraph(checks: dict[str, Any], nb: nbformat.NotebookNode) -> str:
@@ -99,18 +116,21 @@ def paragraph(checks: dict[str, Any], nb: nbformat.NotebookNode) -> str:
     lines = [
         "**How this notebook is graded.** Write your code between the lines where `# YOUR CODE HERE` is, "
         "replacing `raise NotImplementedError()`. Each graded part is followed by visible tests, your self-check "
-        "(run them; they carry no points), and by a hidden test cell, which carries the part's points, all or "
-        f"nothing, so each part scores on its own. The {len(auto) + len(manual)} parts, "
+        f"(run them; they carry no points), and by a hidden test cell, which carries the part's points, "
+        f"{_all_or_nothing(auto, checks)}, so each part scores on its own. The {len(auto) + len(manual)} parts, "
         f"{_points(total)} in all: {parts}."
     ]
     kinds = _kinds([name for name, _ in auto], checks)
-    order = sorted(kinds, key=lambda k: ("tensor", "values", "layer", "training", "other", "errors", "answer").index(
-        k.split(":")[0]))
+    sequence = ("tensor", "values", "layer", "network", "training", "experiment", "other", "errors", "answer")
+    order = sorted(kinds, key=lambda k: sequence.index(k.split(":")[0]))
     lines += [_sentence(key, kinds[key]) for key in order if not key.startswith("answer:")]
-    if any(not k.startswith("answer:") for k in kinds):
+    if any(k.startswith("tensor:") for k in kinds):
         lines.append("The hidden tests fail a function that calls what it is asked to implement (cnnlib's "
                      "version, or the PyTorch, NumPy or SciPy routes that the task names), so write it from basic "
                      "tensor operations.")
+    elif any(not k.startswith("answer:") for k in kinds):
+        lines.append("The hidden tests fail a function that calls cnnlib's version of itself, or a route that "
+                     "the task names.")
     lines += [_sentence(key, kinds[key]) for key in order if key.startswith("answer:")]
     if manual:
         lines.append(f"{_names([gid for gid, _ in manual])} {'is' if len(manual) == 1 else 'are'} graded by hand "
