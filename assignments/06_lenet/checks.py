@@ -322,6 +322,8 @@ def _check_train_small_net(name: str, runner: Any) -> core.Credit:
     core.require_callable(name, runner)
     labels = _test_labels()
     order = torch.randperm(HELD_OUT, generator=core.gen(core.seed(31, runner.secret)))  # a secret order
+    # The budget is counted in steps; this limit only stops a hung call before the cell's own time runs out.
+    runner.limit = 0.9 * SECONDS[name]
     out = runner.ask("experiment", name, FORBIDDEN[name], n_train=N_TRAIN, batch_size=BATCH,
                      max_batches=MAX_BATCHES, seed=core.seed(32, runner.secret), held_out=order)
     if not isinstance(out, dict) or out.get("data"):
