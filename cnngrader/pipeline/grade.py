@@ -124,20 +124,20 @@ def grade_course(
     if sandboxed:  # no silent fallback: stop before any kernel starts
         check_available()
     cache = Cache(where)
-    todo = plan(where, cache, students, assignments, force)
-    result = GradeResult(root=where.root, jobs=max(1, int(jobs)), submissions=todo.todo, sandboxed=sandboxed,
-                         up_to_date=todo.kept)
+    planned = plan(where, cache, students, assignments, force)
+    result = GradeResult(root=where.root, jobs=max(1, int(jobs)), submissions=planned.todo, sandboxed=sandboxed,
+                         up_to_date=planned.kept)
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
         work = Path(tmp)
         with result.timed("prepare"):
-            ready_gradebook(cfg, where, todo)
-            result.submissions = todo.todo
-            source_db = phase1_db(cfg, {a for _, a in todo.todo}, work)
-        result.failures.extend(todo.failures)
+            ready_gradebook(cfg, where, planned)
+            result.submissions = planned.todo
+            source_db = phase1_db(cfg, {a for _, a in planned.todo}, work)
+        result.failures.extend(planned.failures)
         with Workers(result.jobs) as workers:
-            recorder = Recorder(cfg, work, cache, todo.digests, result.execute_seconds, result.failures)
+            recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures)
             with result.timed("execute"):  # wall time, recording included
-                for outcome in workers.execute(cfg, work, sorted(todo.todo, key=lambda sa: (sa[1], sa[0])), source_db):
+                for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
                     recorder(outcome)
             result.seconds["record"] = recorder.seconds
             if feedback:

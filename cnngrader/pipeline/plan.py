@@ -34,6 +34,10 @@ class Plan:
     digests: dict[Submission, tuple[str, str]] = field(default_factory=dict)  # Cache.digests
     notebooks: dict[Submission, dict[Path, NotebookNode]] = field(default_factory=dict)  # as prepared
 
+    def in_grading_order(self) -> list[Submission]:
+        """todo by assignment, then student."""
+        return sorted(self.todo, key=lambda sa: (sa[1], sa[0]))
+
 
 def find_submissions(cfg: Config | CoursePaths, students: Iterable[str] | None = None,
                      assignments: Iterable[str] | None = None) -> list[Submission]:
@@ -87,23 +91,23 @@ def plan(paths: CoursePaths, cache: Cache, students: Iterable[str] | None = None
     return out
 
 
-def ready_gradebook(cfg: Config, paths: CoursePaths, todo: Plan) -> None:
-    """Put the assignments and students of todo.todo into the gradebook (an assignment that is nowhere
-    is dropped from todo.todo, with a failure line), and log each forged cell claim."""
-    unknown = ensure_assignments(cfg, {a for _, a in todo.todo})
-    for sid, aid in [sa for sa in todo.todo if sa[1] in unknown]:
-        todo.failures.append(f"unknown assignment {sid}/{aid}: not in the gradebook nor in the source directory")
-    todo.todo = [sa for sa in todo.todo if sa[1] not in unknown]
+def ready_gradebook(cfg: Config, paths: CoursePaths, planned: Plan) -> None:
+    """Put the assignments and students of planned.todo into the gradebook (an assignment that is
+    nowhere is dropped from planned.todo, with a failure line), and log each forged cell claim."""
+    unknown = ensure_assignments(cfg, {a for _, a in planned.todo})
+    for sid, aid in [sa for sa in planned.todo if sa[1] in unknown]:
+        planned.failures.append(f"unknown assignment {sid}/{aid}: not in the gradebook nor in the source directory")
+    planned.todo = [sa for sa in planned.todo if sa[1] not in unknown]
     with paths.gradebook() as gb:
-        sync_students(gb, paths, {s for s, _ in todo.todo})  # names from roster.csv, before the workers copy it
-        note_forged_claims(gb, todo)
+        sync_students(gb, paths, {s for s, _ in planned.todo})  # names from roster.csv, before the workers copy it
+        note_forged_claims(gb, planned)
 
 
-def note_forged_claims(gb, todo: Plan) -> None:
+def note_forged_claims(gb, planned: Plan) -> None:
     """One log line for each cell whose nbgrader metadata claims what the gradebook does not vouch for
     (an extra grade cell, a second 'setup' cell); sanitizing (claims.DropForgedClaims) neutralises it."""
-    for sid, aid in todo.todo:
-        for path, nb in todo.notebooks[(sid, aid)].items():
+    for sid, aid in planned.todo:
+        for path, nb in planned.notebooks[(sid, aid)].items():
             try:
                 forged = gradebook_forged_claims(gb, path.stem, aid, nb)
             except Exception as e:  # noqa: BLE001 - only a log line is at stake; sanitizing decides
