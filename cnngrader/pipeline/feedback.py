@@ -32,7 +32,7 @@ def write_feedback(cfg: Config, paths: CoursePaths, cache: Cache, graded_now: se
     by_student: dict[str, list[str]] = {}
     for sid, aid in cache.feedback_due(autograded, prints, graded_now):
         by_student.setdefault(sid, []).append(aid)
-    args = [(cfg, sid, aids) for sid, aids in by_student.items()]
+    args = [(cfg, paths, sid, aids) for sid, aids in by_student.items()]
     failures, done = [], {}
     for sid, error in map_fn(feedback_student, *zip(*args)):
         if error:
@@ -44,9 +44,10 @@ def write_feedback(cfg: Config, paths: CoursePaths, cache: Cache, graded_now: se
     return sorted((sid, aid) for sid, aids in by_student.items() for aid in aids), failures
 
 
-def feedback_student(cfg: Config, student: str, assignments: Sequence[str]) -> tuple[str, str | None]:
+def feedback_student(cfg: Config, paths: CoursePaths, student: str, assignments: Sequence[str]
+                     ) -> tuple[str, str | None]:
     """Feedback for the student's autograded submissions among `assignments`; (student, error or None)."""
-    autograded = Path(cfg.CourseDirectory.root, "autograded", student)
+    autograded = paths.autograded / student
     have = [a for a in assignments if (autograded / a).is_dir()]
     if not have:
         return student, None  # nothing was recorded (already reported)
@@ -58,9 +59,7 @@ def feedback_student(cfg: Config, student: str, assignments: Sequence[str]) -> t
 
 def generate_feedback(cfg: Config, student: str, assignment: str) -> str | None:
     """nbgrader generate_feedback for a student's autograded submission(s) (`assignment` may be
-    "*"); the error text or None."""
-    if assignment != "*" and not Path(cfg.CourseDirectory.root, "autograded", student, assignment).is_dir():
-        return "no autograded submission"
+    "*", every one of them); the error text or None. feedback_student calls it for autograded ones only."""
     app = GenerateFeedback(coursedir=coursedir(cfg, student_id=student, assignment_id=assignment), config=cfg)
     app.force = True
     return run_app(app)

@@ -132,7 +132,7 @@ def grade_course(
         with result.timed("prepare"):
             ready_gradebook(cfg, where, planned)
             result.submissions = planned.todo
-            source_db = phase1_db(cfg, {a for _, a in planned.todo}, work)
+            source_db = phase1_db(where, {a for _, a in planned.todo}, work)
         result.failures.extend(planned.failures)
         with Workers(result.jobs) as workers:
             recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures)

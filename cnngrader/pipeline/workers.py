@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from nbgrader.converters import Autograde
 from traitlets.config import Config
 
-from cnngrader.pipeline.config import coursedir, run_app
+from cnngrader.pipeline.config import CoursePaths, coursedir, run_app
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.kernels import stop_spares
 
@@ -35,20 +35,16 @@ _WORKER_DB: dict[tuple[int, str, str], str] = {}
 Outcome = tuple[str, str, float, str | None]  # (student, assignment, seconds, error)
 
 
-def phase1_db(cfg: Config, assignments: Iterable[str], work: Path) -> str:
+def phase1_db(paths: CoursePaths, assignments: Iterable[str], work: Path) -> str:
     """The SQLite gradebook the workers copy: the course's own when it is SQLite; otherwise
     (PostgreSQL, ...) a snapshot with the assignments regenerated from the source directory,
     so that workers never write to the course database. (If solutions/ changed since the
     release, ReplayExecute notices that the executed cells differ and reports the submission.)"""
-    db_url = cfg.CourseDirectory.db_url
-    if db_url.startswith("sqlite:///"):
-        return db_url
+    if paths.db_url.startswith("sqlite:///"):
+        return paths.db_url
     snapshot = f"sqlite:///{work / 'gradebook-phase1.db'}"
-    paths = {}
-    if "source_directory" in cfg.CourseDirectory:
-        paths["source_directory"] = cfg.CourseDirectory.source_directory
-    generate(sorted(set(assignments)), cfg.CourseDirectory.root, build_sources=False,
-             release_directory=work / "release-phase1", db_url=snapshot, **paths)
+    generate(sorted(set(assignments)), paths.root, build_sources=False, release_directory=work / "release-phase1",
+             db_url=snapshot, source_directory=paths.source_directory)
     return snapshot
 
 
