@@ -66,7 +66,8 @@ def test_a_reply_that_parses_but_breaks_the_check_is_that_checks_zero():
 
 
 def test_the_submission_tree_walk_is_iterative_and_bounded(tmp_path):
-    from cnngrader.pipeline.grade import MAX_TREE_DEPTH, _tree
+    from cnngrader.pipeline.safefiles import MAX_TREE_DEPTH
+    from cnngrader.pipeline.safefiles import tree as _tree
 
     fd = os.open(tmp_path, os.O_RDONLY)
     for _ in range(3000):  # past PATH_MAX and Python's recursion limit

@@ -1,5 +1,5 @@
-"""Incremental `make grade`: only new or changed submissions are graded (cnngrader/pipeline/grade.py,
-split_up_to_date), through the real nbgrader pipeline (sandboxed) on two students x two assignments.
+"""Incremental `make grade`: only new or changed submissions are graded (cnngrader/pipeline/cache.py,
+Cache), through the real nbgrader pipeline (sandboxed) on two students x two assignments.
 
 One module-scoped sequence of runs on the same grading directory; each test checks one step:
 first run, unchanged rerun (also through the command line), a changed notebook, a changed
@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO
 from nbgrader.api import Gradebook
 
-from cnngrader.pipeline import grade
+from cnngrader.pipeline import cache
 from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import (
     assignment_digest,
@@ -148,8 +148,8 @@ def test_the_digest_covers_the_grader_and_the_reference_library(tmp_path, monkey
     before = assignment_digest(cfg, AIDS[0])
     fake = tmp_path / "core.py"
     fake.write_text("CHANGED = 1\n")
-    real = grade.grader_files
-    monkeypatch.setattr(grade, "grader_files", lambda c: [(n, fake if n == "cnngrader/grading/core.py" else p)
+    real = cache.grader_files
+    monkeypatch.setattr(cache, "grader_files", lambda c: [(n, fake if n == "cnngrader/grading/core.py" else p)
                                                            for n, p in real(c)])
     assert assignment_digest(cfg, AIDS[0]) != before
 

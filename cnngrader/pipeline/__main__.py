@@ -20,15 +20,23 @@ from typing import Sequence
 
 from traitlets.config import Config
 
-from cnngrader.course import load_course
-from cnngrader.pipeline.grade import course_config, generate, grade_course, log, make_submissions, summary
+from cnngrader.course import Course, load_course
+from cnngrader.pipeline.config import CoursePaths, course_config
+from cnngrader.pipeline.generate import generate
+from cnngrader.pipeline.grade import grade_course, summary
+from cnngrader.pipeline.report import write_report
 from cnngrader.pipeline.sandbox import SandboxUnavailable
+from cnngrader.pipeline.similarity import write_similarity
+from cnngrader.pipeline.submissions import make_submissions
+
+log = logging.getLogger("cnngrader.pipeline")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnngrader.pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="show nbgrader's own log")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+def parser() -> argparse.ArgumentParser:
+    """The command line's parser: one subcommand per step an instructor runs."""
+    top = argparse.ArgumentParser(prog="python -m cnngrader.pipeline", description=__doc__.split("\n\n")[0])
+    top.add_argument("-v", "--verbose", action="store_true", help="show nbgrader's own log")
+    sub = top.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("generate", help="assignments/ -> solutions/ -> exercises/ (nbgrader generate_assignment)")
     p.add_argument("assignments", nargs="*", help="assignment ids (default: all of course.toml)")
     p.add_argument("--release-dir", help="write the student versions here instead of exercises/")
@@ -53,62 +61,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=8)
     p.add_argument("--prefix", default="student")
     p.add_argument("--root", required=True, help="where to write submitted/")
-    args = parser.parse_args(argv)
+    return top
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("traitlets").setLevel(logging.INFO if args.verbose else logging.ERROR)
     course = load_course()
+    command = {"generate": _generate, "grade": _grade, "report": _report, "similarity": _similarity,
+               "submissions": _submissions}[args.cmd]
+    return command(args, course)
 
-    if args.cmd == "generate":
-        paths = {}
-        if args.release_dir:
-            paths["release_directory"] = Path(args.release_dir).resolve()
-        if args.db_url:
-            paths["db_url"] = args.db_url
-        for aid in generate(args.assignments or None, course=course, **paths):
-            log.info("generated %s", aid)
-        return 0
-    if args.cmd == "grade":
-        config = None
-        if args.unsandboxed:
-            config = Config()
-            config.GradingExecute.sandbox = False
-        try:
-            students = [s for arg in args.student or [] for s in arg.replace(",", " ").split()] or None
-            assignments = [a for arg in args.assignments for a in arg.replace(",", " ").split()] or None
-            result = grade_course(args.root, jobs=args.jobs, students=students, course=course, config=config,
-                                  assignments=assignments, feedback=not args.no_feedback, force=args.force)
-        except SandboxUnavailable as e:
-            log.error("%s", e)
-            return 2
-        log.info(summary(result))
-        return 1 if result.failures else 0
-    if args.cmd == "report":
-        from cnngrader.pipeline.report import write_report
 
-        cfg = course_config(args.root, course)
-        log.info("report: %s", write_report(cfg, Path(cfg.CourseDirectory.root) / "reports") / "report.md")
-        return 0
-    if args.cmd == "similarity":
-        return _similarity(args, course)
-    students = make_submissions(args.root, args.count, prefix=args.prefix, course=course)
-    log.info("wrote %d students: %s ... %s", len(students), students[0], students[-1])
+def _ids(values: Sequence[str] | None) -> list[str] | None:
+    """Ids given as repeated arguments and/or comma-separated; None for none."""
+    return [v for arg in values or [] for v in arg.replace(",", " ").split()] or None
+
+
+def _generate(args: argparse.Namespace, course: Course) -> int:
+    paths = {}
+    if args.release_dir:
+        paths["release_directory"] = Path(args.release_dir).resolve()
+    if args.db_url:
+        paths["db_url"] = args.db_url
+    for aid in generate(args.assignments or None, course=course, **paths):
+        log.info("generated %s", aid)
     return 0
 
 
-def _similarity(args: argparse.Namespace, course) -> int:
-    from cnngrader.pipeline.similarity import write_similarity
+def _grade(args: argparse.Namespace, course: Course) -> int:
+    config = None
+    if args.unsandboxed:
+        config = Config()
+        config.GradingExecute.sandbox = False
+    try:
+        result = grade_course(args.root, jobs=args.jobs, students=_ids(args.student), course=course, config=config,
+                              assignments=_ids(args.assignments), feedback=not args.no_feedback, force=args.force)
+    except SandboxUnavailable as e:
+        log.error("%s", e)
+        return 2
+    log.info(summary(result))
+    return 1 if result.failures else 0
 
+
+def _report(args: argparse.Namespace, course: Course) -> int:
+    cfg = course_config(args.root, course)
+    log.info("report: %s", write_report(cfg, CoursePaths.from_config(cfg).reports) / "report.md")
+    return 0
+
+
+def _similarity(args: argparse.Namespace, course: Course) -> int:
     config = Config()
     if args.threshold is not None:
         config.SimilarityCheck.threshold = args.threshold
-    assignments = [a for arg in args.assignments for a in arg.replace(",", " ").split()] or None
     try:
-        result = write_similarity(args.root, assignments, args.earlier, course=course, config=config)
+        result = write_similarity(args.root, _ids(args.assignments), args.earlier, course=course, config=config)
     except (KeyError, FileNotFoundError) as e:
         log.error("similarity: %s", e.args[0] if e.args else e)
         return 2
     log.info("similarity: %d flagged pair(s) in %s", len(result.pairs), result.out / "index.html")
+    return 0
+
+
+def _submissions(args: argparse.Namespace, course: Course) -> int:
+    students = make_submissions(args.root, args.count, prefix=args.prefix, course=course)
+    log.info("wrote %d students: %s ... %s", len(students), students[0], students[-1])
     return 0
 
 

@@ -23,7 +23,9 @@ from typing import Any
 
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.utils import compute_checksum
 
 CLAIMS = ("grade", "solution", "locked", "task")  # the flags that make nbgrader treat a cell as its own
 
@@ -38,8 +40,6 @@ def _claims(cell: NotebookNode) -> bool:
 
 
 def _checksum(cell: NotebookNode) -> str | None:
-    from nbgrader.utils import compute_checksum
-
     try:
         return compute_checksum(cell)
     except Exception:  # noqa: BLE001 - forged metadata (points that are not a number...): no checksum
@@ -85,8 +85,6 @@ def forged_claims(nb: NotebookNode, source_nb: Any) -> list[tuple[int, str]]:
 
 def gradebook_forged_claims(gb: Any, notebook: str, assignment: str, nb: NotebookNode) -> list[tuple[int, str]]:
     """forged_claims against the open gradebook gb's notebook; [] when it has no such notebook."""
-    from nbgrader.api import MissingEntry
-
     try:
         return forged_claims(nb, gb.find_notebook(notebook, assignment))
     except MissingEntry:
@@ -101,8 +99,6 @@ class DropForgedClaims(NbGraderPreprocessor):
         info = resources.get("nbgrader", {})
         if not all(info.get(k) for k in ("db_url", "notebook", "assignment")):
             return nb, resources
-        from nbgrader.api import Gradebook
-
         with Gradebook(info["db_url"]) as gb:
             forged = gradebook_forged_claims(gb, info["notebook"], info["assignment"], nb)
         for i, why in forged:

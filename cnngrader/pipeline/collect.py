@@ -29,6 +29,7 @@ import pwd
 import shutil
 import stat
 
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.exchange.default.collect import ExchangeCollect
 
 from . import csvsafe, safefiles
@@ -92,8 +93,6 @@ class SafeCollect(ExchangeCollect):
         return {"username": student, "filename": entry.name, "timestamp": when}
 
     def _duedate(self):
-        from nbgrader.api import Gradebook, MissingEntry
-
         with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
             try:
                 return gb.find_assignment(self.coursedir.assignment_id).duedate

@@ -13,6 +13,8 @@ nbgrader_config.py installs them with nbgrader's own configuration points:
     is renamed to the assignment's notebook name, and the log says so;
   - named pipes, sockets and device files in the submission are removed, and a hidden `..ipynb`
     ignored, one line in the log each (set_aside_odd_files).
+- `feedback_post_convert` (c.GenerateFeedback.post_convert_hook): the feedback pages get the
+  Content-Security-Policy and the wrapping style of `make grade`.
 - `ReleaseFeedback` (c.ExchangeFactory.release_feedback), nbgrader's release_feedback for
   submissions placed in submitted/ by hand, which lack the exchange's timestamp.txt and
   submission_secret.txt.
@@ -22,27 +24,30 @@ nbgrader_config.py installs them with nbgrader's own configuration points:
 
 The hook acts only under the `nbgrader autograde` command (an AutogradeApp instance). The
 grading pipeline (cnngrader.pipeline.grade) loads the same configuration, but it prepares its
-submissions itself and its workers grade against private gradebooks: there the hook does nothing.
+submissions itself (the same prepare.py) and its workers grade against private gradebooks: there
+the hook does nothing.
 """
 from __future__ import annotations
 
 import datetime
 import glob
 import os
-import stat
-import tempfile
 from pathlib import Path
 
+from nbgrader.apps.autogradeapp import AutogradeApp
+from nbgrader.apps.generatefeedbackapp import GenerateFeedbackApp
 from nbgrader.exchange.default.release_feedback import ExchangeReleaseFeedback
 from nbgrader.plugins import ExportPlugin
 
-from . import csvsafe, safefiles
+from cnngrader.pipeline import csvsafe, safefiles
+from cnngrader.pipeline.export import grade_rows, write_grades
+from cnngrader.pipeline.feedback import wrap_feedback
+from cnngrader.pipeline.generate import add_missing_assignments
+from cnngrader.pipeline.prepare import graded_notebooks, rename_single_notebook, set_aside_odd_files
 
 
 def _autograde_app():
     """The running `nbgrader autograde` application, or None (the grading pipeline, the formgrader)."""
-    from nbgrader.apps.autogradeapp import AutogradeApp
-
     return AutogradeApp.instance() if AutogradeApp.initialized() else None
 
 
@@ -73,7 +78,8 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
             app.log.warning("%s/%s: %s", student_id, assignment_id, line)
         graded = graded_notebooks(folder)
         notebooks[:] = [n for n in notebooks if Path(n) in graded]
-        renamed = rename_single_notebook(app.coursedir, folder, assignment_id)
+        cd = app.coursedir
+        renamed = rename_single_notebook(Path(cd.format_path(cd.source_directory, ".", assignment_id)), folder)
     except Exception as e:  # noqa: BLE001 - nbgrader would log a hook's failure at INFO only
         app.log.error("%s/%s: could not prepare the submission: %s", student_id, assignment_id, e)
         return
@@ -91,116 +97,14 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
 
 def feedback_post_convert(assignment: str, student: str, notebooks: list[str]) -> None:
     """c.GenerateFeedback.post_convert_hook: the feedback pages nbgrader just wrote get the
-    Content-Security-Policy and the wrapping style of `make grade` (grade.wrap_feedback)."""
-    from .grade import wrap_feedback
-
-    if notebooks:
-        from nbgrader.apps.generatefeedbackapp import GenerateFeedbackApp
-
-        app = GenerateFeedbackApp.instance() if GenerateFeedbackApp.initialized() else None
-        if app is not None:
-            cd = app.coursedir
-            folder = Path(cd.format_path(cd.feedback_directory, Path(notebooks[0]).parent.parent.name,
-                                         Path(notebooks[0]).parent.name))
-            if folder.is_dir():
-                wrap_feedback(folder)
-
-
-def generate_assignment(coursedir, config, assignment_id: str) -> None:
-    """nbgrader generate_assignment --force for `assignment_id`, creating it in the gradebook, into
-    coursedir's release directory; RuntimeError with nbgrader's log when it fails."""
-    from nbgrader.converters import GenerateAssignment
-    from nbgrader.utils import capture_log
-
-    coursedir.assignment_id = assignment_id
-    app = GenerateAssignment(coursedir=coursedir, config=config)
-    app.force = True
-    app.create_assignment = True
-    result = capture_log(app)
-    if not result["success"]:
-        raise RuntimeError(f"generate_assignment {assignment_id} failed:\n{result.get('log', '')}\n"
-                           f"{result.get('error') or ''}")
-
-
-def add_missing_assignments(coursedir, config, assignment_ids) -> tuple[list[str], list[str]]:
-    """Put each assignment that is not in the gradebook into it, from the source directory
-    (generate_assignment into a scratch release directory: exercises/ stays as committed).
-    Returns (added, unknown): unknown ones are neither in the gradebook nor in the source
-    directory, and cannot be graded. Used by the hook and by `make grade`."""
-    from nbgrader.api import Gradebook, MissingEntry
-    from nbgrader.coursedir import CourseDirectory
-
-    missing = []
-    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
-        for aid in sorted(set(assignment_ids)):
-            try:
-                gb.find_assignment(aid)
-            except MissingEntry:
-                missing.append(aid)
-    unknown = [aid for aid in missing
-               if not Path(coursedir.format_path(coursedir.source_directory, ".", aid)).is_dir()]
-    added = [aid for aid in missing if aid not in unknown]
-    with tempfile.TemporaryDirectory(prefix="nbgrader-release-") as scratch:
-        for aid in added:
-            gen_cd = CourseDirectory(config=config)
-            for key in ("root", "source_directory", "db_url", "course_id"):
-                setattr(gen_cd, key, getattr(coursedir, key))
-            gen_cd.release_directory = scratch
-            generate_assignment(gen_cd, config, aid)
-    return added, unknown
-
-
-def rename_single_notebook(cd, folder: Path, assignment_id: str) -> tuple[Path, Path] | None:
-    """When the assignment has one notebook and the submission folder holds one notebook under
-    another name, rename it to the assignment's name; returns (old, new) or None."""
-    source = Path(cd.format_path(cd.source_directory, ".", assignment_id))
-    expected = sorted(p.name for p in source.glob("*.ipynb"))
-    present = [p.name for p in graded_notebooks(folder)]
-    if len(expected) != 1 or len(present) != 1 or present == expected:
-        return None
-    old, new = folder / present[0], folder / expected[0]
-    old.rename(new)
-    return old, new
-
-
-def graded_notebooks(folder: Path) -> list[Path]:
-    """The notebooks nbgrader grades in a submission folder: its `*.ipynb` as nbgrader's glob finds them
-    (a hidden name such as `..ipynb` is not one), regular files only."""
-    found = []
-    for path in sorted(glob.glob(os.path.join(glob.escape(str(folder)), "*.ipynb"))):
-        try:
-            if stat.S_ISREG(os.lstat(path).st_mode):
-                found.append(Path(path))
-        except OSError:
-            pass  # removed meanwhile
-    return found
-
-
-_SPECIAL = {stat.S_IFIFO: "named pipe", stat.S_IFSOCK: "socket", stat.S_IFCHR: "device file",
-            stat.S_IFBLK: "device file"}
-
-
-def set_aside_odd_files(folder: Path) -> list[str]:
-    """Neutralise what in a submission folder would stop a correct notebook from being graded; one line
-    for the log each. Named pipes, sockets and device files are removed: they hold no data, and copying
-    one fails and reading one blocks. A hidden `*.ipynb` (`..ipynb`, an editor's leftover) is left
-    where it is, and not graded."""
-    lines = []
-    for top, _dirs, files in os.walk(folder):
-        for name in sorted(files):
-            path = os.path.join(top, name)
-            rel = os.path.relpath(path, folder)
-            try:
-                mode = os.lstat(path).st_mode
-            except OSError:
-                continue
-            kind = _SPECIAL.get(stat.S_IFMT(mode))
-            if kind:
-                os.unlink(path)
-                lines.append(f"removed the {kind} {rel!r} from the submission: only regular files are graded")
-            elif top == str(folder) and name.startswith(".") and name.endswith(".ipynb"):
-                lines.append(f"ignored {rel!r}: a hidden file is not a notebook to grade")
-    return lines
+    Content-Security-Policy and the wrapping style of `make grade` (feedback.wrap_feedback)."""
+    app = GenerateFeedbackApp.instance() if GenerateFeedbackApp.initialized() else None
+    if notebooks and app is not None:
+        cd = app.coursedir
+        folder = Path(cd.format_path(cd.feedback_directory, Path(notebooks[0]).parent.parent.name,
+                                     Path(notebooks[0]).parent.name))
+        if folder.is_dir():
+            wrap_feedback(folder)
 
 
 class ReleaseFeedback(ExchangeReleaseFeedback):
@@ -247,8 +151,6 @@ class GradesExport(ExportPlugin):
     """`nbgrader export [--to FILE] [--student ...] [--assignment ...]`: cnngrader's grades.csv."""
 
     def export(self, gradebook) -> None:
-        from .grade import grade_rows, write_grades
-
         dest = self.to or "grades.csv"
         self.log.info("Exporting grades to %s (a missing submission: empty scores, status 'missing')", dest)
         write_grades(grade_rows(gradebook, [str(s) for s in self.student], [str(a) for a in self.assignment]), dest)

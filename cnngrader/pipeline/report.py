@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import re
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from nbformat import NotebookNode
 from traitlets.config import Config
 
 from cnngrader.pipeline import csvsafe
-from cnngrader.pipeline.grade import UNSANDBOXED, final_score, load_roster, sandbox_enabled
+from cnngrader.pipeline.config import UNSANDBOXED, CoursePaths, sandbox_enabled
+from cnngrader.pipeline.export import final_score
+from cnngrader.pipeline.roster import load_roster
 from cnngrader.pipeline.similarity import similarity_md
 
 MISSING = "missing"  # a submission that was never handed in, in the Markdown tables (empty in the CSVs)
@@ -45,39 +49,40 @@ FLAGS = (
 )
 
 
-def gradebook_rows(cfg: Config) -> list[dict[str, Any]]:
+def gradebook_rows(cfg: Config | CoursePaths) -> list[dict[str, Any]]:
     """One row per (student, assignment, notebook, graded cell), sorted; what the gradebook
     holds about it (scores and the autograder's comment on solution cells)."""
-    from nbgrader.api import Gradebook
+    with CoursePaths.of(cfg).gradebook() as gb:
+        return _gradebook_rows(gb)
 
+
+def _gradebook_rows(gb) -> list[dict[str, Any]]:
     rows = []
-    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
-        for assignment in gb.assignments:
-            for sub in assignment.submissions:
-                for snb in sub.notebooks:
-                    comments = {c.name: c.auto_comment for c in snb.comments}
-                    for g in snb.grades:
-                        rows.append({
-                            "student": sub.student.id,
-                            "assignment": assignment.name,
-                            "notebook": snb.name,
-                            "cell": g.name,
-                            "max_score": float(g.max_score),
-                            "auto_score": g.auto_score,
-                            "manual_score": g.manual_score,
-                            "score": float(g.score),
-                            "needs_manual_grade": bool(g.needs_manual_grade),
-                            "comment": comments.get(g.name),
-                        })
+    for assignment in gb.assignments:
+        for sub in assignment.submissions:
+            for snb in sub.notebooks:
+                comments = {c.name: c.auto_comment for c in snb.comments}
+                for g in snb.grades:
+                    rows.append({
+                        "student": sub.student.id,
+                        "assignment": assignment.name,
+                        "notebook": snb.name,
+                        "cell": g.name,
+                        "max_score": float(g.max_score),
+                        "auto_score": g.auto_score,
+                        "manual_score": g.manual_score,
+                        "score": float(g.score),
+                        "needs_manual_grade": bool(g.needs_manual_grade),
+                        "comment": comments.get(g.name),
+                    })
     rows.sort(key=lambda r: (r["student"], r["assignment"], r["notebook"], r["cell"]))
     return rows
 
 
-def _cell_order(cfg: Config) -> dict[tuple[str, str, str], int]:
+def _cell_order(paths: CoursePaths) -> dict[tuple[str, str, str], int]:
     """Position of every graded cell in its source notebook (for the tables' row order)."""
-    source = Path(cfg.CourseDirectory.root, cfg.CourseDirectory.get("source_directory", "source"))
     order = {}
-    for path in source.glob("*/*.ipynb"):
+    for path in paths.sources.glob("*/*.ipynb"):
         nb = nbformat.read(path, as_version=4)
         for i, cell in enumerate(nb.cells):
             gid = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -86,12 +91,17 @@ def _cell_order(cfg: Config) -> dict[tuple[str, str, str], int]:
     return order
 
 
-def flag_submissions(root: Path) -> list[dict[str, str]]:
-    """Flags raised by the solution cells of every autograded notebook under root/autograded."""
+def _autograded_notebooks(root: Path) -> dict[Path, NotebookNode]:
+    """Every notebook under root/autograded/<student>/<assignment>/, read once for the report, in path order."""
+    return {path: nbformat.read(path, as_version=4) for path in sorted(Path(root, "autograded").glob("*/*/*.ipynb"))}
+
+
+def flag_submissions(root: Path, notebooks: dict[Path, NotebookNode] | None = None) -> list[dict[str, str]]:
+    """Flags raised by the solution cells of every autograded notebook under root/autograded
+    (notebooks: those notebooks, already read)."""
     out = []
-    for path in sorted(Path(root, "autograded").glob("*/*/*.ipynb")):
+    for path, nb in (notebooks if notebooks is not None else _autograded_notebooks(root)).items():
         student, assignment = path.parent.parent.name, path.parent.name
-        nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader", {})
             if cell.cell_type != "code" or not meta.get("solution"):
@@ -105,34 +115,36 @@ def flag_submissions(root: Path) -> list[dict[str, str]]:
     return out
 
 
-def gradebook_overview(cfg: Config) -> dict[str, Any]:
+def gradebook_overview(cfg: Config | CoursePaths) -> dict[str, Any]:
     """Students, assignments and submissions of the gradebook.
 
     {"students": [{id, first_name, last_name, lms_user_id}], "assignments": [{name, duedate,
     max_score, cells: [(notebook, grade cell, points)]}], "submissions": {(student, assignment):
     {score (raw), penalty, final, timestamp, seconds_late, cells: {(notebook, cell): score}}}}."""
-    from nbgrader.api import Gradebook
+    paths = CoursePaths.of(cfg)
+    with paths.gradebook() as gb:
+        return _overview(gb, _cell_order(paths))
 
+
+def _overview(gb, order: dict[tuple[str, str, str], int]) -> dict[str, Any]:
     out: dict[str, Any] = {"students": [], "assignments": [], "submissions": {}}
-    order = _cell_order(cfg)
-    with Gradebook(cfg.CourseDirectory.db_url, cfg.CourseDirectory.course_id) as gb:
-        for st in gb.students:
-            out["students"].append({"id": st.id, "first_name": st.first_name, "last_name": st.last_name,
-                                    "lms_user_id": st.lms_user_id})
-        for a in gb.assignments:
-            cells = [(nb.name, gc.name, float(gc.max_score)) for nb in a.notebooks for gc in nb.grade_cells]
-            cells.sort(key=lambda c: (c[0], order.get((a.name, c[0], c[1]), 0), c[1]))
-            out["assignments"].append({"name": a.name, "duedate": a.duedate, "max_score": float(a.max_score),
-                                       "cells": cells})
-            for sub in a.submissions:
-                out["submissions"][(sub.student.id, a.name)] = {
-                    "score": float(sub.score), "penalty": float(sub.late_submission_penalty or 0.0),
-                    "final": final_score(sub),
-                    "timestamp": sub.timestamp, "seconds_late": float(sub.total_seconds_late or 0.0),
-                    "cells": {(snb.name, g.name): float(g.score) for snb in sub.notebooks for g in snb.grades},
-                    "pending": {(snb.name, g.name) for snb in sub.notebooks for g in snb.grades
-                                if g.needs_manual_grade},
-                }
+    for st in gb.students:
+        out["students"].append({"id": st.id, "first_name": st.first_name, "last_name": st.last_name,
+                                "lms_user_id": st.lms_user_id})
+    for a in gb.assignments:
+        cells = [(nb.name, gc.name, float(gc.max_score)) for nb in a.notebooks for gc in nb.grade_cells]
+        cells.sort(key=lambda c: (c[0], order.get((a.name, c[0], c[1]), 0), c[1]))
+        out["assignments"].append({"name": a.name, "duedate": a.duedate, "max_score": float(a.max_score),
+                                   "cells": cells})
+        for sub in a.submissions:
+            out["submissions"][(sub.student.id, a.name)] = {
+                "score": float(sub.score), "penalty": float(sub.late_submission_penalty or 0.0),
+                "final": final_score(sub),
+                "timestamp": sub.timestamp, "seconds_late": float(sub.total_seconds_late or 0.0),
+                "cells": {(snb.name, g.name): float(g.score) for snb in sub.notebooks for g in snb.grades},
+                "pending": {(snb.name, g.name) for snb in sub.notebooks for g in snb.grades
+                            if g.needs_manual_grade},
+            }
     out["students"].sort(key=lambda s: s["id"])
     out["assignments"].sort(key=lambda a: a["name"])
     return out
@@ -188,15 +200,21 @@ def reason_kind(ename: str, evalue: str) -> str:
     return head if ename == "GradingError" else f"{ename}: {head}"
 
 
-def failure_reasons(root: Path, overview: dict[str, Any]) -> list[dict[str, Any]]:
+def failure_reasons(root: Path, overview: dict[str, Any],
+                    notebooks: dict[Path, NotebookNode] | None = None) -> list[dict[str, Any]]:
     """One row per (assignment, cell, kind of reason), most students first: the students whose
     hidden test cell failed that way, with one full reason as an example. Read from the graded
-    cells' outputs in root/autograded (written by the grader, never by the student's kernel)."""
+    cells' outputs in root/autograded (written by the grader, never by the student's kernel);
+    notebooks: those notebooks, already read (_autograded_notebooks)."""
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     graded = {a["name"]: {cell for _nb, cell, _p in a["cells"]} for a in overview["assignments"]}
+    by_folder: dict[Path, list[Path]] = {}
+    for path in notebooks or ():
+        by_folder.setdefault(path.parent, []).append(path)
     for (sid, aid), sub in sorted(overview["submissions"].items()):
-        for path in sorted(Path(root, "autograded", sid, aid).glob("*.ipynb")):
-            nb = nbformat.read(path, as_version=4)
+        folder = Path(root, "autograded", sid, aid)
+        for path in sorted(by_folder.get(folder, []) if notebooks is not None else folder.glob("*.ipynb")):
+            nb = notebooks[path] if notebooks is not None else nbformat.read(path, as_version=4)
             for cell in nb.cells:
                 gid = cell.metadata.get("nbgrader", {}).get("grade_id")
                 if cell.cell_type != "code" or gid not in graded.get(aid, ()):
@@ -232,7 +250,7 @@ def late_submissions(overview: dict[str, Any]) -> list[dict[str, Any]]:
 CANVAS_HEADER = ["Student", "ID", "SIS User ID", "Section"]
 
 
-def write_canvas(cfg: Config, overview: dict[str, Any], path: Path) -> Path:
+def write_canvas(cfg: Config | CoursePaths, overview: dict[str, Any], path: Path) -> Path:
     """path: the scores in Canvas's gradebook import format. The header is Student, ID (Canvas's
     user id), SIS User ID, Section, then one column per assignment; a "Points Possible" row
     follows it, as in Canvas's own export. Student is "Last, First" from roster.csv (the
@@ -273,124 +291,170 @@ def _md_table(rows: list[dict[str, Any]], fields: list[str]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Tables:
+    """What the report shows, computed once from the gradebook and the autograded notebooks."""
+
+    overview: dict[str, Any]  # gradebook_overview
+    cells: list[dict[str, Any]]  # one row per graded cell of a graded assignment
+    assignments: list[dict[str, Any]]  # one row per assignment of the gradebook
+    students: list[dict[str, Any]]
+    test_columns: list[str]
+    tests: list[dict[str, str]]
+    failures: list[dict[str, Any]]
+    late: list[dict[str, Any]]
+    flags: list[dict[str, str]]
+
+    @property
+    def graded(self) -> list[str]:
+        """The assignments with at least one graded cell in the gradebook."""
+        return sorted({c["assignment"] for c in self.cells})
+
+    @property
+    def names(self) -> list[str]:
+        return [a["name"] for a in self.overview["assignments"]]
+
+    def scores(self, assignment: str) -> list[float]:
+        """The final scores of the assignment's submissions."""
+        return [v["final"] for (_s, a), v in self.overview["submissions"].items() if a == assignment]
+
+
+ASSIGNMENT_FIELDS = ["assignment", "max_score", "submissions", "missing", "mean", "median", "min", "max"]
+FAILURE_FIELDS = ["assignment", "cell", "kind", "count", "students", "example"]
+LATE_FIELDS = ["student", "assignment", "duedate", "timestamp", "hours_late", "raw_score", "penalty", "score"]
+FLAG_FIELDS = ["student", "assignment", "notebook", "cell", "flag", "match"]
+
+
 def write_report(cfg: Config, out: Path) -> Path:
     """Write the analytics of the gradebook into `out` (created); returns `out`."""
+    paths = CoursePaths.from_config(cfg)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    order = _cell_order(paths)
+    with paths.gradebook() as gb:
+        rows = _gradebook_rows(gb)
+        overview = _overview(gb, order)
+    notebooks = _autograded_notebooks(paths.root)
+    cells = cell_rows(rows, order)
+    _write_csv(out / "cells.csv", cells, list(cells[0]) if cells else ["assignment"])
+    test_columns, tests = test_table(overview)
+    t = Tables(overview, cells, assignment_rows(overview), student_rows(overview), test_columns, tests,
+               failure_reasons(paths.root, overview, notebooks), late_submissions(overview),
+               flag_submissions(paths.root, notebooks))
+    _write_csv(out / "assignments.csv", t.assignments, ASSIGNMENT_FIELDS)
+    _write_csv(out / "students.csv", t.students, ["student", *t.names, "total", "missing"])
+    _write_csv(out / "tests.csv", t.tests, ["student", *t.test_columns])
+    _write_csv(out / "failures.csv", [{**f, "students": " ".join(f["students"])} for f in t.failures],
+               FAILURE_FIELDS)
+    _write_csv(out / "late.csv", t.late, LATE_FIELDS)
+    write_canvas(paths, overview, out / "canvas.csv")
+    _write_csv(out / "flags.csv", t.flags, FLAG_FIELDS)
+    for a in t.graded:
+        plot_assignment(t, a, out / f"{a}.png")
+    (out / "report.md").write_text("\n".join(report_md(t, sandbox_enabled(cfg)) + similarity_md(out)))
+    (out / "failures.md").write_text("\n".join(["# Why hidden tests failed", ""] + failures_md(t.failures)[2:]))
+    return out
+
+
+def cell_rows(rows: list[dict[str, Any]], order: dict[tuple[str, str, str], int]) -> list[dict[str, Any]]:
+    """One row per graded cell (gradebook_rows grouped), in notebook order: pass rate, mean score."""
+    cells: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        cells.setdefault((r["assignment"], r["notebook"], r["cell"]), []).append(r)
+    out = []
+    for key in sorted(cells, key=lambda k: (k[0], k[1], order.get(k, 0), k[2])):
+        rs = cells[key]
+        passed = sum(r["score"] >= r["max_score"] for r in rs)
+        out.append({
+            "assignment": key[0], "notebook": key[1], "cell": key[2], "points": rs[0]["max_score"],
+            "submissions": len(rs), "passed": passed, "pass_rate": passed / len(rs),
+            "mean_score": statistics.fmean(r["score"] for r in rs),
+        })
+    return out
+
+
+def assignment_rows(overview: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per assignment, from its submissions (a missing one is not a 0): ASSIGNMENT_FIELDS."""
+    out = []
+    for a in overview["assignments"]:
+        scores = [v["final"] for (_s, aa), v in overview["submissions"].items() if aa == a["name"]]
+        stats = ({"mean": statistics.fmean(scores), "median": float(statistics.median(scores)),
+                  "min": min(scores), "max": max(scores)} if scores
+                 else dict.fromkeys(("mean", "median", "min", "max"), ""))
+        out.append({"assignment": a["name"], "max_score": a["max_score"], "submissions": len(scores),
+                    "missing": len(overview["students"]) - len(scores), **stats})
+    return out
+
+
+def student_rows(overview: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per student: the final score of each assignment ("" when missing), total, missing."""
+    names = [a["name"] for a in overview["assignments"]]
+    totals = {k: v["final"] for k, v in overview["submissions"].items()}
+    out = []
+    for st in overview["students"]:
+        s = st["id"]
+        row: dict[str, Any] = {"student": s}
+        for a in names:
+            row[a] = totals.get((s, a), "")
+        row["total"] = sum(v for v in (totals.get((s, a)) for a in names) if v is not None)
+        row["missing"] = sum((s, a) not in totals for a in names)
+        out.append(row)
+    return out
+
+
+def plot_assignment(t: Tables, assignment: str, path: Path) -> None:
+    """path: the pass rate per graded cell and the histogram of scores of one assignment."""
+    # matplotlib is imported only here: it is slow to import, and its Agg backend must be chosen first
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = gradebook_rows(cfg)
-    order = _cell_order(cfg)
-    assignments = sorted({r["assignment"] for r in rows})
+    crs = [c for c in t.cells if c["assignment"] == assignment]
+    scores = t.scores(assignment)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, max(3.0, 0.35 * len(crs) + 1.5)))
+    ax1.barh(range(len(crs)), [100 * c["pass_rate"] for c in crs], color="tab:blue")
+    ax1.set_yticks(range(len(crs)), [c["cell"] for c in crs], fontsize=8)
+    ax1.invert_yaxis()
+    ax1.set_xlim(0, 100)
+    ax1.set_xlabel("students passing (%)")
+    ax1.set_title("pass rate per graded cell")
+    top = next(a["max_score"] for a in t.overview["assignments"] if a["name"] == assignment) or 1.0
+    ax2.hist(scores, bins=min(20, max(5, len(scores))), range=(0, top), color="tab:orange", edgecolor="black")
+    ax2.set_xlabel(f"score (out of {top:g})")
+    ax2.set_ylabel("students")
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.set_title("scores")
+    fig.suptitle(f"{assignment}: {len(scores)} submission(s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
-    # per cell
-    cells: dict[tuple[str, str, str], list[dict]] = {}
-    for r in rows:
-        cells.setdefault((r["assignment"], r["notebook"], r["cell"]), []).append(r)
-    cell_rows = []
-    for key in sorted(cells, key=lambda k: (k[0], k[1], order.get(k, 0), k[2])):
-        rs = cells[key]
-        passed = sum(r["score"] >= r["max_score"] for r in rs)
-        cell_rows.append({
-            "assignment": key[0], "notebook": key[1], "cell": key[2], "points": rs[0]["max_score"],
-            "submissions": len(rs), "passed": passed, "pass_rate": passed / len(rs),
-            "mean_score": statistics.fmean(r["score"] for r in rs),
-        })
-    _write_csv(out / "cells.csv", cell_rows, list(cell_rows[0]) if cell_rows else ["assignment"])
 
-    # per assignment and per student, from the submissions (missing ones are not 0)
-    overview = gradebook_overview(cfg)
-    all_assignments = [a["name"] for a in overview["assignments"]]
-    subs = overview["submissions"]
-    totals = {k: v["final"] for k, v in subs.items()}
-    max_scores = {a["name"]: a["max_score"] for a in overview["assignments"]}
-    n_students = len(overview["students"])
-    assignment_rows = []
-    for a in all_assignments:
-        scores = [v for (s, aa), v in totals.items() if aa == a]
-        stats = ({"mean": statistics.fmean(scores), "median": float(statistics.median(scores)),
-                  "min": min(scores), "max": max(scores)} if scores else dict.fromkeys(("mean", "median", "min", "max"), ""))
-        assignment_rows.append({"assignment": a, "max_score": max_scores[a], "submissions": len(scores),
-                                "missing": n_students - len(scores), **stats})
-    _write_csv(out / "assignments.csv", assignment_rows,
-               ["assignment", "max_score", "submissions", "missing", "mean", "median", "min", "max"])
-    student_rows = []
-    for st in overview["students"]:
-        s = st["id"]
-        row: dict[str, Any] = {"student": s}
-        for a in all_assignments:
-            row[a] = totals.get((s, a), "")
-        row["total"] = sum(v for v in (totals.get((s, a)) for a in all_assignments) if v is not None)
-        row["missing"] = sum((s, a) not in totals for a in all_assignments)
-        student_rows.append(row)
-    _write_csv(out / "students.csv", student_rows, ["student", *all_assignments, "total", "missing"])
-
-    test_columns, test_rows = test_table(overview)
-    _write_csv(out / "tests.csv", test_rows, ["student", *test_columns])
-    failures = failure_reasons(Path(cfg.CourseDirectory.root), overview)
-    _write_csv(out / "failures.csv", [{**f, "students": " ".join(f["students"])} for f in failures],
-               ["assignment", "cell", "kind", "count", "students", "example"])
-    late = late_submissions(overview)
-    _write_csv(out / "late.csv", late, ["student", "assignment", "duedate", "timestamp", "hours_late",
-                                        "raw_score", "penalty", "score"])
-    write_canvas(cfg, overview, out / "canvas.csv")
-
-    flags = flag_submissions(Path(cfg.CourseDirectory.root))
-    _write_csv(out / "flags.csv", flags, ["student", "assignment", "notebook", "cell", "flag", "match"])
-
-    # figures
-    for a in assignments:
-        crs = [c for c in cell_rows if c["assignment"] == a]
-        scores = [v for (s, aa), v in totals.items() if aa == a]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, max(3.0, 0.35 * len(crs) + 1.5)))
-        names = [c["cell"] for c in crs]
-        ax1.barh(range(len(crs)), [100 * c["pass_rate"] for c in crs], color="tab:blue")
-        ax1.set_yticks(range(len(crs)), names, fontsize=8)
-        ax1.invert_yaxis()
-        ax1.set_xlim(0, 100)
-        ax1.set_xlabel("students passing (%)")
-        ax1.set_title("pass rate per graded cell")
-        top = max_scores[a] or 1.0
-        ax2.hist(scores, bins=min(20, max(5, len(scores))), range=(0, top), color="tab:orange", edgecolor="black")
-        ax2.set_xlabel(f"score (out of {top:g})")
-        ax2.set_ylabel("students")
-        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax2.set_title("scores")
-        fig.suptitle(f"{a}: {len(scores)} submission(s)")
-        fig.tight_layout()
-        fig.savefig(out / f"{a}.png", dpi=100)
-        plt.close(fig)
-
+def report_md(t: Tables, sandboxed: bool = True) -> list[str]:
+    """report.md's lines, up to its similarity section."""
     md = ["# Grade report", ""]
-    if not sandbox_enabled(cfg):
+    if not sandboxed:
         md += [f"**Warning: {UNSANDBOXED}.**", ""]
-    md += [f"{n_students} student(s), {len(all_assignments)} assignment(s). A cell passes at full points; "
+    md += [f"{len(t.overview['students'])} student(s), {len(t.names)} assignment(s). A cell passes at full points; "
            f"\"{MISSING}\" means nothing was handed in (a blank notebook handed in scores 0).", ""]
-    md += ["## Assignments", "", _md_table(assignment_rows, ["assignment", "max_score", "submissions", "missing",
-                                                             "mean", "median", "min", "max"]), ""]
-    for a in assignments:
+    md += ["## Assignments", "", _md_table(t.assignments, ASSIGNMENT_FIELDS), ""]
+    for a in t.graded:
         md += [f"## {a}", "", f"![{a}]({a}.png)", "",
-               _md_table([c for c in cell_rows if c["assignment"] == a],
+               _md_table([c for c in t.cells if c["assignment"] == a],
                          ["notebook", "cell", "points", "submissions", "passed", "pass_rate", "mean_score"]), ""]
-    shown = [{k: (MISSING if v == "" else v) for k, v in r.items()} for r in student_rows]
+    shown = [{k: (MISSING if v == "" else v) for k, v in r.items()} for r in t.students]
     md += ["## Students", "", "Scores after late penalties.", "",
-           _md_table(shown, ["student", *all_assignments, "total", "missing"]), ""]
+           _md_table(shown, ["student", *t.names, "total", "missing"]), ""]
     md += ["## Hidden tests per student", "", "Also in tests.csv.", "",
-           _md_table(test_rows, ["student", *test_columns]) if test_rows else "(none)", ""]
-    md += failures_md(failures)
+           _md_table(t.tests, ["student", *t.test_columns]) if t.tests else "(none)", ""]
+    md += failures_md(t.failures)
     md += ["## Late submissions", ""]
-    md += [_md_table(late, ["student", "assignment", "duedate", "timestamp", "hours_late", "raw_score",
-                            "penalty", "score"]) if late else "(none)", ""]
+    md += [_md_table(t.late, LATE_FIELDS) if t.late else "(none)", ""]
     md += ["## Flags for a human look", ""]
-    md += [_md_table(flags, ["student", "assignment", "cell", "flag", "match"]) if flags else "(none)", ""]
-    md += similarity_md(out)  # last: `make similarity` rewrites this section
-    (out / "report.md").write_text("\n".join(md))
-    (out / "failures.md").write_text("\n".join(["# Why hidden tests failed", ""] + failures_md(failures)[2:]))
-    return out
+    md += [_md_table(t.flags, ["student", "assignment", "cell", "flag", "match"]) if t.flags else "(none)", ""]
+    return md  # similarity_md comes last: `make similarity` rewrites that section
 
 
 def failures_md(failures: list[dict[str, Any]]) -> list[str]:

@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -175,3 +176,52 @@ def file_digest(path: str | os.PathLike, h=None, expected: os.stat_result | None
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h
+
+
+# -- bounded walks of a student's tree (digests, depth check) ----------------------------------
+MAX_TREE_DEPTH = 64  # folders below a submission's or an assignment's folder that are looked at
+MAX_TREE_FILES = 10_000
+SKIP_DIRS = {".ipynb_checkpoints", "__pycache__"}
+NO_LIMITS = FileLimits(max_bytes=sys.maxsize, max_files=sys.maxsize)  # the grader's own folders
+
+
+def tree(folder: Path, label: str = "") -> list[tuple[str, Path]]:
+    """(label + relative path, path) of the regular files under folder: one linear listing, walked
+    iteratively and bounded (MAX_TREE_DEPTH, MAX_TREE_FILES), never following a link, so that a folder
+    nested thousands deep costs no more than a shallow one."""
+    if not folder.is_dir():
+        return []
+    out: list[tuple[str, Path]] = []
+    todo = [(folder, 0)]
+    while todo and len(out) < MAX_TREE_FILES:
+        here, depth = todo.pop()
+        try:
+            entries = sorted(os.scandir(here), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                if depth < MAX_TREE_DEPTH and entry.name not in SKIP_DIRS:
+                    todo.append((path, depth + 1))
+            elif entry.is_file(follow_symlinks=False) and len(out) < MAX_TREE_FILES:
+                out.append((f"{label}{path.relative_to(folder)}", path))
+    return out
+
+
+def too_deep(folder: Path, max_folders: int = MAX_TREE_FILES) -> str | None:
+    """The first folder (relative) deeper than MAX_TREE_DEPTH under folder, or None; found by an
+    iterative walk that looks at no more than max_folders folders (nbgrader's own walk recurses
+    and would fail on such a tree)."""
+    todo, looked = [(folder, 0)], 0
+    while todo and looked < max_folders:
+        here, depth = todo.pop()
+        looked += 1
+        try:
+            subs = [Path(e.path) for e in os.scandir(here) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        if subs and depth + 1 > MAX_TREE_DEPTH:
+            return str(here.relative_to(folder))[:80]
+        todo += [(sub, depth + 1) for sub in subs]
+    return None

@@ -135,7 +135,7 @@ def template_cells(release: Path, aid: str) -> list[str]:
 def instructor_listing(course: Course, aid: str) -> Listing:
     """The instructor's solution cells, without the solution markers (never the hidden tests)."""
     from cnngrader.pipeline.authoring import target
-    from cnngrader.pipeline.grade import solution_code
+    from cnngrader.pipeline.submissions import solution_code
 
     nb = json.loads(target(course, aid).read_text(encoding="utf-8"))
     parts = []
@@ -524,7 +524,7 @@ def write_similarity(root: str | Path | None = None, assignments: Sequence[str] 
     earlier: a folder of earlier terms' submissions, <earlier>/<student>/<id>/*.ipynb. release: where the
     released notebooks are (default the course's exercises/). config: a traitlets Config for SimilarityCheck,
     over the course's nbgrader_config.py."""
-    from cnngrader.pipeline.grade import course_config
+    from cnngrader.pipeline.config import course_config
 
     course = course or load_course()
     cfg = course_config(root, course)

@@ -1,0 +1,72 @@
+"""The record step: each executed submission written into the course's gradebook, by this process only.
+
+nbgrader's Autograde converter runs again in the grading directory with ReplayExecute in place of
+GradingExecute, so IgnorePattern, LimitOutput, SaveAutoGrades and AssignLatePenalties write the
+gradebook exactly as a plain `nbgrader autograde` would; this process is the gradebook's only writer.
+Recording overlaps the workers' execution of the next submissions.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbgrader.converters import Autograde
+from traitlets.config import Config
+
+from cnngrader.pipeline.cache import Cache, Submission
+from cnngrader.pipeline.config import coursedir, last_line, run_app
+from cnngrader.pipeline.workers import EXECUTE, Outcome
+
+log = logging.getLogger("cnngrader.pipeline")
+
+REPLAY = "cnngrader.pipeline.execute.ReplayExecute"
+
+
+def record_one(cfg: Config, work: Path, student: str, assignment: str) -> str | None:
+    """nbgrader's autograde of one submission with the outputs executed into work/executed replayed;
+    None, or the error."""
+    c = copy.deepcopy(cfg)
+    c.Autograde.autograde_preprocessors = [
+        REPLAY if _name(p) == EXECUTE else p for p in cfg.Autograde.autograde_preprocessors
+    ]
+    c.ReplayExecute.executed_directory = str(work / "executed")
+    app = Autograde(coursedir=coursedir(c, student_id=student, assignment_id=assignment), config=c)
+    app.force = True
+    return run_app(app)
+
+
+def _name(p) -> str:
+    return p if isinstance(p, str) else f"{p.__module__}.{p.__qualname__}"
+
+
+@dataclass
+class Recorder:
+    """Records each Outcome of the execute step as it comes; what it did is in its fields."""
+
+    cfg: Config
+    work: Path
+    cache: Cache
+    digests: dict[Submission, tuple[str, str]]
+    execute_seconds: dict[Submission, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # spent recording
+
+    def __call__(self, outcome: Outcome) -> None:
+        sid, aid, sec, error = outcome
+        self.execute_seconds[(sid, aid)] = sec
+        if error:  # could not be executed: reported, not recorded
+            self.failures.append(f"execute {sid}/{aid}: {last_line(error)}")
+            log.error("executing %s/%s failed:\n%s", sid, aid, error)
+            return
+        t0 = time.perf_counter()
+        error = record_one(self.cfg, self.work, sid, aid)
+        self.seconds += time.perf_counter() - t0
+        if error:
+            self.failures.append(f"record {sid}/{aid}: {last_line(error)}")
+            log.error("recording %s/%s failed:\n%s", sid, aid, error)
+            return
+        self.cache.graded((sid, aid), self.digests[(sid, aid)], sec)
+        log.info("graded %s/%s in %.1f s", sid, aid, sec)

@@ -1,0 +1,128 @@
+"""The execute step: each submission sanitized and executed by nbgrader's Autograde converter with
+GradingExecute (execute.py, in the sandbox) as its only autograde preprocessor.
+
+With jobs > 1 each submission runs in a worker process with its own copy of the SQLite gradebook
+(SQLite takes one writer at a time; the copies only ever see the student and submission rows
+nbgrader creates; with a PostgreSQL gradebook the copy is a SQLite snapshot of the assignments,
+see phase1_db). The executed notebooks go to work/executed, where the record step finds them.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sqlite3
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from nbgrader.converters import Autograde
+from traitlets.config import Config
+
+from cnngrader.pipeline.config import CoursePaths, coursedir, run_app
+from cnngrader.pipeline.generate import generate
+from cnngrader.pipeline.kernels import stop_spares
+
+log = logging.getLogger("cnngrader.pipeline")
+
+EXECUTE = "cnngrader.pipeline.execute.GradingExecute"
+KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond")
+_WORKER_DB: dict[tuple[int, str, str], str] = {}
+
+Outcome = tuple[str, str, float, str | None]  # (student, assignment, seconds, error)
+
+
+def phase1_db(paths: CoursePaths, assignments: Iterable[str], work: Path) -> str:
+    """The SQLite gradebook the workers copy: the course's own when it is SQLite; otherwise
+    (PostgreSQL, ...) a snapshot with the assignments regenerated from the source directory,
+    so that workers never write to the course database. (If solutions/ changed since the
+    release, ReplayExecute notices that the executed cells differ and reports the submission.)"""
+    if paths.db_url.startswith("sqlite:///"):
+        return paths.db_url
+    snapshot = f"sqlite:///{work / 'gradebook-phase1.db'}"
+    generate(sorted(set(assignments)), paths.root, build_sources=False, release_directory=work / "release-phase1",
+             db_url=snapshot, source_directory=paths.source_directory)
+    return snapshot
+
+
+def _worker_db_url(db_url: str, work: Path) -> str:
+    """This process's private copy of a SQLite gradebook."""
+    key = (os.getpid(), str(work), db_url)  # a forked worker inherits its parent's entries
+    if key not in _WORKER_DB:
+        copy_path = work / f"gradebook-worker{os.getpid()}.db"
+        src = sqlite3.connect(db_url[len("sqlite:///"):])
+        dst = sqlite3.connect(copy_path)
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+        _WORKER_DB[key] = f"sqlite:///{copy_path}"
+    return _WORKER_DB[key]
+
+
+def execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str,
+                source_db: str | None = None) -> Outcome:
+    """Sanitize and execute one submission into work/executed; (student, assignment, seconds, error)."""
+    t0 = time.perf_counter()
+    c = copy.deepcopy(cfg)
+    c.CourseDirectory.autograded_directory = str(Path(work, "executed"))
+    c.CourseDirectory.db_url = _worker_db_url(source_db or cfg.CourseDirectory.db_url, Path(work))
+    c.Autograde.autograde_preprocessors = [EXECUTE]
+    c.GradingExecute.parallel_jobs = jobs
+    for attempt in (1, 2):
+        app = Autograde(coursedir=coursedir(c, student_id=student, assignment_id=assignment), config=c)
+        app.force = True
+        error = run_app(app)
+        # a kernel that never came up is the machine's problem, not the student's: once more
+        if not error or not any(s in error for s in KERNEL_START_FAILURES):
+            break
+        log.warning("%s/%s: the kernel did not start (attempt %d)", student, assignment, attempt)
+    return student, assignment, time.perf_counter() - t0, error
+
+
+class Workers:
+    """The processes that execute submissions: this one (jobs == 1) or a pool of `jobs` workers.
+
+    Used as a context manager: on exit the pool stops (each worker kills its own warm spare kernel
+    as it exits) and so does this process's spare, which no later notebook will use."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Workers:
+        if self.jobs > 1:
+            # Workers compute the hidden checks' references with torch: fork them from a clean
+            # forkserver, never from this process, whose torch thread pools a fork would deadlock.
+            linux = sys.platform.startswith("linux")
+            ctx = get_context("forkserver") if linux else get_context("spawn")
+            if linux:
+                ctx.set_forkserver_preload(["torch", "nbgrader.converters"])
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.pool is not None:
+                self.pool.shutdown()
+        finally:
+            stop_spares()
+
+    def execute(self, cfg: Config, work: Path, tasks: Sequence[tuple[str, str]], source_db: str) -> Iterator[Outcome]:
+        """Each task's Outcome as soon as it has run (in task order when serial)."""
+        if self.pool is None:
+            for s, a in tasks:
+                yield execute_one(cfg, str(work), 1, s, a, source_db)
+            return
+        futures = [self.pool.submit(execute_one, cfg, str(work), self.jobs, s, a, source_db) for s, a in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+
+    def map(self, fn: Callable, *iterables: Iterable) -> list:
+        """fn over the iterables, in the workers (fn must be importable by name there)."""
+        if self.pool is None:
+            return [fn(*args) for args in zip(*iterables)]
+        return list(self.pool.map(fn, *iterables))
