@@ -741,7 +741,7 @@ def grade_course(
         finally:
             if pool is not None:
                 pool.shutdown()  # each worker kills its own warm spare as it exits
-            from cnngrader.pipeline.kernels import stop_spares
+            from cnngrader.pipeline.kernel_start import stop_spares
 
             stop_spares()  # and this process's (serial grading), which no later notebook will use
 

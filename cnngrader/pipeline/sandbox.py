@@ -60,9 +60,10 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
 ETC = "/etc"  # bound read-only, less what uid 65534 could not read on the host (see unreadable)
 CPU_PERIOD_US = 100_000  # the CFS period of a CPU quota
-# precheck.py: a notebook's pre-submission check imports in the kernel and does nothing there.
+# precheck.py: a notebook's pre-submission check imports in the kernel (with the stdlib-only modules it
+# imports at its top) and does nothing there.
 KERNEL_SOURCES = ("cnngrader/__init__.py", "cnngrader/tolerances.py", "cnngrader/course.py", "cnngrader/kernel",
-                  "cnngrader/precheck.py")
+                  "cnngrader/precheck.py", "cnngrader/cells.py", "cnngrader/check_verdict.py")
 RUNTIME_TMPFS_BYTES = 1 << 20  # connection sockets only
 READ_ONLY_ROOT = ("--remount-ro", "/dev", "--remount-ro", "/")  # after every mount: bwrap's own tmpfs root and /dev
 
