@@ -21,7 +21,8 @@ neither the check nor the student can know the graded cases; the grade may still
 When the grading pipeline runs a notebook that calls check_all, the call does nothing: the kernel has the
 grader's kernel side imported before any cell, and no hidden checks. This module therefore imports only the
 standard library at its top, and the course's own stdlib-only modules that the grading sandbox binds
-(cnngrader.cells, cnngrader.check_verdict); the grading sandbox has no cnngrader.grading.
+(cnngrader.cells, cnngrader.check_verdict, cnngrader.course); everything else (the grader's checks, nbformat,
+nbclient, jupyter) is imported by the function that needs it: the grading sandbox has no cnngrader.grading.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from typing import Any
 
 from cnngrader.cells import checked_name, nbgrader_meta, student_sources
 from cnngrader.check_verdict import FAIL, PASS, WHEN_GRADED, cell_verdict
+from cnngrader.course import ENV_VAR, MANIFEST, CourseError, load_course
 
 BUNDLED = Path(__file__).with_name("_course")  # course.toml, checks and release notebooks of an installed course
 ASSIGNMENTS = "assignments"
@@ -82,8 +84,6 @@ def graded_cells(nb: dict, known: Any) -> list[GradedCell]:
 
 
 def _ids(root: Path) -> tuple[str, ...]:
-    from cnngrader.course import CourseError, load_course
-
     try:
         return load_course(root).ids
     except CourseError:
@@ -97,8 +97,6 @@ def _course_lists(root: Path, aid: str) -> bool:
 def _candidates(start: Path | None, course: str | os.PathLike | None) -> list[Path]:
     """Course folders to look in, in order: `course`, $CNNGRADER_COURSE, the nearest course.toml at or
     above `start`, then above the working directory, then the course bundled with the installed package."""
-    from cnngrader.course import ENV_VAR, MANIFEST
-
     if course is not None:
         root = Path(course).resolve()
         if not (root / MANIFEST).is_file():
@@ -239,7 +237,7 @@ def run_checks(aid: str, cells: list[GradedCell], runner: Any, sources: list[tup
 
 def _validate(nb: dict, path: Path) -> None:
     """A notebook nbformat can run: v4, or convertible to it (not validated further, as grading does not)."""
-    import nbformat
+    import nbformat  # see the module's docstring
 
     try:
         nbformat.reads(json.dumps(nb), as_version=4)
@@ -262,7 +260,7 @@ def _load_notebook(path: Path) -> dict:
 # The notebook call.
 def _user_namespace() -> dict[str, Any]:
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # in a kernel; absent from a plain Python
 
         shell = get_ipython()
     except ImportError:
@@ -338,7 +336,7 @@ def _has_graded_cells(path: Path) -> bool:
 
 
 def _check_namespace(aid: str, ns: dict[str, Any], points_nb: dict, own: Path | None, root: Path) -> Report:
-    from cnngrader import grading
+    from cnngrader import grading  # see the module's docstring
     from cnngrader.grading.runners import LocalRunner
 
     reg = grading.registry(root)
@@ -358,7 +356,7 @@ def _check_namespace(aid: str, ns: dict[str, Any], points_nb: dict, own: Path | 
 # ---------------------------------------------------------------------------------------------
 # The command: run the notebook in a fresh kernel, then the checks through it.
 def _kernel_manager_class() -> type:
-    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.manager import AsyncKernelManager  # see the module's docstring
 
     class ThisPythonKernel(AsyncKernelManager):
         """An ipykernel of the Python running the check: the environment that has cnnlib and cnngrader."""

@@ -241,7 +241,7 @@ def plot_confusion_matrix(cm, labels: Sequence[str], ax=None, title: str | None 
     return ax
 
 
-# --- Figures added for issue 11 (kernel flip, channels, 1×1, pooling per channel, global pooling) ----------
+# --- Figures: the kernel flip, channels, 1×1 convolutions, pooling per channel, global pooling -----------------
 # New functions only, appended here; each draws one compact figure (at most 7 inches wide) for a narrow column.
 
 

@@ -73,7 +73,7 @@ class GradingExecute(Execute):
         Limits.memory_bytes // MiB,
         help="Memory of a grading kernel in MiB: its sandbox's whole process tree (cgroup, and RLIMIT_AS per "
         "process where no GPU is present); unsandboxed, RLIMIT_AS and RLIMIT_DATA of the kernel. 0 for none. "
-        "A kernel with torch and the course library imported maps about 1.4 GiB.",
+        "The default, and what a kernel needs, is sandbox.Limits's.",
     ).tag(config=True)
 
     kernel_threads = Integer(

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 from cnngrader.pipeline.unsandboxed_launch import cap_memory, redirect_stdio
 
@@ -88,7 +89,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def preload() -> None:
-    """Import what every grading kernel imports anyway; run nothing (no thread pools yet)."""
+    """Import what every grading kernel imports anyway; run nothing (no thread pools yet). Imported here,
+    in the server only: the grader imports this module for socket_path() and stop()."""
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
     import IPython  # noqa: F401
@@ -119,6 +121,7 @@ def _run_kernel(req: dict) -> None:
         os.close(null)
         redirect_stdio(req.get("stdio") or "")
         threads = int(req.get("threads") or 0)
+        # torch and ipykernel: imported by preload() already, and never into the grader that imports this module
         if threads > 0:
             import torch
 
@@ -131,8 +134,6 @@ def _run_kernel(req: dict) -> None:
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:  # noqa: BLE001 - a kernel that cannot start must still exit
-        import traceback
-
         traceback.print_exc()
     finally:
         try:
