@@ -63,10 +63,11 @@ c.ClearSolutions.enforce_metadata = True  # a BEGIN SOLUTION block outside a sol
 c.ClearHiddenTests.enforce_metadata = True  # hidden tests only in locked grade cells
 
 # -- autograding ----------------------------------------------------------------------------
-# GradingExecute (cnngrader/pipeline/execute.py) is nbgrader's Execute plus: a memory cap on
-# the kernel, a dead or hung kernel scores the rest of that notebook 0 instead of dropping
-# the submission, a cap on the output kept per cell, and kernels forked from a process that
-# has torch and cnnlib imported already (cnngrader/pipeline/zygote.py).
+# GradingExecute (cnngrader/pipeline/execute.py) is nbgrader's Execute plus: every kernel in a
+# sandbox of its own (no network, a read-only filesystem, cgroup limits on its process tree),
+# hidden test cells graded outside the kernel, a dead or hung kernel or a notebook past its time
+# scoring the rest of that notebook 0 instead of dropping the submission, and a cap on the output
+# kept per cell and per notebook.
 c.Autograde.autograde_preprocessors = [
     "cnngrader.pipeline.execute.GradingExecute",
     "nbgrader.preprocessors.IgnorePattern",
@@ -116,8 +117,8 @@ c.Execute.extra_arguments = ["--HistoryManager.enabled=False", "--IPKernelApp.lo
 # grading stops with what to install if it cannot be set up. False only with a reason (UNSAFE=1).
 c.GradingExecute.sandbox = True
 c.GradingExecute.notebook_timeout = 600  # seconds per notebook, all cells together
-c.GradingExecute.max_memory_mb = 4096  # per kernel's process tree (cgroup); a grading kernel maps about 1.4 GiB
-c.GradingExecute.preload_kernels = True  # False: every kernel a fresh Python (about 2 s more per notebook)
+# Memory, tasks, CPU time and disk of each kernel's sandbox: the defaults are sandbox.Limits's, which
+# GradingExecute's settings read; override them here, e.g. c.GradingExecute.max_memory_mb = 8192.
 c.GradingExecute.unresponsive_grace = 10.0  # seconds to come back after an interrupt
 
 # Deleted or edited test cells come back from the gradebook (their checksums differ).

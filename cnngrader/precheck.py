@@ -20,7 +20,9 @@ neither the check nor the student can know the graded cases; the grade may still
 
 When the grading pipeline runs a notebook that calls check_all, the call does nothing: the kernel has the
 grader's kernel side imported before any cell, and no hidden checks. This module therefore imports only the
-standard library at its top (the grading sandbox has no cnngrader.grading).
+standard library at its top, and the course's own stdlib-only modules that the grading sandbox binds
+(cnngrader.cells, cnngrader.check_verdict, cnngrader.course); everything else (the grader's checks, nbformat,
+nbclient, jupyter) is imported by the function that needs it: the grading sandbox has no cnngrader.grading.
 """
 from __future__ import annotations
 
@@ -33,13 +35,17 @@ import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
-HIDDEN_PREFIX = "hidden_"  # a hidden test cell's grade_id is hidden_<name>; it runs check("<name>", <name>)
+from cnngrader.cells import checked_name, nbgrader_meta, student_sources
+from cnngrader.check_verdict import FAIL, PASS, WHEN_GRADED, cell_verdict
+from cnngrader.course import ENV_VAR, MANIFEST, CourseError, load_course
+
 BUNDLED = Path(__file__).with_name("_course")  # course.toml, checks and release notebooks of an installed course
 ASSIGNMENTS = "assignments"
-# Status of one graded cell.
-PASS, FAIL, WHEN_GRADED, NOT_HERE = "pass", "FAIL", "checked when graded", "not checked here"
+# Status of one graded cell: check_verdict's PASS, FAIL and WHEN_GRADED, or
+NOT_HERE = "not checked here"
 BY_HAND = "graded by hand"  # an answer in words (a markdown cell nbgrader grades manually)
 
 
@@ -68,7 +74,7 @@ def graded_cells(nb: dict, known: Any) -> list[GradedCell]:
     runs: hidden_<name> runs the check <name> when the course (`known`: a container of check names) has it."""
     out = []
     for cell in nb.get("cells", []):
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+        meta = nbgrader_meta(cell)
         if cell.get("cell_type") not in ("code", "markdown") or not meta.get("grade"):
             continue
         gid = str(meta.get("grade_id", ""))
@@ -77,25 +83,12 @@ def graded_cells(nb: dict, known: Any) -> list[GradedCell]:
         if cell.get("cell_type") == "markdown":
             out.append(GradedCell(gid, points, (), by_hand=True))
             continue
-        name = gid[len(HIDDEN_PREFIX):] if gid.startswith(HIDDEN_PREFIX) else ""
+        name = checked_name(gid)
         out.append(GradedCell(gid, points, (name,) if name in known else ()))
     return out
 
 
-def student_sources(nb: dict) -> list[tuple[int, str]]:
-    """(index, source) of the code cells the static scan reads: every code cell but nbgrader's locked ones."""
-    out = []
-    for index, cell in enumerate(nb.get("cells", [])):
-        if cell.get("cell_type") != "code" or cell.get("metadata", {}).get("nbgrader", {}).get("locked"):
-            continue
-        source = cell.get("source", "")
-        out.append((index, "".join(source) if isinstance(source, list) else str(source)))
-    return out
-
-
 def _ids(root: Path) -> tuple[str, ...]:
-    from cnngrader.course import CourseError, load_course
-
     try:
         return load_course(root).ids
     except CourseError:
@@ -109,8 +102,6 @@ def _course_lists(root: Path, aid: str) -> bool:
 def _candidates(start: Path | None, course: str | os.PathLike | None) -> list[Path]:
     """Course folders to look in, in order: `course`, $CNNGRADER_COURSE, the nearest course.toml at or
     above `start`, then above the working directory, then the course bundled with the installed package."""
-    from cnngrader.course import ENV_VAR, MANIFEST
-
     if course is not None:
         root = Path(course).resolve()
         if not (root / MANIFEST).is_file():
@@ -229,10 +220,16 @@ def new_secret() -> int:
 def run_checks(aid: str, cells: list[GradedCell], runner: Any, sources: list[tuple[int, str]] | None,
                reg: Any) -> list[Result]:
     """Each graded cell's verdict: the static scan of `sources` (None: skipped), then its checks through
-    `runner`, as the grader runs them; NotChecked (answers not published) reads as checked when graded."""
-    from cnngrader.grading import core, scan
+    `runner`, as the grader runs them (check_verdict); NotChecked (answers not published) reads as checked
+    when graded."""
+    from cnngrader.grading import scan  # the trusted side: only where checks run (see the module's docstring)
 
     parsed = scan.parse(sources) if sources is not None else None
+
+    def static(name: str) -> str | None:
+        forbidden = reg.forbidden.get(name)
+        return scan.reason(parsed, name, forbidden.static if forbidden else ()) if parsed is not None else None
+
     results = []
     for cell in cells:
         if cell.by_hand:
@@ -241,43 +238,24 @@ def run_checks(aid: str, cells: list[GradedCell], runner: Any, sources: list[tup
         if not cell.checks:
             results.append(Result(cell, NOT_HERE, "no hidden check of this course runs it before grading"))
             continue
-        status, reason, fraction = PASS, "", 1.0
-        for name in cell.checks:
-            forbidden = reg.forbidden.get(name)
-            why = scan.reason(parsed, name, forbidden.static if forbidden else ()) if parsed is not None else None
-            values = None
-            try:
-                got = reg.checks[name](name, runner)
-                if isinstance(got, core.Credit):
-                    fraction, reason = min(fraction, max(0.0, float(got.fraction))), got.text
-            except Exception as e:  # noqa: BLE001 - a check that breaks on odd output still reports
-                if _not_checked(e, core) and why is None:
-                    status, reason = WHEN_GRADED, str(e) or "its answer is checked only when graded"
-                    continue
-                values = str(e) if isinstance(e, core.GradingError) else \
-                    f"{name} could not be checked: {type(e).__name__}: {e}"
-            if why is not None or values is not None:  # the scan's finding comes with the values' reason
-                status, reason = FAIL, core.route_and_values(why, values)
-                break
-        results.append(Result(cell, status, reason, fraction if status == PASS else 1.0))
+        found = cell_verdict(cell.checks, lambda: runner, reg, static=static, graded=False)
+        reason = found.reason or ("its answer is checked only when graded" if found.status == WHEN_GRADED else "")
+        fraction = 1.0
+        for got in found.credits if found.status == PASS else ():  # a check that earns part of the points
+            fraction, reason = min(fraction, max(0.0, float(got.fraction))), got.text
+        results.append(Result(cell, found.status, reason, fraction))
     return results
 
 
 def _validate(nb: dict, path: Path) -> None:
     """A notebook nbformat can run: v4, or convertible to it (not validated further, as grading does not)."""
-    import nbformat
+    import nbformat  # see the module's docstring
 
     try:
         nbformat.reads(json.dumps(nb), as_version=4)
     except Exception as e:  # noqa: BLE001 - nbformat raises several kinds
-        raise PrecheckError(f"notebook {str(path)!r} is not a valid Jupyter notebook: {str(e).splitlines()[0]}") from None
-
-
-def _not_checked(e: Exception, core: Any) -> bool:
-    """Whether a check said "the form is right; the value is checked when graded" (its secret answers
-    are not published): core.NotChecked, or any exception class of that name."""
-    cls = getattr(core, "NotChecked", None)
-    return (isinstance(cls, type) and isinstance(e, cls)) or type(e).__name__ == "NotChecked"
+        first = str(e).splitlines()[0]
+        raise PrecheckError(f"notebook {str(path)!r} is not a valid Jupyter notebook: {first}") from None
 
 
 def _load_notebook(path: Path) -> dict:
@@ -294,7 +272,7 @@ def _load_notebook(path: Path) -> dict:
 # The notebook call.
 def _user_namespace() -> dict[str, Any]:
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # in a kernel; absent from a plain Python
 
         shell = get_ipython()
     except ImportError:
@@ -370,7 +348,7 @@ def _has_graded_cells(path: Path) -> bool:
 
 
 def _check_namespace(aid: str, ns: dict[str, Any], points_nb: dict, own: Path | None, root: Path) -> Report:
-    from cnngrader import grading
+    from cnngrader import grading  # see the module's docstring
     from cnngrader.grading.runners import LocalRunner
 
     reg = grading.registry(root)
@@ -390,7 +368,7 @@ def _check_namespace(aid: str, ns: dict[str, Any], points_nb: dict, own: Path | 
 # ---------------------------------------------------------------------------------------------
 # The command: run the notebook in a fresh kernel, then the checks through it.
 def _kernel_manager_class() -> type:
-    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.manager import AsyncKernelManager  # see the module's docstring
 
     class ThisPythonKernel(AsyncKernelManager):
         """An ipykernel of the Python running the check: the environment that has cnnlib and cnngrader."""
@@ -404,61 +382,29 @@ def _kernel_manager_class() -> type:
 def run_notebook(path: Path, aid: str, root: Path, timeout: int = 300, secret: int | None = None) -> Report:
     """Execute the notebook at `path` in a fresh kernel (its folder as working directory), then run the
     hidden checks of `aid` through that kernel on cases drawn from `secret` (default: a new random one)."""
-    import subprocess
+    import subprocess  # these imports: see the module's docstring (the command's side only)
 
     import nbformat
-    from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     from cnngrader import grading
-    from cnngrader.grading.runners import KernelGone, RemoteRunner
+    from cnngrader.grading.runners import RemoteRunner
 
     reg = grading.registry(root)
     nb = nbformat.read(str(path), as_version=4)
     cells = graded_cells(nb, reg.checks)
     hidden = {c.grade_id for c in cells if c.checks}  # graded cells without a check run, as nbgrader runs them
-    ran: dict[str, str] = {}  # grade_id of such a cell -> its first error ("" when none)
-    sources = student_sources(nb)
     client = NotebookClient(nb, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-                            kernel_manager_class=_kernel_manager_class(), resources={"metadata": {"path": str(path.parent)}})
-    errors: list[str] = []
-    lost: list[str] = []
+                            kernel_manager_class=_kernel_manager_class(),
+                            resources={"metadata": {"path": str(path.parent)}})
     with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         assert client.kc is not None
         client.wait_for_reply(client.kc.kernel_info())
         # As grading does: the kernel side first, so a check_all cell in the notebook does nothing.
         client.wait_for_reply(client.kc.execute("import cnngrader.kernel", silent=True, store_history=False))
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("grade_id") in hidden:
-                continue
-            try:
-                client.execute_cell(cell, index)
-            except DeadKernelError:
-                lost.append(f"the kernel died in cell {index + 1}")
-                errors.append(f"cell {index + 1} ({_cell_name(cell)}): the kernel died while it ran")
-                break
-            except CellTimeoutError:
-                errors.append(f"cell {index + 1} ({_cell_name(cell)}): ran past {timeout} s and did not stop")
-                continue
-            failed = [o for o in cell.outputs if o.get("output_type") == "error"]
-            for out in failed:
-                message = (str(out.get("evalue") or "").splitlines() or [""])[0]
-                errors.append(f"cell {index + 1} ({_cell_name(cell)}): {out.get('ename')}"
-                              + (f": {message}" if message else ""))
-            if cell.metadata.get("nbgrader", {}).get("grade"):
-                ran[cell.metadata.nbgrader.get("grade_id")] = errors[-1].split(": ", 1)[1] if failed else ""
-
-        def send(request: str) -> str:
-            if lost:
-                raise KernelGone(lost[0])
-            reply = run_sync(_rpc)(client, request, timeout)
-            if reply is None:
-                raise KernelGone(f"the kernel sent no reply within {timeout} s")
-            return reply
-
-        runner = RemoteRunner(send, new_secret() if secret is None else secret)
-        results = run_checks(aid, cells, runner, sources, reg)
+        errors, lost, ran = _run_cells(client, hidden, timeout)
+        runner = RemoteRunner(_sender(client, lost, timeout), new_secret() if secret is None else secret)
+        results = run_checks(aid, cells, runner, student_sources(nb), reg)
     for r in results:  # a graded cell of plain asserts scores as nbgrader scores it: no error, full points
         if r.status == NOT_HERE and r.cell.grade_id in ran:
             error = ran[r.cell.grade_id]
@@ -466,45 +412,64 @@ def run_notebook(path: Path, aid: str, root: Path, timeout: int = 300, secret: i
     return Report(aid, results, errors)
 
 
+def _run_cells(client: Any, hidden: set[str], timeout: int) -> tuple[list[str], list[str], dict[str, str]]:
+    """Run the notebook's code cells but the hidden test cells. Returns the errors ("cell 5 (corr2d): ..."),
+    why the kernel was lost ([] if it was not), and grade_id -> first error ("" when none) of each graded
+    cell that ran."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError  # see run_notebook
+
+    errors: list[str] = []
+    lost: list[str] = []
+    ran: dict[str, str] = {}
+    for index, cell in enumerate(client.nb.cells):
+        if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("grade_id") in hidden:
+            continue
+        try:
+            client.execute_cell(cell, index)
+        except DeadKernelError:
+            lost.append(f"the kernel died in cell {index + 1}")
+            errors.append(f"cell {index + 1} ({_cell_name(cell)}): the kernel died while it ran")
+            break
+        except CellTimeoutError:
+            errors.append(f"cell {index + 1} ({_cell_name(cell)}): ran past {timeout} s and did not stop")
+            continue
+        failed = [o for o in cell.outputs if o.get("output_type") == "error"]
+        for out in failed:
+            message = (str(out.get("evalue") or "").splitlines() or [""])[0]
+            errors.append(f"cell {index + 1} ({_cell_name(cell)}): {out.get('ename')}"
+                          + (f": {message}" if message else ""))
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            ran[cell.metadata.nbgrader.get("grade_id")] = errors[-1].split(": ", 1)[1] if failed else ""
+    return errors, lost, ran
+
+
 def _cell_name(cell: Any) -> str:
     return cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id") or "code"
 
 
-async def _rpc(client: Any, request: str, timeout: float) -> str | None:
-    """One request to the kernel's cnngrader.kernel.serve; its reply, or None (timeout: the kernel is
-    interrupted)."""
-    from queue import Empty
-    from time import monotonic
+def _sender(client: Any, lost: list[str], timeout: float):
+    """send(request) -> reply for a RemoteRunner: one request to the notebook's kernel (cnngrader.kernel_rpc),
+    with `timeout` seconds to answer; KernelGone when there is no reply (a kernel past its time is interrupted)."""
+    from jupyter_core.utils import ensure_async, run_sync  # see run_notebook
 
-    from jupyter_core.utils import ensure_async
+    from cnngrader import kernel_rpc
+    from cnngrader.grading.runners import KernelGone
 
-    from cnngrader.kernel import REPLY_MIME
-
-    kc = client.kc
-    code = f"__import__('cnngrader.kernel', fromlist=['serve']).serve({request!r})"
-    msg_id = kc.execute(code, store_history=False, allow_stdin=False)
-    deadline, reply = monotonic() + timeout, None
-    while True:
-        remaining = deadline - monotonic()
-        if remaining <= 0:
+    async def request(text: str) -> str | None:
+        reply = await kernel_rpc.send(client.kc, client.km, text, monotonic() + timeout)
+        if reply.outcome == kernel_rpc.TIMED_OUT:
             await ensure_async(client.km.interrupt_kernel())
-            return None
-        try:
-            msg = await ensure_async(kc.iopub_channel.get_msg(timeout=min(remaining, 1.0)))
-        except Empty:
-            if not await ensure_async(client.km.is_alive()):
-                return None
-            continue
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
-            break
-        if msg["msg_type"] == "display_data":
-            data = msg["content"].get("data", {}).get(REPLY_MIME)
-            if isinstance(data, str):
-                reply = data
-    await client.async_wait_for_reply(msg_id)
-    return reply
+        return reply.text
+
+    def send(text: str) -> str:
+        if lost:
+            raise KernelGone(lost[0])
+        reply = run_sync(request)(text)
+        if reply is None:
+            raise KernelGone(f"the kernel sent no reply within {timeout} s")
+        return reply
+
+    return send
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -513,9 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cnn-check", description="Run an assignment's hidden tests on your notebook before you submit it, "
         "on new random cases, and say what would fail and why.")
-    parser.add_argument("notebook", help="your notebook, e.g. exercises/02_cross_correlation/02_cross_correlation.ipynb")
+    parser.add_argument("notebook",
+                        help="your notebook, e.g. exercises/02_cross_correlation/02_cross_correlation.ipynb")
     parser.add_argument("--assignment", help="the assignment id (default: found from the notebook)")
-    parser.add_argument("--course", help="the course folder (default: the one around the notebook, else the installed one)")
+    parser.add_argument("--course",
+                        help="the course folder (default: the one around the notebook, else the installed one)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per cell and per check (default 300)")
     try:
         args = parser.parse_args(argv)

@@ -106,8 +106,8 @@ A2 = "02_cross_correlation"
 def graded(tmp_path_factory):
     from traitlets.config import Config
 
-    from cnngrader.pipeline.execute import stop_zygote
     from cnngrader.pipeline.grade import generate, grade_course, solution_submission
+    from cnngrader.pipeline.kernel_start import stop_zygote
     from cnngrader.pipeline.sandbox import SandboxUnavailable, check_available
 
     try:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import REPO as ROOT
 
-from cnngrader import grading
+from cnngrader import cells, grading
 from cnngrader.course import load_course
 from cnngrader.grading import core, scan
 from cnngrader.grading.core import GradingError
@@ -278,8 +278,6 @@ def pad2d(X, padding):
 
 
 def test_a_helper_redefined_further_down_is_not_blamed_on_the_function_above():
-    from cnngrader.pipeline import verdict
-
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in (
         "import torch\ndef shift_sum(X, K):\n    Ho, Wo = X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1\n"
@@ -290,10 +288,10 @@ def test_a_helper_redefined_further_down_is_not_blamed_on_the_function_above():
         "import torch.nn.functional as F\n"
         "def shift_sum(X, K):\n    return F.conv2d(X[None, None], K[None, None])[0, 0]\n",
     )]
-    above = verdict.student_sources(nb, set(), before=2)
+    above = cells.student_sources(nb, set(), before=2)
     assert [i for i, _ in above] == [0, 1]
     assert "hidden tests of corr2d: passed" in _grade(above, "corr2d")
-    everything = verdict.student_sources(nb, set())
+    everything = cells.student_sources(nb, set())
     assert "corr2d uses torch.nn.functional.conv2d (at cell 4" in _grade(everything, "corr2d")
 
 

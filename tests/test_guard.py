@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnngrader import check_verdict
 from cnngrader.grading import core, scan
 from cnngrader.grading.core import GradingError
 from cnngrader.grading.runners import LocalRunner, RemoteRunner
 from cnngrader.kernel import guard, probes, serialize
 from cnngrader.kernel.guard import Policy, aten_ops, invoke
-from cnngrader.pipeline import verdict
 
 CONV_POLICY = Policy(tuple(core.CONV), tuple(core.CONV_C), tuple(core.CONV_ATEN))
 
@@ -61,7 +61,7 @@ def test_a_reply_that_parses_but_breaks_the_check_is_that_checks_zero():
         for t, gr, dev in [[True, True, "cpu"], 0]:
             pass
 
-    reason = verdict._checked("evaluate_accuracy", broken)
+    reason = check_verdict.checked("evaluate_accuracy", broken)
     assert reason.startswith("evaluate_accuracy could not be checked") and "TypeError" in reason
 
 

@@ -21,7 +21,6 @@ from conftest import REPO
 from nbgrader.api import Gradebook
 
 from cnngrader.pipeline import cache
-from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import (
     assignment_digest,
     course_config,
@@ -32,6 +31,7 @@ from cnngrader.pipeline.grade import (
     read_state,
     summary,
 )
+from cnngrader.pipeline.kernel_start import stop_zygote
 
 pytestmark = pytest.mark.slow
 

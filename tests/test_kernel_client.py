@@ -95,7 +95,7 @@ def test_a_message_with_huge_headers_is_dropped_whole():
 
 
 def test_a_grading_kernel_printing_24_mib_at_once():
-    from cnngrader.pipeline.execute import GradingKernelManager
+    from cnngrader.pipeline.kernel_start import GradingKernelManager
 
     async def run() -> tuple[list[dict], list[dict]]:
         km = GradingKernelManager(kernel_name="python3")

@@ -12,7 +12,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
 from cnngrader.course import ENV_VAR
-from cnngrader.pipeline.execute import GradingExecute, stop_zygote
+from cnngrader.pipeline.execute import GradingExecute
+from cnngrader.pipeline.kernel_start import stop_zygote
 
 pytestmark = pytest.mark.slow
 
@@ -110,14 +111,14 @@ def test_warm_spare(tmp_path, monkeypatch):
     its own submission and its own sandbox; a spare that died is replaced by a fresh start; nothing is
     left once the spares are stopped."""
     pytest.importorskip("cnngrader.pipeline.sandbox").check_available()
-    from cnngrader.pipeline import kernels
+    from cnngrader.pipeline import kernel_start
 
     stop_zygote()  # no spare left by an earlier test: notebook 1 starts cold
     # processes of earlier tests that live on by design (a multiprocessing forkserver of a JOBS=2 run)
     before = set(_own_sandboxes())
     adopted: list[bool] = []
-    real_adopt = kernels.SandboxedKernelManager._adopt
-    monkeypatch.setattr(kernels.SandboxedKernelManager, "_adopt",
+    real_adopt = kernel_start.SandboxedKernelManager._adopt
+    monkeypatch.setattr(kernel_start.SandboxedKernelManager, "_adopt",
                         lambda self, *a: (adopted.append(True), real_adopt(self, *a))[1])
     probe = ("import os\n"
              "print(sorted(os.listdir('.')), os.path.exists('/tmp/mark'), open(sorted(os.listdir('.'))[0]).read())\n"
@@ -126,7 +127,7 @@ def test_warm_spare(tmp_path, monkeypatch):
     try:
         for i in range(4):
             if i == 3:  # the spare waiting for notebook 4 dies: a fresh kernel takes its place
-                (_pid, spare), = [v for v in kernels._SPARES.values() if v[0] == __import__("os").getpid()]
+                (_pid, spare), = [v for v in kernel_start._SPARES.values() if v[0] == __import__("os").getpid()]
                 spare.provisioner.process.kill()
                 spare.provisioner.process.wait()
             folder = tmp_path / f"student{i}"

@@ -25,8 +25,8 @@ from nbtools import cell, points, with_cells, write_submissions
 from traitlets.config import Config
 
 from cnngrader.course import load_course
-from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
+from cnngrader.pipeline.kernel_start import stop_zygote
 from cnngrader.pipeline.report import gradebook_rows
 
 ASSIGNMENTS = load_course(REPO).ids

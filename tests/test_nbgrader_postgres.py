@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, grade_course, make_submissions
+from cnngrader.pipeline.kernel_start import stop_zygote
 from cnngrader.pipeline.report import gradebook_rows
 
 pytestmark = pytest.mark.slow

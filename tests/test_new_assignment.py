@@ -12,8 +12,8 @@ import pytest
 from conftest import REPO
 
 from cnngrader.course import load_course
-from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
+from cnngrader.pipeline.kernel_start import stop_zygote
 from cnngrader.pipeline.report import gradebook_rows
 
 pytestmark = pytest.mark.slow

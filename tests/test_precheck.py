@@ -26,7 +26,7 @@ from nbtools import cell, points, score_line, stdout_of, with_cells
 from nbtools import statuses as report_statuses
 from test_grading import corr2d_loop  # a student-style loop
 
-from cnngrader import grading, precheck
+from cnngrader import cells, grading, precheck
 from cnngrader.course import load_course
 from cnngrader.grading import scan
 from cnngrader.grading.runners import LocalRunner
@@ -86,7 +86,7 @@ def grader_verdict(nb: nbformat.NotebookNode, ns: dict) -> dict[str, bool]:
         return answer(request, ns)
 
     secret = secrets.randbits(62)
-    sources = verdict.student_sources(nb, {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+    sources = cells.student_sources(nb, {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
                                            if c.metadata.get("nbgrader", {}).get("locked")})
     out = {}
     for c in solution().cells:
@@ -398,8 +398,8 @@ def test_a_submission_that_calls_check_all_is_graded_as_if_it_did_not(tmp_path):
     the grading kernel, and the solved notebook keeps full marks."""
     from nbtools import write_submissions
 
-    from cnngrader.pipeline.execute import stop_zygote
     from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
+    from cnngrader.pipeline.kernel_start import stop_zygote
     from cnngrader.pipeline.report import gradebook_rows
 
     course = load_course(REPO)

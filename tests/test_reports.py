@@ -19,8 +19,8 @@ from bs4 import BeautifulSoup
 from nbtools import total, with_cells, write_submissions
 from traitlets.config import Config
 
-from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission, summary
+from cnngrader.pipeline.kernel_start import stop_zygote
 
 pytestmark = pytest.mark.slow
 

@@ -27,8 +27,8 @@ from nbtools import cell, with_cells, with_new_cell, write_submissions
 from traitlets.config import Config
 
 from cnngrader.course import load_course
-from cnngrader.pipeline.execute import stop_zygote
 from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
+from cnngrader.pipeline.kernel_start import stop_zygote
 from cnngrader.pipeline.report import gradebook_rows
 from cnngrader.pipeline.sandbox import SandboxUnavailable, check_available
 

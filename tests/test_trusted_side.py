@@ -317,7 +317,7 @@ def test_each_sandbox_gets_a_cpu_quota_that_holds_its_whole_tree():
 
 
 def test_grading_kernels_get_their_share_of_the_cores():
-    from cnngrader.pipeline.kernels import SandboxedKernelManager
+    from cnngrader.pipeline.kernel_start import SandboxedKernelManager
 
     km = SandboxedKernelManager()
     km.threads = max(1, (os.cpu_count() or 1) // 2)

@@ -26,7 +26,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from cnngrader.kernel import captured as c
+from cnngrader.kernel import captured as cap
 from cnngrader.kernel.guard import Policy
 from cnngrader.kernel.serialize import Opaque
 from cnngrader.tolerances import TOLERANCES, Tol
@@ -45,7 +45,7 @@ class Credit(NamedTuple):
 
 
 DTYPES = (torch.float32, torch.float64)
-DEVICES = tuple(c.devices_mod.devices())
+DEVICES = tuple(cap.devices_mod.devices())
 META = torch.device("meta")  # shapes and dtypes without data: device mistakes show on a CPU-only grader
 
 
@@ -70,7 +70,7 @@ def cnn(*names: str) -> list[str]:
     out = []
     for name in names:
         out.append(f"cnnlib.{name}")
-        for mod in (c.ops, c.shapes, c.training, c.models):
+        for mod in (cap.ops, cap.shapes, cap.training, cap.models):
             if name in vars(mod) and f"{mod.__name__}.{name}" not in out:
                 out.append(f"{mod.__name__}.{name}")
     return out
@@ -173,18 +173,18 @@ class Run(NamedTuple):
 def fmt_num(v: Any) -> str:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return repr(v)
-    if isinstance(v, float) and c.isfinite(v) and v == int(v) and abs(v) < 1e6:
+    if isinstance(v, float) and cap.isfinite(v) and v == int(v) and abs(v) < 1e6:
         return str(int(v))
     return f"{v:.4g}"
 
 
 def fmt(t: Any) -> str:
     """A small tensor as rows of numbers, one line per row (a 3-D tensor: one block per channel)."""
-    if type(t) is not c.Tensor and type(t) is not c.Parameter:
+    if type(t) is not cap.Tensor and type(t) is not cap.Parameter:
         return repr(t)
-    if c.numel(t) == 0:
-        return f"<an empty tensor of shape {tuple(c.size(t))}>"
-    data = c.tolist(c.detach(c.to(t, device=c.CPU)))
+    if cap.numel(t) == 0:
+        return f"<an empty tensor of shape {tuple(cap.size(t))}>"
+    data = cap.tolist(cap.detach(cap.to(t, device=cap.CPU)))
     if not isinstance(data, list):
         return fmt_num(data)
     if not data or not isinstance(data[0], list):
@@ -197,7 +197,7 @@ def fmt(t: Any) -> str:
 
     if isinstance(data[0][0], list):  # 3-D: channel blocks; deeper tensors are never printed
         if data[0][0] and isinstance(data[0][0][0], list):
-            return f"<tensor of shape {tuple(c.size(t))}>"
+            return f"<tensor of shape {tuple(cap.size(t))}>"
         return "\n".join(f"  channel {c}:\n" + rows2d(m) for c, m in enumerate(data))
     return rows2d(data)
 
@@ -214,7 +214,7 @@ def flat(x: Any) -> list:
 def finite(v: Any) -> bool:
     """Whether the number v (int or float) is finite; an int too large for a float is not."""
     try:
-        return c.isfinite(v)
+        return cap.isfinite(v)
     except OverflowError:
         return False
 
@@ -226,7 +226,7 @@ def off(got: Any, expected: Any, rtol: float = 0.0, atol: float = 0.0) -> bool:
     is the same non-finite value (NaN for NaN, the same infinity)."""
     if not finite(expected):
         return not (got == expected or (isinstance(got, float) and isinstance(expected, float)
-                                        and c.isnan(got) and c.isnan(expected)))
+                                        and cap.isnan(got) and cap.isnan(expected)))
     return not finite(got) or abs(got - expected) > atol + rtol * abs(expected)
 
 
@@ -252,7 +252,7 @@ def dt(dtype: torch.dtype) -> str:
 
 
 def shape(t: Any) -> tuple:
-    return tuple(c.size(t))
+    return tuple(cap.size(t))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,14 +291,14 @@ def limit_for(seconds: float) -> float:
 
 
 def gen(seed: int) -> torch.Generator:
-    return c.Generator().manual_seed(seed)
+    return cap.Generator().manual_seed(seed)
 
 
 def data(shape: tuple, g: torch.Generator, integer: bool) -> torch.Tensor:
     """Small integers in [-3, 3] (checkable by hand) or values in [-1, 1) rounded to 2 decimals."""
     if integer:
-        return c.randint(-3, 4, shape, generator=g).to(c.F64)
-    return torch.round((c.rand(shape, generator=g, dtype=c.F64) * 2 - 1) * 100) / 100
+        return cap.randint(-3, 4, shape, generator=g).to(cap.F64)
+    return torch.round((cap.rand(shape, generator=g, dtype=cap.F64) * 2 - 1) * 100) / 100
 
 
 def seed(base: int, secret: int | None) -> int:
@@ -335,8 +335,8 @@ def tensor_cases(ref: Callable, specs: list, build: Callable, base: int) -> Draw
             start = perf_counter()
             expected = ref(*args, **kwargs)
             seconds = perf_counter() - start
-            size = sum(c.numel(a) for a in args if type(a) is c.Tensor)
-            cases.append(Case(tuple(args), dict(kwargs), desc, tuple(show), c.detach(expected), size, seconds))
+            size = sum(cap.numel(a) for a in args if type(a) is cap.Tensor)
+            cases.append(Case(tuple(args), dict(kwargs), desc, tuple(show), cap.detach(expected), size, seconds))
         cases.sort(key=lambda case: case.size)
         return cases
 
@@ -408,24 +408,24 @@ def error_reason(name: str, run: Run, where: str) -> str:
 def check_tensor_out(name: str, got: Any, expected: torch.Tensor, dtype: torch.dtype, device: Any,
                       where: str) -> str | None:
     """Type, shape, dtype, device, then values; None when got matches."""
-    if type(got) is not c.Tensor and type(got) is not c.Parameter:
+    if type(got) is not cap.Tensor and type(got) is not cap.Parameter:
         if type_name(got) == "ndarray":
             return (f"{name} returned an ndarray (NumPy) {where}; expected a torch.Tensor on the input's device: "
                     f"stay in torch, or convert back with torch.from_numpy(...).to(X.device)")
         return f"{name} returned {type_name(got)} {where}; expected a torch.Tensor"
     if shape(got) != shape(expected):
         return f"{name} returned shape {shape(got)} {where}; expected shape {shape(expected)}"
-    got_dtype = c.dtype_of(got)
+    got_dtype = cap.dtype_of(got)
     if got_dtype != dtype:
         return (f"{name} returned dtype {dt(got_dtype)} {where}; expected {dt(dtype)}, the input's dtype "
                 f"(create new tensors with the input's dtype, e.g. X.new_zeros(...))")
-    got_device = c.device_of(got)
+    got_device = cap.device_of(got)
     if got_device != device:
         return (f"{name} returned a tensor on {got_device} {where}; expected it on {device}, the input's device "
                 f"(create new tensors on the input's device, e.g. X.new_zeros(...) or device=X.device)")
     tol = TOLERANCES.get(dtype, TOLERANCES[torch.float64])
-    g = flat(c.tolist(c.detach(c.to(got, device=c.CPU, dtype=c.F64))))
-    e = flat(c.tolist(c.to(expected, device=c.CPU, dtype=c.F64)))
+    g = flat(cap.tolist(cap.detach(cap.to(got, device=cap.CPU, dtype=cap.F64))))
+    e = flat(cap.tolist(cap.to(expected, device=cap.CPU, dtype=cap.F64)))
     bad = where_differs(g, e, tol)
     if bad is not None:
         i, gv, ev = bad
@@ -440,7 +440,7 @@ def check_tensor_out(name: str, got: Any, expected: torch.Tensor, dtype: torch.d
 def example(case: Case, expected: Any, got: Any) -> str:
     parts = ["\nThe smallest failing case:"]
     for label, value in case.show:
-        parts.append(f"{label} =\n{fmt(value)}" if type(value) is c.Tensor else f"{label} = {value!r}")
+        parts.append(f"{label} =\n{fmt(value)}" if type(value) is cap.Tensor else f"{label} = {value!r}")
     parts.append(f"expected =\n{fmt(expected)}")
     if got is not None:
         parts.append(f"got =\n{fmt(got)}")
@@ -460,7 +460,7 @@ def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forb
     for device in DEVICES:
         for dtype in DTYPES:
             for case in cases:
-                args = [c.to(a, device=device, dtype=dtype, copy=True) if type(a) is c.Tensor else a
+                args = [cap.to(a, device=device, dtype=dtype, copy=True) if type(a) is cap.Tensor else a
                         for a in case.args]
                 run = runner.call(name, forbidden, args, case.kwargs)
                 reason = shortcut_reason(name, run)
@@ -475,7 +475,7 @@ def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forb
                 if reason:
                     failing_combos.append(f"{dev(device)} {dt(dtype)}")
                     if first is None:
-                        shown = got if type(got) is c.Tensor and c.dim(got) <= 3 and c.numel(got) <= 200 else None
+                        shown = got if type(got) is cap.Tensor and cap.dim(got) <= 3 and cap.numel(got) <= 200 else None
                         first = (reason, case, shown, run.warned)
                     break
     if first is None:
@@ -505,7 +505,7 @@ def meta_reason(name: str, runner: Any, cases: list[Case], forbidden: Forbidden)
     Python), so three cases run: the smallest, a middle one and the largest."""
     picked = [cases[k] for k in sorted({0, len(cases) // 2, len(cases) - 1})] if cases else []
     for case in picked:
-        args = [c.to(a, device=META, dtype=torch.float32) if type(a) is c.Tensor else a for a in case.args]
+        args = [cap.to(a, device=META, dtype=torch.float32) if type(a) is cap.Tensor else a for a in case.args]
         run, mixed = runner.call_meta(name, forbidden, args, case.kwargs)
         where = f"for {case.desc} with float32 inputs on the meta device (shapes and dtypes, no data)"
         reason = meta_verdict(name, run, mixed, where, shape(case.expected))
@@ -526,12 +526,12 @@ def meta_verdict(name: str, run: Run, mixed: list, where: str, expected_shape: t
         return (f"{name} mixed devices {where}: {mixed[0]} got a tensor on {mixed[1]} together with the input's"
                 f"{at}, which fails on a GPU; {_DEVICE_ADVICE}")
     got = run.value
-    if run.error is not None or (type(got) is not c.Tensor and type(got) is not c.Parameter):
+    if run.error is not None or (type(got) is not cap.Tensor and type(got) is not cap.Parameter):
         return None
-    if c.device_of(got) != META:
-        return f"{name} returned a tensor on {c.device_of(got)} {where}; expected it on meta: {_DEVICE_ADVICE}"
-    if shape(got) != tuple(expected_shape) or c.dtype_of(got) != torch.float32:
-        return (f"{name} returned shape {shape(got)} and dtype {dt(c.dtype_of(got))} {where}; expected "
+    if cap.device_of(got) != META:
+        return f"{name} returned a tensor on {cap.device_of(got)} {where}; expected it on meta: {_DEVICE_ADVICE}"
+    if shape(got) != tuple(expected_shape) or cap.dtype_of(got) != torch.float32:
+        return (f"{name} returned shape {shape(got)} and dtype {dt(cap.dtype_of(got))} {where}; expected "
                 f"{tuple(expected_shape)} and float32")
     return None
 
@@ -599,7 +599,7 @@ def is_number(v: Any) -> bool:
 # Cases of plain values drawn per run: fixed edge cases, then random ones from the run's seed.
 def randint(g: torch.Generator, low: int, high: int) -> int:
     """An int in [low, high], drawn from g."""
-    return int(c.randint(low, high + 1, (1,), generator=g).tolist()[0])
+    return int(cap.randint(low, high + 1, (1,), generator=g).tolist()[0])
 
 
 def value_draw(fn_name: str, ref: Callable, fixed: list[tuple[tuple, dict]],
@@ -686,7 +686,7 @@ def answer_check(key: str, known: dict[str, Any] | None, form: Any) -> Check:
         got = found["value"]
         if isinstance(got, Opaque) or not _has_form(got, form):
             shown = (f"a {got.type_name}" if isinstance(got, Opaque) else "a torch.Tensor"
-                     if type(got) in (c.Tensor, c.Parameter) else repr(got))
+                     if type(got) in (cap.Tensor, cap.Parameter) else repr(got))
             fail(f"{name} is {shown}; the answer is {words}.")
         if known is None:
             raise NotChecked(f"{name} has the right form ({words}); its value is checked when graded.")

@@ -21,7 +21,7 @@ import sys
 import types
 from typing import Any, Callable, NamedTuple
 
-from cnngrader.kernel import captured as c
+from cnngrader.kernel import captured as cap
 
 # The modules as they were when the grader was imported, before any student code ran, and the
 # attributes of those a policy names: a tripwire watches the genuine function even when the
@@ -41,7 +41,7 @@ class _Frozen(type):
         raise AttributeError("the grader is read-only")
 
 
-class _SealedMode(type(c.TorchDispatchMode)):
+class _SealedMode(type(cap.TorchDispatchMode)):
     """A dispatch mode's class that is read-only once sealed (TorchDispatchMode's own set-up writes to it first)."""
 
     def __setattr__(cls, name, value):
@@ -176,7 +176,7 @@ def aten_ops(entry: str) -> tuple[str, ...]:
     if entry not in _OPS:
         if entry.startswith("re:"):
             pattern = re.compile(entry[3:])
-            _OPS[entry] = tuple(sorted(n for n in c.all_op_names() if pattern.search(n)))
+            _OPS[entry] = tuple(sorted(n for n in cap.all_op_names() if pattern.search(n)))
         else:
             _OPS[entry] = (entry if "::" in entry else f"aten::{entry}",)
     return _OPS[entry]
@@ -199,12 +199,12 @@ def _block_aten(ops: tuple[str, ...], calls: list, seen: list):
         return x
 
     libs: dict[str, Any] = {}
-    with c.catch_warnings():
-        c.simplefilter("ignore")  # "Overriding a previously registered kernel" is the point here
+    with cap.catch_warnings():
+        cap.simplefilter("ignore")  # "Overriding a previously registered kernel" is the point here
         # The C registration handle itself, not torch.library.Library: nothing the notebook registered
         # or patched there can make a registration fail or be skipped.
-        libs["aten"] = c.dispatch_library("IMPL", "aten", "", "cnngrader", 0)
-        libs["aten"].impl(c.canary_name, "CPU", canary, False)
+        libs["aten"] = cap.dispatch_library("IMPL", "aten", "", "cnngrader", 0)
+        libs["aten"].impl(cap.canary_name, "CPU", canary, False)
         for entry in ops:
             for qualified in aten_ops(entry):
                 ns, _, op = qualified.partition("::")
@@ -212,7 +212,7 @@ def _block_aten(ops: tuple[str, ...], calls: list, seen: list):
                 for key in _keys(qualified):
                     try:
                         if ns not in libs:
-                            libs[ns] = c.dispatch_library("IMPL", ns, "", "cnngrader", 0)
+                            libs[ns] = cap.dispatch_library("IMPL", ns, "", "cnngrader", 0)
                         libs[ns].impl(op, key, blocked(label), False)
                     except (RuntimeError, ValueError, AttributeError):
                         pass  # no such operator or overload in this torch version
@@ -229,11 +229,11 @@ def _keys(qualified: str) -> tuple[str, ...]:
     CompositeExplicitAutograd one. Meta tensors carry no values, so they are left alone."""
     if qualified not in _KEYS:
         try:
-            composite = c.has_kernel(qualified, "CompositeImplicitAutograd")
+            composite = cap.has_kernel(qualified, "CompositeImplicitAutograd")
         except RuntimeError:
             composite = False
         _KEYS[qualified] = (("CompositeImplicitAutograd",) if composite
-                            else ("CPU", "CUDA") if c.cuda_present else ("CPU",))
+                            else ("CPU", "CUDA") if cap.cuda_present else ("CPU",))
     return _KEYS[qualified]
 
 
@@ -243,31 +243,31 @@ def _still_armed(libs: list, seen: list) -> bool:
         return True
     before = len(seen)
     try:
-        with c.no_torch_function(), c.no_torch_dispatch():
-            c.canary_op(_CANARY)
+        with cap.no_torch_function(), cap.no_torch_dispatch():
+            cap.canary_op(_CANARY)
     except Exception:  # the genuine operator, answering instead of the canary
         return False
     return len(seen) == before + 1 and seen[-1] is _CANARY
 
 
-_CANARY = c.tensor([True])
+_CANARY = cap.tensor([True])
 # Ways to start a process, refused while a probed function runs: a child would compute out of the
 # dispatcher block's reach. (module, attribute, label)
-_SPAWN = [(c.os_mod, n, f"os.{n} (a new process)") for n in ("fork", "forkpty", "posix_spawn", "posix_spawnp",
-                                                              "system", "popen") if hasattr(c.os_mod, n)]
-_SPAWN += [(c.posixsubprocess, "fork_exec", "subprocess (a new process)"),
-           (c.subprocess_mod, "_fork_exec", "subprocess (a new process)")]
+_SPAWN = [(cap.os_mod, n, f"os.{n} (a new process)") for n in ("fork", "forkpty", "posix_spawn", "posix_spawnp",
+                                                              "system", "popen") if hasattr(cap.os_mod, n)]
+_SPAWN += [(cap.posixsubprocess, "fork_exec", "subprocess (a new process)"),
+           (cap.subprocess_mod, "_fork_exec", "subprocess (a new process)")]
 # The same functions, watched by the profile hook through any reference taken before.
 _SPAWN_IDS = {id(getattr(owner, name)): label for owner, name, label in _SPAWN if hasattr(owner, name)}
 
 
 def _ancestors() -> set[int]:
     """This process and its ancestors, which run the kernel and its sandbox."""
-    out, pid = set(), c.getpid()
+    out, pid = set(), cap.getpid()
     while pid > 0 and pid not in out:
         out.add(pid)
         try:
-            with c.io_open(f"/proc/{pid}/stat", "rb") as f:
+            with cap.io_open(f"/proc/{pid}/stat", "rb") as f:
                 pid = int(f.read().rsplit(b")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             break
@@ -277,7 +277,7 @@ def _ancestors() -> set[int]:
 def _in_sandbox() -> bool:
     """Whether this kernel runs in a grading sandbox: a pid namespace of its own whose pid 1 is bwrap."""
     try:
-        with c.io_open("/proc/1/cmdline", "rb") as f:
+        with cap.io_open("/proc/1/cmdline", "rb") as f:
             return f.read().split(b"\0")[0].endswith(b"bwrap")
     except OSError:
         return False
@@ -293,7 +293,7 @@ def _others() -> list[int]:
         return []
     mine = _ancestors()
     try:
-        return [pid for pid in (int(n) for n in c.listdir("/proc") if n.isdigit()) if pid not in mine]
+        return [pid for pid in (int(n) for n in cap.listdir("/proc") if n.isdigit()) if pid not in mine]
     except OSError:
         return []
 
@@ -304,7 +304,7 @@ def _freeze() -> list[int]:
     stopped = []
     for pid in _others():
         try:
-            c.os_mod.kill(pid, c.SIGSTOP)
+            cap.os_mod.kill(pid, cap.SIGSTOP)
             stopped.append(pid)
         except OSError:
             continue
@@ -315,7 +315,7 @@ def _thaw(stopped: list[int]) -> list[str]:
     """Let the stopped processes go on; the processes that appeared meanwhile, as shortcuts."""
     for pid in stopped:
         try:
-            c.os_mod.kill(pid, c.SIGCONT)
+            cap.os_mod.kill(pid, cap.SIGCONT)
         except OSError:
             continue
     new = sorted(set(_others()) - set(stopped))
@@ -357,11 +357,11 @@ def _call(thunk: Callable[[], Any], finish: Callable[[Any], Any] | None) -> tupl
         if isinstance(e, KeyboardInterrupt):
             raise
         error, message = e, _message(e)
-        frames = [f for f in c.extract_tb(e.__traceback__) if not _is_grader_file(f.filename)]
+        frames = [f for f in cap.extract_tb(e.__traceback__) if not _is_grader_file(f.filename)]
         if frames:
             where = f"line {frames[-1].lineno}: {(frames[-1].line or '').strip()}"
     if error is None and finish is not None:
-        with c.no_torch_function(), c.no_torch_dispatch():
+        with cap.no_torch_function(), cap.no_torch_dispatch():
             plain = finish(value)
     return value, error, where, message, plain
 
@@ -425,12 +425,12 @@ def _counting(thunk: Callable[[], Any], ops: dict, state: list) -> Callable[[], 
             try:
                 return thunk()
             finally:
-                state[0] = any(m is mode for m in c.dispatch_mode_stack())
+                state[0] = any(m is mode for m in cap.dispatch_mode_stack())
 
     return run
 
 
-class _OpCounter(c.TorchDispatchMode, metaclass=_SealedMode):
+class _OpCounter(cap.TorchDispatchMode, metaclass=_SealedMode):
     """Counts the operators dispatched while it is on the stack, by name ("mul", "mm")."""
 
     def __init__(self, ops: dict) -> None:
@@ -465,15 +465,15 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
         thunk = _counting(thunk, ops, intact)
     saved = []
     value, error, where, plain, message = None, None, "", None, ""
-    previous = c.getprofile()
-    buffer = c.StringIO()
+    previous = cap.getprofile()
+    buffer = cap.StringIO()
     tampered = False
     watch = False
     libs: list = []
     stopped: list = []
     warnings_text: list = []
-    with c.catch_warnings(record=True) as warned, c.redirect_stderr(buffer), c.redirect_stdout(buffer):
-        c.simplefilter("always")
+    with cap.catch_warnings(record=True) as warned, cap.redirect_stderr(buffer), cap.redirect_stdout(buffer):
+        cap.simplefilter("always")
         try:
             for owner, name, label in armed.attrs + ([a for a in _SPAWN if hasattr(a[0], a[1])] if strict else []):
                 saved.append((owner, name, owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)))
@@ -484,14 +484,14 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
             # the tripwires and the dispatcher still catch the calls.
             watch = previous is None
             if watch:
-                c.setprofile(hook)
+                cap.setprofile(hook)
             try:
                 value, error, where, message, plain = _call(thunk, finish)
                 warnings_text = [_warning(w) for w in warned]
             finally:
                 if watch:
-                    tampered = c.getprofile() is not hook
-                    c.setprofile(None)
+                    tampered = cap.getprofile() is not hook
+                    cap.setprofile(None)
             if strict:
                 calls.extend(_thaw(stopped))
                 stopped = []
@@ -521,6 +521,6 @@ _STDLIB_DIR = os.path.normcase(os.path.dirname(os.__file__))
 
 def set_attr(owner: Any, name: str, value: Any) -> None:
     if isinstance(owner, types.ModuleType):
-        c.mod_setattr(owner, name, value)
+        cap.mod_setattr(owner, name, value)
     else:
         setattr(owner, name, value)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-from cnngrader.kernel import captured as c
+from cnngrader.kernel import captured as cap
 from cnngrader.kernel.guard import Policy, Run, invoke
 from cnngrader.kernel.serialize import encode_untrusted
 
@@ -58,8 +58,8 @@ def seeded(seed: int | None, devices: list | tuple = ()):
     if seed is None:
         yield
         return
-    with c.fork_rng(devices=list(devices)):
-        c.manual_seed(seed)
+    with cap.fork_rng(devices=list(devices)):
+        cap.manual_seed(seed)
         yield
 
 
@@ -101,8 +101,8 @@ class _DeviceMix(TorchFunctionMode):
         kwargs = kwargs or {}
         if not self.found:
             joins = getattr(func, "__name__", "") in _JOINS
-            kinds = {c.device_of(t).type for t in _tensors_in([args, kwargs])
-                     if joins or c.requires_grad_of(t) or not (c.dim(t) == 0 and c.device_of(t).type == "cpu")}
+            kinds = {cap.device_of(t).type for t in _tensors_in([args, kwargs])
+                     if joins or cap.requires_grad_of(t) or not (cap.dim(t) == 0 and cap.device_of(t).type == "cpu")}
             if "meta" in kinds and len(kinds) > 1:
                 self.found = [getattr(func, "__name__", "an operation"), sorted(kinds - {"meta"})[0]]
         return func(*args, **kwargs)
@@ -149,7 +149,7 @@ def module_meta(obj: Any, policy: Policy, ctor_args: list, X: torch.Tensor, seed
     def forward():
         with seeded(seed):
             module = obj(*ctor_args)
-        c.module_to(module, device=c.device_of(X), dtype=torch.float32)
+        cap.module_to(module, device=cap.device_of(X), dtype=torch.float32)
         with mode:
             return module(X)
 
@@ -165,8 +165,8 @@ def layer(obj: Any, policy: Policy, ctor_args: list, params: dict, X: torch.Tens
 
     def forward():
         module = obj(*ctor_args)
-        c.module_to(module, device=c.device_of(X), dtype=c.dtype_of(X))
-        with c.no_grad():
+        cap.module_to(module, device=cap.device_of(X), dtype=cap.dtype_of(X))
+        with cap.no_grad():
             for pname, value in params.items():
                 getattr(module, pname).copy_(value)
         state["module"] = module
@@ -176,18 +176,18 @@ def layer(obj: Any, policy: Policy, ctor_args: list, params: dict, X: torch.Tens
         fwd = invoke(policy, forward, encode_untrusted)
         out = {"forward": run_dict(fwd), "requires_grad": False, "backward": None, "grads": {}}
         Y = fwd.value
-        if fwd.error is not None or type(Y) not in (c.Tensor, c.Parameter):
+        if fwd.error is not None or type(Y) not in (cap.Tensor, cap.Parameter):
             return out
-        out["requires_grad"] = bool(c.requires_grad_of(Y))
+        out["requires_grad"] = bool(cap.requires_grad_of(Y))
         if not out["requires_grad"]:
             return out
         # (Y * G).sum() rather than Y.backward(G): the latter imports half of torch on first use.
-        back = invoke(policy, lambda: c.backward((Y * G).sum()))
+        back = invoke(policy, lambda: cap.backward((Y * G).sum()))
         out["backward"] = run_dict(back)
         module = state["module"]
         for pname in params:
             param = getattr(module, pname, None)
-            out["grads"][pname] = c.grad_of(param) if type(param) in (c.Tensor, c.Parameter) else None
+            out["grads"][pname] = cap.grad_of(param) if type(param) in (cap.Tensor, cap.Parameter) else None
     return out
 
 
@@ -214,23 +214,23 @@ def _padding(m: Any, kernel: list, stride: list) -> list:
 def describe_layer(m: Any) -> list:
     """A leaf module as a list: ["conv", in, out, kernel, stride, padding], ["sigmoid"], ...;
     anything unknown as [its class name]."""
-    if isinstance(m, (c.nn.Conv2d, c.layers.Conv2d)):
+    if isinstance(m, (cap.nn.Conv2d, cap.layers.Conv2d)):
         kernel, stride = _pair(m.kernel_size), _pair(m.stride)
         return ["conv", m.in_channels, m.out_channels, kernel, stride, _padding(m, kernel, stride)]
-    if isinstance(m, c.nn.Sigmoid):
+    if isinstance(m, cap.nn.Sigmoid):
         return ["sigmoid"]
-    if isinstance(m, (c.nn.AvgPool2d, c.layers.AvgPool2d)):
+    if isinstance(m, (cap.nn.AvgPool2d, cap.layers.AvgPool2d)):
         stride = m.kernel_size if m.stride in (None, ()) else m.stride
         return ["avgpool", _pair(m.kernel_size), _pair(stride)]
-    if isinstance(m, c.nn.Flatten):
+    if isinstance(m, cap.nn.Flatten):
         return ["flatten"] if m.start_dim == 1 and m.end_dim == -1 else ["flatten", m.start_dim, m.end_dim]
-    if isinstance(m, c.nn.Linear):
+    if isinstance(m, cap.nn.Linear):
         return ["linear", m.in_features, m.out_features]
     return [type(m).__name__]
 
 
 def _leaves(net: Any) -> list:
-    return [m for m in c.module_modules(net) if next(iter(c.module_children(m)), None) is None]
+    return [m for m in cap.module_modules(net) if next(iter(cap.module_children(m)), None) is None]
 
 
 def model(obj: Any, policy: Policy, seed: int, params: list | None = None, X: torch.Tensor | None = None) -> dict:
@@ -238,23 +238,23 @@ def model(obj: Any, policy: Policy, seed: int, params: list | None = None, X: to
     order) and run the net on X, on X's device."""
     with full_float32(), seeded(seed):
         built = invoke(policy, obj)
-    out = {"build": run_dict(built), "is_module": isinstance(built.value, c.Module),
+    out = {"build": run_dict(built), "is_module": isinstance(built.value, cap.Module),
            "type": type(built.value).__name__, "layers": [], "shapes": []}
     out["build"]["value"] = None  # the net itself does not cross
     net = built.value
     if built.error is not None or not out["is_module"]:
         return out
     out["layers"] = [describe_layer(m) for m in _leaves(net)]
-    mine = list(c.module_parameters(net))
-    out["shapes"] = [list(c.size(p)) for p in mine]
+    mine = list(cap.module_parameters(net))
+    out["shapes"] = [list(cap.size(p)) for p in mine]
     if params is not None and X is not None:
-        if [list(c.size(p)) for p in params] != out["shapes"]:
+        if [list(cap.size(p)) for p in params] != out["shapes"]:
             return out
-        with c.no_grad():
+        with cap.no_grad():
             for p, q in zip(mine, params):
                 p.copy_(q)
         with full_float32():
-            forward = invoke(policy, lambda: c.module_to(net, device=c.device_of(X))(X), encode_untrusted)
+            forward = invoke(policy, lambda: cap.module_to(net, device=cap.device_of(X))(X), encode_untrusted)
             out["forward"] = run_dict(forward)
     return out
 
@@ -268,7 +268,7 @@ def _probe(record: list) -> torch.nn.Module:
 
     class _Probe(torch.nn.Module):
         def forward(self, X: torch.Tensor) -> torch.Tensor:
-            note((c.module_training(self), c.is_grad_enabled(), str(c.device_of(X))))
+            note((cap.module_training(self), cap.is_grad_enabled(), str(cap.device_of(X))))
             return X
 
     return _Probe()
@@ -276,10 +276,10 @@ def _probe(record: list) -> torch.nn.Module:
 
 def probe_net(state: dict, record: list | None = None) -> torch.nn.Module:
     """The small net the training checks feed: a probe (writing to `record`), then 12 -> 8 -> 3 with a ReLU."""
-    net = c.nn.Sequential(_probe([] if record is None else record), c.nn.Flatten(), c.nn.Linear(12, 8),
-                          c.nn.ReLU(), c.nn.Linear(8, 3))
-    with c.no_grad():
-        for p, value in zip(c.module_parameters(net), state["params"]):
+    net = cap.nn.Sequential(_probe([] if record is None else record), cap.nn.Flatten(), cap.nn.Linear(12, 8),
+                          cap.nn.ReLU(), cap.nn.Linear(8, 3))
+    with cap.no_grad():
+        for p, value in zip(cap.module_parameters(net), state["params"]):
             p.copy_(value)
     return net
 
@@ -295,29 +295,29 @@ def _batches(batches: list) -> list:
 
 def evaluate(obj: Any, policy: Policy, state: dict, batches: list, device: str, training: bool = True) -> dict:
     """obj(net, batches, device) on a probe net that starts in training mode (or eval mode: training=False)."""
-    dev = c.device_type(device)
+    dev = cap.device_type(device)
     record: list = []
-    net = c.module_to(probe_net(state, record), device=dev)
-    c.module_train(net, training is True)
+    net = cap.module_to(probe_net(state, record), device=dev)
+    cap.module_train(net, training is True)
     mode = _meta_mode(dev)
     run = invoke(policy, lambda: _within(mode, lambda: obj(net, _batches(batches), dev)), encode_untrusted)
-    return {"run": run_dict(run), "log": _log(record), "training_after": c.module_training(net),
+    return {"run": run_dict(run), "log": _log(record), "training_after": cap.module_training(net),
             "mixed": _found(mode)}
 
 
 def train_epoch(obj: Any, policy: Policy, state: dict, batches: list, device: str, lr: float, seed: int) -> dict:
     """obj(net, batches, CrossEntropyLoss(), SGD(lr), device) on a probe net that starts in eval
     mode; reports the value, what the probe saw and the parameters afterwards."""
-    dev = c.device_type(device)
+    dev = cap.device_type(device)
     record: list = []
-    net = c.module_to(probe_net(state, record), device=dev)
-    c.module_train(net, False)  # train_epoch must switch to training mode itself
-    optimizer = c.SGD(net.parameters(), lr=lr)
+    net = cap.module_to(probe_net(state, record), device=dev)
+    cap.module_train(net, False)  # train_epoch must switch to training mode itself
+    optimizer = cap.SGD(net.parameters(), lr=lr)
     mode = _meta_mode(dev)
     with seeded(seed, [] if dev.type in ("cpu", "meta") else [dev]):
-        run = invoke(policy, lambda: _within(mode, lambda: obj(net, _batches(batches), c.nn.CrossEntropyLoss(),
+        run = invoke(policy, lambda: _within(mode, lambda: obj(net, _batches(batches), cap.nn.CrossEntropyLoss(),
                                                                   optimizer, dev)), encode_untrusted)
-    params = [] if dev.type == "meta" else [c.detach(p) for p in c.module_parameters(net)]
+    params = [] if dev.type == "meta" else [cap.detach(p) for p in cap.module_parameters(net)]
     return {"run": run_dict(run), "log": _log(record), "params": params, "mixed": _found(mode)}
 
 
@@ -375,11 +375,11 @@ class _Budget:
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size: int, max_batches: int, seed: int,
                  record: dict) -> None:
-        n = c.size(X)[0]
+        n = cap.size(X)[0]
         count = {"drawn": 0, "over": False}
 
         def batches():
-            perm = _randperm(n, generator=c.Generator().manual_seed(seed + record["passes"]))
+            perm = _randperm(n, generator=cap.Generator().manual_seed(seed + record["passes"]))
             record["passes"] += 1
             for start in range(0, n, batch_size):
                 if count["drawn"] >= max_batches:
@@ -409,8 +409,8 @@ def experiment(obj: Any, policy: Policy, n_train: int, batch_size: int, max_batc
     labels = _fashion_file("train-labels-idx1-ubyte.gz")
     if any(v is None for v in (*images, labels)):
         return {"data": "Fashion-MNIST (training images and labels, test images) is not found in the grading kernel"}
-    X = c.to(_from_numpy(images[0][:n_train].copy()), dtype=torch.float32).div_(255.0).unsqueeze_(1)  # (n, 1, 28, 28)
-    y = c.to(_from_numpy(labels[:n_train].copy()), dtype=torch.int64)
+    X = cap.to(_from_numpy(images[0][:n_train].copy()), dtype=torch.float32).div_(255.0).unsqueeze_(1)  # (n, 1, 28, 28)
+    y = cap.to(_from_numpy(labels[:n_train].copy()), dtype=torch.int64)
     record = {"drawn": 0, "over": False, "passes": 0}
     steps = []
     handle, threads = _STEP_HOOK(lambda *_: steps.append(1)), _get_threads()
@@ -427,26 +427,26 @@ def experiment(obj: Any, policy: Policy, n_train: int, batch_size: int, max_batc
 def _scored(run: Run, policy: Policy, images: Any, held_out: torch.Tensor, record: dict, steps: int) -> dict:
     """What the experiment sends back: the budget used, the net's parameter shapes and its predictions."""
     out = {"data": "", "run": run_dict(run), "drawn": record["drawn"], "over": record["over"],
-           "steps": steps, "is_module": isinstance(run.value, c.Module), "type": type(run.value).__name__,
+           "steps": steps, "is_module": isinstance(run.value, cap.Module), "type": type(run.value).__name__,
            "shapes": [], "predicted": None, "predict": None}
     out["run"]["value"] = None  # the net itself does not cross
     net = run.value
     if run.error is not None or not out["is_module"]:
         return out
-    out["shapes"] = [list(c.size(p)) for p in c.module_parameters(net)]
-    test = c.to(_from_numpy(images[c.tolist(held_out)]), dtype=torch.float32).div_(255.0).unsqueeze_(1)
-    c.module_train(net, False)
+    out["shapes"] = [list(cap.size(p)) for p in cap.module_parameters(net)]
+    test = cap.to(_from_numpy(images[cap.tolist(held_out)]), dtype=torch.float32).div_(255.0).unsqueeze_(1)
+    cap.module_train(net, False)
 
     def predict():
         found = []
-        with c.no_grad():
-            for start in range(0, c.size(test)[0], 1000):
+        with cap.no_grad():
+            for start in range(0, cap.size(test)[0], 1000):
                 logits = net(test[start:start + 1000])
-                if type(logits) is not c.Tensor or c.dim(logits) != 2 or c.size(logits)[1] != 10:
+                if type(logits) is not cap.Tensor or cap.dim(logits) != 2 or cap.size(logits)[1] != 10:
                     raise TypeError(f"the net returned {type(logits).__name__} "
-                                    f"{tuple(c.size(logits)) if isinstance(logits, c.Tensor) else ''}; "
+                                    f"{tuple(cap.size(logits)) if isinstance(logits, cap.Tensor) else ''}; "
                                     f"expected logits of shape (N, 10)")
-                found.append(c.to(_argmax(c.detach(logits), dim=1), dtype=torch.uint8))
+                found.append(cap.to(_argmax(cap.detach(logits), dim=1), dtype=torch.uint8))
         return _cat(found)
 
     with full_float32():

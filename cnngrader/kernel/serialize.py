@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from cnngrader.kernel import captured as c
+from cnngrader.kernel import captured as cap
 
 DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float16, torch.float32, torch.float64, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
@@ -53,36 +53,36 @@ def encode(value: Any, depth: int = 0, trusted: bool = True) -> Any:
     if value is None or t in (bool, int, str):
         return value
     if t is float:
-        return value if c.isfinite(value) else {"float": repr(value)}
+        return value if cap.isfinite(value) else {"float": repr(value)}
     if t is list:
         return [encode(v, depth + 1, trusted) for v in value]
     if t is tuple:
         return {"tuple": [encode(v, depth + 1, trusted) for v in value]}
     if t is dict and all(type(k) is str for k in value):
         return {"dict": {k: encode(v, depth + 1, trusted) for k, v in value.items()}}
-    if t is c.Size:
+    if t is cap.Size:
         return {"size": [int(v) for v in value]}
-    if t is c.device_type:
+    if t is cap.device_type:
         return {"device": str(value)}
-    if t is c.dtype_type:
+    if t is cap.dtype_type:
         return {"dtype": str(value).removeprefix("torch.")}
-    if t is c.Tensor or t is c.Parameter:
+    if t is cap.Tensor or t is cap.Parameter:
         return _encode_tensor(value)
     return {"opaque": t.__name__}
 
 
 def _encode_tensor(t: torch.Tensor) -> dict:
-    dtype = str(c.dtype_of(t)).removeprefix("torch.")
+    dtype = str(cap.dtype_of(t)).removeprefix("torch.")
     if dtype not in DTYPES:
         return {"opaque": f"Tensor of dtype {dtype}"}
-    device = str(c.device_of(t))
-    shape = [int(v) for v in c.size(t)]
+    device = str(cap.device_of(t))
+    shape = [int(v) for v in cap.size(t)]
     data = b""
     if device != "meta":
-        host = c.contiguous(c.to(c.detach(t), device=c.CPU))
-        data = c.numpy_of(host).tobytes()
-    return {"tensor": {"dtype": dtype, "shape": shape, "device": device, "requires_grad": bool(c.requires_grad_of(t)),
-                       "data": c.b2a_base64(data, newline=False).decode("ascii")}}
+        host = cap.contiguous(cap.to(cap.detach(t), device=cap.CPU))
+        data = cap.numpy_of(host).tobytes()
+    return {"tensor": {"dtype": dtype, "shape": shape, "device": device, "requires_grad": bool(cap.requires_grad_of(t)),
+                       "data": cap.b2a_base64(data, newline=False).decode("ascii")}}
 
 
 def encode_untrusted(value: Any) -> Encoded:
@@ -188,7 +188,7 @@ def _decode_tensor(body: Any, device_ok: bool) -> torch.Tensor:
 def dumps(value: Any) -> str:
     """The message for value, written by the C JSON encoder captured at import (a notebook that
     rebinds json.dumps or base64.b64encode changes nothing here)."""
-    return c.join(c.json_encoder(encode(value), 0))
+    return cap.join(cap.json_encoder(encode(value), 0))
 
 
 def check_nesting(text: str, max_depth: int = MAX_DEPTH + 4, max_brackets: int = MAX_BRACKETS) -> None:

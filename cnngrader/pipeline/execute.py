@@ -3,17 +3,24 @@
 GradingExecute replaces nbgrader's Execute (nbgrader_config.py names it in
 Autograde.autograde_preprocessors). On top of Execute it:
 
-- starts every kernel through launch.py, under a memory cap (RLIMIT_AS and
-  RLIMIT_DATA) and a thread count, so one submission cannot take the machine down;
-- survives a kernel that dies (os._exit, a memory bomb the cap turns into a crash):
+- starts every kernel in a sandbox of its own (cnngrader/pipeline/kernel_start.py,
+  cnngrader/pipeline/sandbox.py): no network, a read-only allow-list of the filesystem, and a
+  cgroup that limits the memory, tasks and CPU time of its whole process tree (sandbox.Limits), so
+  one submission cannot take the machine down; grading stops if the sandbox cannot be set up.
+  Only `sandbox = False` (UNSAFE=1) starts kernels as the grader, under a per-process memory cap,
+  forked from a pre-loaded process (the zygote);
+- grades the hidden test cells itself (cnngrader/pipeline/verdict.py): their source never reaches
+  the kernel, which only runs the student's functions for the checks;
+- survives a kernel that dies (os._exit, a memory bomb the limits turn into a crash):
   nbgrader 0.9.6 lets nbclient's DeadKernelError escape, and its converter then deletes
   the whole autograded submission and records no scores. Here the cell that was running
   gets an error output, every later code cell gets a "not run" error output (so each
   graded cell scores 0, as determine_grade scores any cell with an error output), and
   the cells before the death keep their results;
 - treats a kernel that does not come back from a timeout's interrupt (code that swallows
-  KeyboardInterrupt) the same way, instead of paying one timeout per remaining cell;
-- caps the stream output it keeps per cell, so a print loop cannot fill the grader's memory.
+  KeyboardInterrupt), and a notebook past its own time limit, the same way, instead of paying
+  one timeout per remaining cell;
+- caps the output it keeps per cell and per notebook, so a print loop cannot fill the grader's memory.
 
 ReplayExecute runs no kernel: it copies the outputs of a notebook that GradingExecute
 executed earlier (in a parallel worker) into the sanitized submission, so that the rest of
@@ -22,36 +29,36 @@ grades serially, exactly as if the notebook had been executed in place.
 """
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import re
 import secrets
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 from pathlib import Path
 from queue import Empty
 from time import monotonic
 from typing import Any
 
 import nbformat
-from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import ensure_async, run_sync
+from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
-from traitlets import Bool, DottedObjectName, Float, Integer, Type, Unicode
+from traitlets import Bool, Float, Integer, Unicode
 
+from cnngrader import kernel_rpc
+from cnngrader.cells import student_sources
+from cnngrader.grading.core import CALL_FLOOR, CALL_MULTIPLE
+from cnngrader.grading.runners import KernelGone
 from cnngrader.pipeline import credit, verdict
-from cnngrader.pipeline.kernel_client import GradingKernelClient
+from cnngrader.pipeline.kernel_start import GradingKernelManager, SandboxedKernelManager
+from cnngrader.pipeline.sandbox import INBOX_INSIDE, INIT_INSIDE, SUBMISSION, Limits, check_available
 
-LAUNCHER = str(Path(__file__).with_name("launch.py"))
 _REQUEST_HEAD = re.compile(r'\{(?:"limit":([0-9.]+),)?"name":"(\w+)"')
+MiB = 2**20
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:
@@ -59,92 +66,14 @@ def error_output(ename: str, evalue: str) -> NotebookNode:
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
 
-_ZYGOTES: dict[int, tuple[subprocess.Popen, str]] = {}  # grader pid -> (server, socket path)
-
-
-def zygote_socket(threads: int = 0, wait: float = 180.0) -> str:
-    """The socket of this process's kernel zygote (cnngrader.pipeline.zygote), started on first use;
-    "" if it cannot be started (kernels then start the ordinary way)."""
-    found = _ZYGOTES.get(os.getpid())
-    if found and found[0].poll() is None:
-        return found[1]
-    path = os.path.join(tempfile.gettempdir(), f"cnn-zygote-{os.getpid()}-{time.monotonic_ns()}.sock")
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["OPENBLAS_NUM_THREADS"] = "1"  # no BLAS thread pool in a process that forks
-    if threads > 0:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cnngrader.pipeline.zygote", path],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, start_new_session=True,
-    )
-    deadline = monotonic() + wait
-    while monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.connect(path)
-                s.sendall(b"{}\n")
-                if s.recv(4096):
-                    _ZYGOTES[os.getpid()] = (proc, path)
-                    atexit.register(_stop_zygote, proc)
-                    return path
-        except OSError:
-            time.sleep(0.05)
-    _stop_zygote(proc)
-    return ""
-
-
-def stop_zygote() -> None:
-    """Stop this process's kernel zygote, if it has one (it would otherwise live until exit), and
-    its warm spare sandboxed kernels (cnngrader.pipeline.kernels)."""
-    found = _ZYGOTES.pop(os.getpid(), None)
-    if found:
-        _stop_zygote(found[0])
-    kernels = sys.modules.get("cnngrader.pipeline.kernels")
-    if kernels is not None:  # never imported: no spare either
-        kernels.stop_spares()
-
-
-def _stop_zygote(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.stdin.close()  # the server kills its kernels and exits
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-class GradingKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernels start under the launcher's resource limits (and, with
-    preload, as forks of a process that has torch and cnnlib imported)."""
-
-    max_memory = Integer(0, help="Address-space cap of the kernel in bytes; 0 for none.").tag(config=True)
-    threads = Integer(0, help="OMP/MKL threads of the kernel; 0 to leave them as they are.").tag(config=True)
-    stdio = Unicode("", help="File for the kernel process's own stdout/stderr; empty to inherit.").tag(config=True)
-    preload = Bool(False, help="Fork kernels from a pre-loaded process (see cnngrader.pipeline.zygote).").tag(config=True)
-    # its iopub channel measures a message before decoding it (cnngrader/pipeline/kernel_client.py)
-    client_class = DottedObjectName("cnngrader.pipeline.kernel_client.GradingKernelClient")
-    client_factory = Type(GradingKernelClient, klass="jupyter_client.client.KernelClient", config=True)
-
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        cmd = super().format_kernel_cmd(extra_arguments)
-        zygote = ""
-        # only for kernels of this very environment: the zygote is this Python with its packages
-        if self.preload and cmd and os.path.dirname(cmd[0]) == os.path.dirname(sys.executable):
-            zygote = zygote_socket(self.threads)
-        return [
-            sys.executable, "-I", "-S", LAUNCHER, f"--max-memory={self.max_memory}", f"--threads={self.threads}",
-            f"--stdio={self.stdio}", f"--zygote={zygote}", "--", *cmd,
-        ]
-
-
 class GradingExecute(Execute):
     """nbgrader's Execute, made robust against submissions that kill, hang or flood the kernel."""
 
     max_memory_mb = Integer(
-        4096,
-        help="Memory cap of a grading kernel in MiB (RLIMIT_AS and RLIMIT_DATA); 0 for none. "
-        "A kernel with torch and the course library imported maps about 1 GiB.",
+        Limits.memory_bytes // MiB,
+        help="Memory of a grading kernel in MiB: its sandbox's whole process tree (cgroup, and RLIMIT_AS per "
+        "process where no GPU is present); unsandboxed, RLIMIT_AS and RLIMIT_DATA of the kernel. 0 for none. "
+        "The default, and what a kernel needs, is sandbox.Limits's.",
     ).tag(config=True)
 
     kernel_threads = Integer(
@@ -171,9 +100,10 @@ class GradingExecute(Execute):
 
     preload_kernels = Bool(
         True,
-        help="Fork each grading kernel from a server process that has imported torch, cnnlib and "
-        "ipykernel once (cnngrader/pipeline/zygote.py), instead of a fresh Python importing them "
-        "again: about 2 s less per notebook. False: a fresh process per kernel.",
+        help="Unsandboxed kernels only (sandbox = False; a sandboxed kernel is never forked from outside its "
+        "sandbox, and warm_spare hides its imports instead): fork each grading kernel from a server process that "
+        "has imported torch, cnnlib and ipykernel once (cnngrader/pipeline/zygote.py), instead of a fresh Python "
+        "importing them again: about 2 s less per notebook. False: a fresh process per kernel.",
     ).tag(config=True)
 
     max_stream_chars = Integer(
@@ -204,9 +134,12 @@ class GradingExecute(Execute):
         "shared by two submissions. False: every kernel starts when its notebook does.",
     ).tag(config=True)
 
-    max_processes = Integer(512, help="Tasks (processes + threads) of a sandboxed kernel's tree.").tag(config=True)
-    max_cpu_seconds = Integer(900, help="CPU seconds of a sandboxed kernel's tree, all cells together.").tag(config=True)
-    max_disk_mb = Integer(256, help="MiB of each writable tmpfs of a sandbox (/submission, /tmp).").tag(config=True)
+    max_processes = Integer(Limits.pids, help="Tasks (processes + threads) of a sandboxed kernel's tree."
+                            ).tag(config=True)
+    max_cpu_seconds = Integer(Limits.cpu_seconds, help="CPU seconds of a sandboxed kernel's tree, all cells "
+                              "together.").tag(config=True)
+    max_disk_mb = Integer(Limits.disk_bytes // MiB, help="MiB of each writable tmpfs of a sandbox (/submission, "
+                          "/tmp).").tag(config=True)
 
     notebook_timeout = Integer(
         600, help="Wall-clock seconds for a whole notebook, all cells together; past it the kernel's "
@@ -224,20 +157,17 @@ class GradingExecute(Execute):
     # -- kernel start ------------------------------------------------------------------
     def create_kernel_manager(self):
         if self.sandbox and self.kernel_manager_class is GradingKernelManager:
-            from cnngrader.pipeline.kernels import SandboxedKernelManager
-            from cnngrader.pipeline.sandbox import check_available
-
             check_available()  # no silent fallback: raises SandboxUnavailable with what to install
             self.kernel_manager_class = SandboxedKernelManager
         km = super().create_kernel_manager()
         if hasattr(km, "max_processes"):
             km.max_processes = self.max_processes
             km.max_cpu_seconds = self.max_cpu_seconds
-            km.max_disk = self.max_disk_mb * 2**20
+            km.max_disk = self.max_disk_mb * MiB
             km.warm_spare = self.warm_spare
             km.preimport = self.grader_module if re.fullmatch(r"[\w.]+", self.grader_module or "") else ""
         if isinstance(km, GradingKernelManager):
-            km.max_memory = self.max_memory_mb * 2**20
+            km.max_memory = self.max_memory_mb * MiB
             cores = os.cpu_count() or 1
             km.threads = self.kernel_threads or max(1, cores // max(1, self.parallel_jobs))
             km.stdio = self.kernel_stdio
@@ -249,7 +179,7 @@ class GradingExecute(Execute):
         self._notebook_expired = True
         box = getattr(km, "sandbox", None)
         if box is not None:
-            box.kill(f"the notebook ran past its time limit ({self.notebook_timeout} s)")
+            box.kill(self._expired())
             return
         pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
         if pgid:  # unsandboxed: the launcher's process group (the zygote kills a proxy's kernel)
@@ -341,8 +271,6 @@ class GradingExecute(Execute):
         info = (resources or {}).get("nbgrader") or {}
         if not all(info.get(k) for k in ("db_url", "notebook", "assignment")):
             return {}, set()
-        from nbgrader.api import Gradebook, MissingEntry
-
         hidden = verdict.gradebook_hidden_cells(info["db_url"], info["notebook"], info["assignment"])
         with Gradebook(info["db_url"]) as gb:
             try:
@@ -360,15 +288,13 @@ class GradingExecute(Execute):
         self._cell_limit = credit.cell_limit(self.timeout or 60, calls, self.course_root or None)
         self._cell_deadline = monotonic() + self._cell_limit
         self._cell_index = index
-        everything = verdict.student_sources(self.nb, trusted)
+        everything = student_sources(self.nb, trusted)
         sources = [(i, s) for i, s in everything if i < index]
         cell.outputs = verdict.grade_cell(calls, self._send, self._secret, sources, self.course_root or None,
                                           dict(self._hung), everything, credit.points_of(cell))
         cell.execution_count = None
 
     def _send(self, request: str) -> str:
-        from cnngrader.grading.runners import KernelGone
-
         if self._lost is not None:
             raise KernelGone(self._lost)
         self._timeout_note = None
@@ -383,46 +309,21 @@ class GradingExecute(Execute):
                 self._hung.setdefault(head.group(2),
                                       f"within {within}, in the hidden tests of cell {self._cell_index + 1}")
                 if limit is not None and self._request_deadline < self._cell_deadline:
-                    from cnngrader.grading.core import CALL_FLOOR, CALL_MULTIPLE
-
                     self._timeout_note = (f"{head.group(2)} did not return within {limit:g} s (its limit for one call: "
                                           f"the reference's time times {CALL_MULTIPLE:g}, at least {CALL_FLOOR:g} s)")
             raise KernelGone(self._lost or self._timeout_note or "the kernel sent no reply to a check request")
         return reply
 
     async def _async_rpc(self, request: str) -> str | None:
-        """Run one request in the kernel; its reply, or None (self._lost says why, if the kernel is gone)."""
-        from cnngrader.kernel import REPLY_MIME
-
+        """Run one request in the kernel (cnngrader.kernel_rpc); its reply, or None (self._lost says why, if
+        the kernel is gone; past the deadline the kernel is interrupted)."""
         assert self.kc is not None and self.km is not None
-        code = f"__import__('cnngrader.kernel', fromlist=['serve']).serve({request!r})"
-        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False)
-        reply, idle, answered = None, False, False
-        while not (idle and answered):
-            remaining = self._request_deadline - monotonic()
-            if remaining <= 0:
-                await self._async_hidden_timeout()
-                return None
-            channel = self.kc.shell_channel if idle else self.kc.iopub_channel
-            try:
-                msg = await ensure_async(channel.get_msg(timeout=min(remaining, 1.0)))
-            except Empty:
-                if not await ensure_async(self.km.is_alive()):
-                    self._lost = (f"the notebook ran past its time limit ({self.notebook_timeout} s)"
-                                  if self._notebook_expired else "the kernel died")
-                    return None
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if idle:
-                answered = msg["msg_type"] == "execute_reply"
-            elif msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
-                idle = True
-            elif msg["msg_type"] == "display_data":
-                data = msg["content"].get("data", {}).get(REPLY_MIME)
-                if isinstance(data, str) and len(data) <= self.max_reply_bytes:
-                    reply = data
-        return reply
+        reply = await kernel_rpc.send(self.kc, self.km, request, self._request_deadline, self.max_reply_bytes)
+        if reply.outcome == kernel_rpc.TIMED_OUT:
+            await self._async_hidden_timeout()
+        elif reply.outcome == kernel_rpc.DEAD:
+            self._lost = self._expired() if self._notebook_expired else "the kernel died"
+        return reply.text
 
     async def _async_hidden_timeout(self) -> None:
         """A check ran past the cell's time limit: interrupt; a kernel that does not come back is killed."""
@@ -436,7 +337,7 @@ class GradingExecute(Execute):
         self._timeout_note = f"the hidden tests exceeded the {limit:g} s limit per cell"
 
     def _notebook_names(self, index: int, trusted: set[str]) -> tuple[list, set[str]]:
-        sources = verdict.student_sources(self.nb, trusted, before=index + 1)
+        sources = student_sources(self.nb, trusted, before=index + 1)
         return sources, verdict.defined_names(sources)
 
     def _skip_hung(self, index: int, cell: NotebookNode, trusted: set[str]) -> bool:
@@ -467,8 +368,6 @@ class GradingExecute(Execute):
         Nothing to do for any other kernel (sandbox_init copied the inbox before the exec)."""
         if not getattr(self.km, "adopted", False):
             return
-        from cnngrader.pipeline.sandbox import INBOX_INSIDE, INIT_INSIDE, SUBMISSION
-
         assert self.kc is not None
         code = f"__import__('runpy').run_path({INIT_INSIDE!r})['copy_inbox']({INBOX_INSIDE!r}, {SUBMISSION!r})"
         reply = self.wait_for_reply(self.kc.execute(code, silent=True, store_history=False))
@@ -486,8 +385,6 @@ class GradingExecute(Execute):
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
         """Execute every cell as ExecutePreprocessor.preprocess does, but when the kernel is
         lost, score the rest of the notebook 0 instead of raising."""
-        from nbclient import NotebookClient
-
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
@@ -505,61 +402,70 @@ class GradingExecute(Execute):
             assert info_msg is not None, "the grading kernel did not answer kernel_info"
             self.nb.metadata["language_info"] = info_msg["content"]["language_info"]
             self._import_grader()
-            lost: str | None = None
-            # issue 9: the notebook-wide wall-clock budget (a timer that kills the kernel's tree)
+            # the notebook-wide wall-clock budget: a timer that kills the kernel's tree
             self._notebook_expired = False
-            timer = threading.Timer(self.notebook_timeout, self._expire_notebook, (self.km,)) if self.notebook_timeout else None
+            timer = threading.Timer(self.notebook_timeout, self._expire_notebook, (self.km,)) \
+                if self.notebook_timeout else None
             if timer is not None:
                 timer.daemon = True
                 timer.start()
-            expired = f"the notebook ran past its time limit ({self.notebook_timeout} s)"
+            lost: str | None = None
             for index, cell in enumerate(self.nb.cells):
-                if cell.cell_type != "code":
-                    continue
-                if lost is None and self._notebook_expired:
-                    lost = expired
-                if lost is not None:
-                    cell.outputs = [error_output("NotRun", f"not run: {lost} in an earlier cell")]
-                    cell.execution_count = None
-                    continue
-                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-                if grade_id in hidden:
-                    self._grade_hidden(index, cell, hidden[grade_id], trusted)
-                    lost = self._lost
-                    continue
-                if self._skip_hung(index, cell, trusted):
-                    continue
-                try:
-                    self.preprocess_cell(cell, resources, index)
-                except DeadKernelError:
-                    if self._notebook_expired:
-                        lost = expired
-                        cell.execution_count = None
-                        cell.outputs.append(error_output("NotebookTimeout", f"{expired}; the kernel was killed"))
-                        continue
-                    lost = "the kernel died"
-                    cell.execution_count = None  # whether its number arrived before the death is a race
-                    self.log.warning("Kernel died in cell %d; the rest of the notebook scores 0", index)
-                    cell.outputs.append(error_output("DeadKernelError", "the kernel died while running this cell"))
-                    continue
-                except CellTimeoutError as e:
-                    # the reply came but the cell's output did not: an interrupted cell that
-                    # would not stop, or an output flood
-                    self.log.warning("Cell %d: %s", index, str(e).splitlines()[0] if str(e) else "timeout")
-                    why = (f"the cell exceeded the {self.timeout} s limit per cell and did not stop when interrupted"
-                           if self._timed_out else "the cell's output did not arrive in time")
-                    cell.outputs.append(error_output("CellTimeoutError", why))
-                if self._timed_out:
-                    self._timed_out = False
-                    self._mark_hung(index, cell, trusted)
-                    if not run_sync(self._async_kernel_responds)(self.unresponsive_grace):
-                        lost = "the kernel stopped responding after a timeout"
-                        self.log.warning("Kernel unresponsive after cell %d timed out; killing it", index)
-                        run_sync(self._async_kill_kernel)()
+                if cell.cell_type == "code":
+                    lost = self._code_cell(index, cell, resources, hidden, trusted, lost)
             if timer is not None:
                 timer.cancel()
         self.set_widgets_metadata()
         return self.nb, self.resources
+
+    def _expired(self) -> str:
+        return f"the notebook ran past its time limit ({self.notebook_timeout} s)"
+
+    def _code_cell(self, index: int, cell: NotebookNode, resources: Any, hidden: dict[str, list[str]],
+                   trusted: set[str], lost: str | None) -> str | None:
+        """Run or grade one code cell; why the kernel is lost after it (None: it is not). A cell after the
+        kernel was lost (`lost`), or after the notebook's time ran out, gets a "not run" error output."""
+        if lost is None and self._notebook_expired:
+            lost = self._expired()
+        if lost is not None:
+            cell.outputs = [error_output("NotRun", f"not run: {lost} in an earlier cell")]
+            cell.execution_count = None
+            return lost
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in hidden:
+            self._grade_hidden(index, cell, hidden[grade_id], trusted)
+            return self._lost
+        if self._skip_hung(index, cell, trusted):
+            return None
+        try:
+            self.preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            cell.execution_count = None  # whether its number arrived before the death is a race
+            if self._notebook_expired:
+                cell.outputs.append(error_output("NotebookTimeout", f"{self._expired()}; the kernel was killed"))
+                return self._expired()
+            self.log.warning("Kernel died in cell %d; the rest of the notebook scores 0", index)
+            cell.outputs.append(error_output("DeadKernelError", "the kernel died while running this cell"))
+            return "the kernel died"
+        except CellTimeoutError as e:
+            # the reply came but the cell's output did not: an interrupted cell that
+            # would not stop, or an output flood
+            self.log.warning("Cell %d: %s", index, str(e).splitlines()[0] if str(e) else "timeout")
+            why = (f"the cell exceeded the {self.timeout} s limit per cell and did not stop when interrupted"
+                   if self._timed_out else "the cell's output did not arrive in time")
+            cell.outputs.append(error_output("CellTimeoutError", why))
+        return self._after_timeout(index, cell, trusted) if self._timed_out else None
+
+    def _after_timeout(self, index: int, cell: NotebookNode, trusted: set[str]) -> str | None:
+        """A cell was interrupted at its time limit: the functions it calls are taken to loop, and a kernel
+        that does not answer within `unresponsive_grace` is killed (the reason is returned)."""
+        self._timed_out = False
+        self._mark_hung(index, cell, trusted)
+        if run_sync(self._async_kernel_responds)(self.unresponsive_grace):
+            return None
+        self.log.warning("Kernel unresponsive after cell %d timed out; killing it", index)
+        run_sync(self._async_kill_kernel)()
+        return "the kernel stopped responding after a timeout"
 
 
 class RestoreCells(OverwriteCells):
@@ -572,8 +478,6 @@ class RestoreCells(OverwriteCells):
     just before a recovered visible test is the solution it tests."""
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
-        from nbgrader.api import Gradebook, MissingEntry
-
         info = resources.get("nbgrader", {})
         try:
             with Gradebook(info["db_url"]) as gb:

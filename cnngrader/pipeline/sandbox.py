@@ -61,9 +61,10 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpuacct", "freezer")
 ETC = "/etc"  # bound read-only, less what uid 65534 could not read on the host (see unreadable)
 CPU_PERIOD_US = 100_000  # the CFS period of a CPU quota
-# precheck.py: a notebook's pre-submission check imports in the kernel and does nothing there.
+# precheck.py: a notebook's pre-submission check imports in the kernel (with the stdlib-only modules it
+# imports at its top) and does nothing there.
 KERNEL_SOURCES = ("cnngrader/__init__.py", "cnngrader/tolerances.py", "cnngrader/course.py", "cnngrader/kernel",
-                  "cnngrader/precheck.py")
+                  "cnngrader/precheck.py", "cnngrader/cells.py", "cnngrader/check_verdict.py")
 RUNTIME_TMPFS_BYTES = 1 << 20  # connection sockets only
 READ_ONLY_ROOT = ("--remount-ro", "/dev", "--remount-ro", "/")  # after every mount: bwrap's own tmpfs root and /dev
 
@@ -91,8 +92,10 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one sandbox (0 means no limit). Defaults fit a grading kernel, which maps
-    about 1.4 GiB with torch imported and runs one notebook of a few minutes at most."""
+    """Resource limits of one sandbox (0 means no limit): the one home of the grading kernels' defaults,
+    which GradingExecute's and SandboxedKernelManager's settings read. They fit a grading kernel, which maps
+    about 1.5 GiB (VmSize, with torch, cnnlib and the grader's kernel side imported and a LeNet forward run)
+    and runs one notebook of a few minutes at most."""
 
     memory_bytes: int = 4 * 2**30  # RAM + swap of the whole process tree (tmpfs pages included)
     pids: int = 512  # tasks (processes and threads) at once; torch and ipykernel use a few dozen threads
@@ -341,7 +344,7 @@ class Cgroup:
             except OSError:
                 pass
         deadline = time.monotonic() + wait
-        while (pids := self.pids()) and time.monotonic() < deadline:
+        while self.pids() and time.monotonic() < deadline:
             self.freeze(True)
             for pid in self.pids():
                 try:
@@ -371,7 +374,8 @@ def _checked() -> str:
     """"" if a trivial sandbox runs; otherwise why not (cached per process)."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed or not on PATH"
-    cmd = ["bwrap", *_base_flags(), *_system_binds(), "--size", "1048576", "--tmpfs", "/tmp", *READ_ONLY_ROOT, "--", "true"]
+    cmd = ["bwrap", *_base_flags(), *_system_binds(), "--size", "1048576", "--tmpfs", "/tmp", *READ_ONLY_ROOT,
+           "--", "true"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -469,7 +473,7 @@ class Sandbox:
 
     # the submission
     def copy_in(self, source: str | os.PathLike) -> list[str]:
-        """Copy a submission's folder into the inbox (the launcher copies it on to /submission): its
+        """Copy a submission's folder into the inbox (sandbox_init.py copies it on to /submission): its
         regular files and folders only, never following a link (safefiles.copy_tree); returns a line
         for each entry skipped. TooBig when it would not fit the sandbox's /submission."""
         if self.inbox.resolve().is_relative_to(Path(source).resolve()):
@@ -511,8 +515,9 @@ class Sandbox:
         for key, value in self.env({**data_env, **(env or {})}).items():
             args += ["--setenv", key, value]
         address_space = lim.memory_bytes if lim.address_space and not self.gpus else 0
+        backstop = lim.cpu_seconds + 2 if lim.cpu_seconds else 0  # RLIMIT_CPU just above the watchdog's limit
         init = [sys.executable, "-I", "-S", INIT_INSIDE, f"--inbox={INBOX_INSIDE}", f"--dest={SUBMISSION}",
-                f"--as={address_space}", f"--cpu={lim.cpu_seconds + 2 if lim.cpu_seconds else 0}"]  # backstop just above the watchdog
+                f"--as={address_space}", f"--cpu={backstop}"]
         return [*args, "--", *init, "--", *argv]
 
     def preexec(self) -> None:
@@ -576,7 +581,7 @@ class Sandbox:
             (self.runtime / name).symlink_to(f"{root}{self.runtime / name}")
 
     def signal_main(self, proc: subprocess.Popen, signum: int) -> None:
-        """Send signum to the process that the launcher exec'd (the kernel), inside the sandbox."""
+        """Send signum to the process that sandbox_init.py exec'd (the kernel), inside the sandbox."""
         try:
             pid1 = self.inner_pid(proc, wait=0.5)
             kids = Path(f"/proc/{pid1}/task/{pid1}/children").read_text().split()

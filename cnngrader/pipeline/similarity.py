@@ -1,7 +1,7 @@
 """Which submissions share code: the instructor's similarity report, reports/similarity/ (`make similarity`).
 
 Per assignment, each student's code is one listing: the code cells of submitted/<student>/<id>/ that are not
-locked (precheck.student_sources: the solution cells and any cell the student added, so that code moved into
+locked (cells.student_sources: the solution cells and any cell the student added, so that code moved into
 a helper cell still counts). Every listing is fingerprinted with copydetect (winnowing, as MOSS does): its
 Python tokenizer (pygments) drops comments and whitespace and replaces every name (variable, attribute,
 function, class) by one letter, so renamed variables, changed comments and reordered functions still match.
@@ -39,8 +39,8 @@ import numpy as np
 from traitlets import Float, Integer
 from traitlets.config import Configurable
 
+from cnngrader.cells import student_sources
 from cnngrader.course import Course, load_course
-from cnngrader.precheck import student_sources
 
 log = logging.getLogger("cnngrader.pipeline")
 

@@ -18,52 +18,18 @@ from typing import Any, Callable
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
+from nbgrader.api import Gradebook, MissingEntry
 
+from cnngrader import check_verdict, grading
+from cnngrader.cells import hidden_calls
+from cnngrader.grading import scan
+from cnngrader.grading.runners import RemoteRunner
 from cnngrader.pipeline import credit
-from cnngrader.pipeline.authoring import HIDDEN_MARKERS
-
-CHECK_IMPORT = "from cnngrader.grading import check"
-
-
-class HiddenCellError(ValueError):
-    """A hidden test cell in the gradebook that is not a list of check("<name>", <name>) calls."""
-
-
-def hidden_calls(source: str) -> list[str]:
-    """The names checked by a hidden test cell's source (check("corr2d", corr2d) checks the
-    notebook's corr2d with the checks named corr2d); [] when it has no hidden-tests block."""
-    begin, end = HIDDEN_MARKERS
-    lines, inside, found = source.splitlines(), False, []
-    block: list[str] = []
-    for line in lines:
-        if line.strip() == begin:
-            inside, block = True, []
-        elif line.strip() == end:
-            inside = False
-            found.append("\n".join(block))
-        elif inside:
-            block.append(line)
-    calls = []
-    for text in found:
-        for stmt in ast.parse(text).body:
-            if isinstance(stmt, ast.ImportFrom) and ast.unparse(stmt) == CHECK_IMPORT:
-                continue
-            call = stmt.value if isinstance(stmt, ast.Expr) else None
-            if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "check"
-                    and len(call.args) == 2 and not call.keywords and isinstance(call.args[0], ast.Constant)
-                    and isinstance(call.args[1], ast.Name) and call.args[0].value == call.args[1].id):
-                calls.append(call.args[1].id)
-            else:
-                raise HiddenCellError(f"a hidden tests block may only hold {CHECK_IMPORT!r} and "
-                                      f"check('<name>', <name>) lines, not {ast.unparse(stmt)!r}")
-    return calls
 
 
 def gradebook_hidden_cells(db_url: str, notebook: str, assignment: str) -> dict[str, list[str]]:
     """grade_id -> its calls, for every grade cell of the notebook whose gradebook source has a
     hidden-tests block."""
-    from nbgrader.api import Gradebook, MissingEntry
-
     out = {}
     with Gradebook(db_url) as gb:
         try:
@@ -81,28 +47,9 @@ def gradebook_hidden_cells(db_url: str, notebook: str, assignment: str) -> dict[
     return out
 
 
-def student_sources(nb: NotebookNode, trusted_ids: set[str], before: int | None = None) -> list[tuple[int, str]]:
-    """(index, source) of the code cells whose source is the student's: every code cell but the
-    locked ones the gradebook restores (trusted_ids); with `before`, only the cells above that index
-    (what the kernel has run when the cell at `before` is graded)."""
-    out = []
-    for index, cell in enumerate(nb.cells):
-        if before is not None and index >= before:
-            break
-        if cell.cell_type != "code":
-            continue
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("locked") and meta.get("grade_id") in trusted_ids:
-            continue
-        out.append((index, cell.source))
-    return out
-
-
 def top_level_calls(source: str, defined: set[str]) -> set[str]:
     """The names of `defined` (the notebook's functions and classes) that a cell's source uses outside
     the bodies of the functions it defines: what running the cell runs."""
-    from cnngrader.grading import scan
-
     cells = scan.parse([(0, source)])
     if not cells:
         return set()
@@ -120,8 +67,6 @@ def top_level_calls(source: str, defined: set[str]) -> set[str]:
 
 def top_level_defines(source: str) -> set[str]:
     """The functions and classes a cell defines at its top level."""
-    from cnngrader.grading import scan
-
     cells = scan.parse([(0, source)])
     return {s.name for s in cells[0].tree.body
             if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))} if cells else set()
@@ -130,8 +75,6 @@ def top_level_defines(source: str) -> set[str]:
 def reaches(sources: list[tuple[int, str]], roots: set[str], targets: dict[str, str]) -> str | None:
     """The first of `targets` that running any of `roots` may run, following the notebook's own top-level
     names through their definitions in `sources`; None if none."""
-    from cnngrader.grading import scan
-
     if not targets:
         return None
     cells = scan.parse(sources)
@@ -151,8 +94,6 @@ def reaches(sources: list[tuple[int, str]], roots: set[str], targets: dict[str, 
 
 def defined_names(sources: list[tuple[int, str]]) -> set[str]:
     """The notebook's top-level functions and classes."""
-    from cnngrader.grading import scan
-
     return {name for name, stmts in scan._definitions(scan.parse(sources)).items()
             if any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for _, s in stmts)}
 
@@ -172,59 +113,28 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
     (where a route is looked for); `everything`, all of them (where tampering is; default `sources`);
     `hung` maps the functions that timed out earlier to when: a check that would run one fails at once.
     A check that earns part of the cell's `points` adds its score as the cell's result (credit.py)."""
-    from cnngrader import grading
-    from cnngrader.grading import core, scan
-    from cnngrader.grading.runners import RemoteRunner
-
     reg = grading.registry(course_root)
     cells = scan.parse(sources)
     tamper = scan.tampering(cells if everything is None else scan.parse(everything))
-    outputs: list[NotebookNode] = []
-    passed, credits = [], []
-    for name in calls:
-        reason = None
-        stuck = reaches(sources, {name}, hung or {})
+    hung = hung or {}
+
+    def early(name: str) -> str | None:
         if tamper is not None:
-            reason = scan.tampering_reason(tamper)
-        elif stuck is not None:
-            reason = hung_reason(name, stuck, (hung or {})[stuck])
-        else:
-            route = _route_reason(name, cells, reg.forbidden.get(name))
-            got: list = []
-            reason = _checked(name, lambda: got.append(grading.run_check(name, RemoteRunner(send, secret), reg)))
-            reason = core.route_and_values(route, reason)
-            credits += [g for g in got if g is not None] if reason is None else []
-        if reason is None:
-            passed.append(name)
-        else:
-            outputs.append(nbformat.v4.new_output("error", ename="GradingError", evalue=reason,
-                                                  traceback=[f"GradingError: {reason}"]))
-            break  # the cell scores 0; its later checks would not change that
-    if not outputs:
-        outputs.append(nbformat.v4.new_output("stream", name="stdout",
-                                              text="".join(f"hidden tests of {n}: passed\n" for n in passed)))
-        outputs += credit.outputs(credits, points)
-    return outputs
+            return scan.tampering_reason(tamper)
+        stuck = reaches(sources, {name}, hung)
+        return None if stuck is None else hung_reason(name, stuck, hung[stuck])
 
-
-def _checked(name: str, run: Callable[[], None]) -> str | None:
-    """run()'s verdict: None when it passes, else the reason. A reply that parsed but does not hold
-    what the check expects (a probe log with a stray entry, a value of the wrong kind) makes the
-    check raise something other than GradingError: that too is this cell's 0, never the batch's end."""
-    from cnngrader.grading.core import GradingError
-
-    try:
-        run()
-    except GradingError as e:
-        return str(e)
-    except (Exception, RecursionError) as e:  # noqa: BLE001 - the kernel's reply is untrusted input
-        return (f"{name} could not be checked: the kernel's reply did not hold what the check expects "
-                f"({type(e).__name__}: {str(e)[:200]})")
-    return None
+    found = check_verdict.cell_verdict(calls, lambda: RemoteRunner(send, secret), reg,
+                                       static=lambda name: _route_reason(name, cells, reg.forbidden.get(name)),
+                                       early=early)
+    if found.status != check_verdict.PASS:  # the cell scores 0
+        return [nbformat.v4.new_output("error", ename="GradingError", evalue=found.reason,
+                                       traceback=[f"GradingError: {found.reason}"])]
+    return [nbformat.v4.new_output("stream", name="stdout",
+                                   text="".join(f"hidden tests of {n}: passed\n" for n in found.passed)),
+            *credit.outputs(list(found.credits), points)]
 
 
 def _route_reason(name: str, cells: list, forbidden: Any) -> str | None:
-    from cnngrader.grading import scan
-
     found = scan.route(cells, name, forbidden.static if forbidden is not None else ())
     return None if found is None else scan.route_reason(name, found)

@@ -24,7 +24,7 @@ from traitlets.config import Config
 
 from cnngrader.pipeline.config import CoursePaths, coursedir, run_app
 from cnngrader.pipeline.generate import generate
-from cnngrader.pipeline.kernels import stop_spares
+from cnngrader.pipeline.kernel_start import stop_spares
 
 log = logging.getLogger("cnngrader.pipeline")
 

@@ -2,9 +2,10 @@
 every grading kernel is a fork of this process instead of a fresh Python that imports them again
 (about 2 s of each notebook's grading time).
 
-    python -m cnngrader.pipeline.zygote SOCKET      # started by GradingKernelManager, one per grader process
+    python -m cnngrader.pipeline.zygote SOCKET      # started by socket_path(), one per grader process
 
-The kernel manager still launches launch.py as "the kernel" (with --zygote=SOCKET);
+Unsandboxed grading only (GradingKernelManager with preload): a sandboxed kernel never comes from here.
+The kernel manager still launches unsandboxed_launch.py as "the kernel" (with --zygote=SOCKET);
 that launcher becomes a proxy: it asks this server for a kernel, forwards the signals it gets
 (interrupts) to the forked kernel, and exits with the kernel's exit code. When the proxy is
 killed, its connection closes and the server kills the kernel; when the grader goes away (its
@@ -18,17 +19,78 @@ the kernel, before the student's code runs), and every kernel is a separate proc
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
-import resource
 import selectors
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
+import time
+import traceback
+
+from cnngrader.pipeline.unsandboxed_launch import cap_memory, redirect_stdio
+
+_RUNNING: dict[int, tuple[subprocess.Popen, str]] = {}  # grader pid -> (its zygote, the socket path)
+
+
+# -- the grader's side: start and stop this process's zygote -------------------------------------
+def socket_path(threads: int = 0, wait: float = 180.0) -> str:
+    """The socket of this process's zygote, started on first use; "" if it cannot be started (kernels
+    then start the ordinary way)."""
+    found = _RUNNING.get(os.getpid())
+    if found and found[0].poll() is None:
+        return found[1]
+    path = os.path.join(tempfile.gettempdir(), f"cnn-zygote-{os.getpid()}-{time.monotonic_ns()}.sock")
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["OPENBLAS_NUM_THREADS"] = "1"  # no BLAS thread pool in a process that forks
+    if threads > 0:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnngrader.pipeline.zygote", path],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(path)
+                s.sendall(b"{}\n")
+                if s.recv(4096):
+                    _RUNNING[os.getpid()] = (proc, path)
+                    atexit.register(_stop, proc)
+                    return path
+        except OSError:
+            time.sleep(0.05)
+    _stop(proc)
+    return ""
+
+
+def stop() -> None:
+    """Stop this process's zygote, if it has one (it would otherwise live until exit)."""
+    found = _RUNNING.pop(os.getpid(), None)
+    if found:
+        _stop(found[0])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.stdin.close()  # the server kills its kernels and exits
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# -- the server ------------------------------------------------------------------------------------
 
 
 def preload() -> None:
-    """Import what every grading kernel imports anyway; run nothing (no thread pools yet)."""
+    """Import what every grading kernel imports anyway; run nothing (no thread pools yet). Imported here,
+    in the server only: the grader imports this module for socket_path() and stop()."""
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
     import IPython  # noqa: F401
@@ -50,24 +112,16 @@ def _run_kernel(req: dict) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        cap = int(req.get("max_memory") or 0)
-        if cap > 0:
-            for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
-                _soft, hard = resource.getrlimit(limit)
-                value = cap if hard == resource.RLIM_INFINITY else min(cap, hard)
-                resource.setrlimit(limit, (value, value))
+        cap_memory(int(req.get("max_memory") or 0))
         os.environ.clear()
         os.environ.update(req["env"])
         os.chdir(req["cwd"])
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        if req.get("stdio"):
-            fd = os.open(req["stdio"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.close(fd)
+        redirect_stdio(req.get("stdio") or "")
         threads = int(req.get("threads") or 0)
+        # torch and ipykernel: imported by preload() already, and never into the grader that imports this module
         if threads > 0:
             import torch
 
@@ -80,8 +134,6 @@ def _run_kernel(req: dict) -> None:
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:  # noqa: BLE001 - a kernel that cannot start must still exit
-        import traceback
-
         traceback.print_exc()
     finally:
         try:
@@ -108,81 +160,102 @@ def _read_line(conn: socket.socket) -> bytes:
     return buf
 
 
-def serve(path: str) -> None:
-    preload()
-    if os.path.exists(path):
-        os.unlink(path)
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(64)
-    sel = selectors.DefaultSelector()
-    sel.register(srv, selectors.EVENT_READ, "accept")
-    sel.register(sys.stdin, selectors.EVENT_READ, "stdin")
-    kernels: dict[int, socket.socket] = {}  # kernel pid -> its proxy's connection
+class _Server:
+    """The zygote's loop: a kernel per request, each a fork of this process."""
 
-    def finish(pid: int, code: int | None) -> None:
-        conn = kernels.pop(pid, None)
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if os.path.exists(path):
+            os.unlink(path)
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(64)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.srv, selectors.EVENT_READ, "accept")
+        self.sel.register(sys.stdin, selectors.EVENT_READ, "stdin")
+        self.kernels: dict[int, socket.socket] = {}  # kernel pid -> its proxy's connection
+
+    def finish(self, pid: int, code: int | None) -> None:
+        conn = self.kernels.pop(pid, None)
         if conn is not None:
             if code is not None:
                 _send(conn, {"exit": code})
-            sel.unregister(conn)
+            self.sel.unregister(conn)
             conn.close()
 
-    try:
-        while True:
-            for key, _ in sel.select(timeout=0.1):
-                if key.data == "accept":
-                    conn, _ = srv.accept()
-                    line = _read_line(conn)
-                    req = json.loads(line) if line.strip() else {}
-                    if "args" not in req:  # a ping: the server is up
-                        _send(conn, {"pong": os.getpid()})
-                        conn.close()
-                        continue
-                    pid = os.fork()
-                    if pid == 0:
-                        sel.close()
-                        srv.close()
-                        for c in kernels.values():
-                            c.close()
-                        conn.close()
-                        _run_kernel(req)
-                    _send(conn, {"pid": pid})
-                    kernels[pid] = conn
-                    sel.register(conn, selectors.EVENT_READ, pid)
-                elif key.data == "stdin":
-                    if not os.read(sys.stdin.fileno(), 4096):
-                        return  # the grader is gone
-                else:
-                    pid = key.data
-                    try:
-                        alive = bool(key.fileobj.recv(4096))
-                    except OSError:
-                        alive = False
-                    if not alive:  # the proxy was killed: so is its kernel
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                        finish(pid, None)
-            while True:  # reap finished kernels and tell their proxies
-                try:
-                    pid, status = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid == 0:
-                    break
-                finish(pid, os.waitstatus_to_exitcode(status))
-    finally:
-        for pid in list(kernels):
+    def accept(self) -> None:
+        """A proxy's request: fork its kernel (or answer a ping)."""
+        conn, _ = self.srv.accept()
+        line = _read_line(conn)
+        req = json.loads(line) if line.strip() else {}
+        if "args" not in req:  # a ping: the server is up
+            _send(conn, {"pong": os.getpid()})
+            conn.close()
+            return
+        pid = os.fork()
+        if pid == 0:
+            self.sel.close()
+            self.srv.close()
+            for other in self.kernels.values():
+                other.close()
+            conn.close()
+            _run_kernel(req)
+        _send(conn, {"pid": pid})
+        self.kernels[pid] = conn
+        self.sel.register(conn, selectors.EVENT_READ, pid)
+
+    def proxy_event(self, pid: int, conn: socket.socket) -> None:
+        """A proxy's connection is readable: it closed when the proxy was killed, and so is its kernel."""
+        try:
+            alive = bool(conn.recv(4096))
+        except OSError:
+            alive = False
+        if not alive:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            self.finish(pid, None)
+
+    def reap(self) -> None:
+        """Reap finished kernels and tell their proxies."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.finish(pid, os.waitstatus_to_exitcode(status))
+
+    def run(self) -> None:
+        """Serve until the grader is gone (our stdin closes); then kill every kernel."""
         try:
-            os.unlink(path)
-        except OSError:
-            pass
+            while True:
+                for key, _ in self.sel.select(timeout=0.1):
+                    if key.data == "accept":
+                        self.accept()
+                    elif key.data == "stdin":
+                        if not os.read(sys.stdin.fileno(), 4096):
+                            return  # the grader is gone
+                    else:
+                        self.proxy_event(key.data, key.fileobj)  # type: ignore[arg-type]
+                self.reap()
+        finally:
+            for pid in list(self.kernels):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+
+def serve(path: str) -> None:
+    preload()
+    _Server(path).run()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""SandboxedKernelManager: a grading kernel started inside its own Sandbox (cnngrader/pipeline/sandbox.py).
+"""How a grading kernel starts, on the host: the kernel managers GradingExecute uses.
 
+SandboxedKernelManager (the default): every kernel inside a Sandbox of its own (cnngrader/pipeline/sandbox.py).
 Per kernel start it:
 - opens a fresh Sandbox and copies the submission's folder (the `cwd` nbclient passes: the
   autograded copy of the submission) into the sandbox's inbox;
@@ -11,7 +12,7 @@ Per kernel start it:
 - sends interrupts to the kernel inside the sandbox (the kernel has a session of its own there);
 - kills the whole sandbox when the kernel is shut down or cleaned up.
 
-Warm spare (issue 9: a fresh sandboxed kernel costs ~3.4 s CPU of imports): with `warm_spare`, each
+Warm spare (a fresh sandboxed kernel costs ~3.4 s CPU of imports): with `warm_spare`, each
 kernel start also launches the NEXT kernel, a spare, so that its start-up overlaps the current
 notebook. A spare is a sandbox opened with an EMPTY inbox and its kernel process launched exactly as
 a normal start (connection file, ipc sockets, cgroup); a module-level pool holds at most one per
@@ -21,7 +22,11 @@ inbox into /submission inside the kernel before any student cell (sandbox_init.c
 serves one submission at most; a dead one is discarded; unused ones are killed by stop_spares(),
 at exit, and at a multiprocessing worker's exit.
 
-Never the zygote: it lives outside any sandbox.
+GradingKernelManager (unsandboxed grading only, `GradingExecute.sandbox = False`): the kernel runs as the
+grader, started through unsandboxed_launch.py under a memory cap (RLIMIT_AS, RLIMIT_DATA) and a thread
+count, and, with `preload`, forked from the zygote (cnngrader/pipeline/zygote.py), a process that has torch
+and cnnlib imported already. A sandboxed kernel never comes from the zygote: the zygote lives outside any
+sandbox.
 """
 from __future__ import annotations
 
@@ -29,15 +34,20 @@ import atexit
 import logging
 import os
 import signal
+import sys
 from multiprocessing import util as mp_util
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Float, Integer, Unicode
+from traitlets import Bool, DottedObjectName, Float, Integer, Type, Unicode
 
-from cnngrader.pipeline.execute import GradingKernelManager
-from cnngrader.pipeline.launch import THREAD_VARS
+from cnngrader.pipeline import zygote
+from cnngrader.pipeline.kernel_client import GradingKernelClient
 from cnngrader.pipeline.sandbox import Limits, Sandbox
+from cnngrader.pipeline.unsandboxed_launch import THREAD_VARS
+
+LAUNCHER = str(Path(__file__).with_name("unsandboxed_launch.py"))  # run by path: see its docstring
 
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 log = logging.getLogger(__name__)
@@ -45,6 +55,13 @@ log = logging.getLogger(__name__)
 # configuration key -> (pid of the process that started it, the spare's manager)
 _SPARES: dict[tuple, tuple[int, "SandboxedKernelManager"]] = {}
 _CLEANUP_FOR: set[int] = set()  # pids that registered stop_spares at their exit
+
+
+def stop_zygote() -> None:
+    """Stop what this process keeps running for its next kernels: its zygote (it would otherwise live
+    until exit) and its warm spare sandboxed kernels."""
+    zygote.stop()
+    stop_spares()
 
 
 def stop_spares() -> None:
@@ -63,6 +80,30 @@ def _register_cleanup() -> None:
         mp_util.Finalize(None, stop_spares, exitpriority=100)
 
 
+class GradingKernelManager(AsyncKernelManager):
+    """An unsandboxed grading kernel's manager: its kernels start under unsandboxed_launch.py's resource
+    limits (and, with preload, as forks of the zygote, which has torch and cnnlib imported)."""
+
+    max_memory = Integer(0, help="Address-space cap of the kernel in bytes; 0 for none.").tag(config=True)
+    threads = Integer(0, help="OMP/MKL threads of the kernel; 0 to leave them as they are.").tag(config=True)
+    stdio = Unicode("", help="File for the kernel process's own stdout/stderr; empty to inherit.").tag(config=True)
+    preload = Bool(False, help="Fork kernels from a pre-loaded process (cnngrader.pipeline.zygote).").tag(config=True)
+    # its iopub channel measures a message before decoding it (cnngrader/pipeline/kernel_client.py)
+    client_class = DottedObjectName("cnngrader.pipeline.kernel_client.GradingKernelClient")
+    client_factory = Type(GradingKernelClient, klass="jupyter_client.client.KernelClient", config=True)
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        socket = ""
+        # only for kernels of this very environment: the zygote is this Python with its packages
+        if self.preload and cmd and os.path.dirname(cmd[0]) == os.path.dirname(sys.executable):
+            socket = zygote.socket_path(self.threads)
+        return [
+            sys.executable, "-I", "-S", LAUNCHER, f"--max-memory={self.max_memory}", f"--threads={self.threads}",
+            f"--stdio={self.stdio}", f"--zygote={socket}", "--", *cmd,
+        ]
+
+
 class SandboxedKernelManager(GradingKernelManager):
     """A GradingKernelManager whose every kernel runs in a Sandbox of its own."""
 
@@ -71,7 +112,8 @@ class SandboxedKernelManager(GradingKernelManager):
     max_disk = Integer(Limits.disk_bytes, help="Bytes of each writable tmpfs (/submission, /tmp).").tag(config=True)
     max_cpus = Float(0.0, help="CPU quota of the kernel's tree in cores (0: `threads`; < 0: none).").tag(config=True)
 
-    warm_spare = Bool(True, help="Launch the next kernel while this one runs, and adopt a waiting one.").tag(config=True)
+    warm_spare = Bool(True, help="Launch the next kernel while this one runs, and adopt a waiting one."
+                      ).tag(config=True)
 
     preimport = Unicode("", help="Module an IPython kernel imports at start-up, before it serves any request "
                         "(GradingExecute.grader_module: the grader, which imports torch and cnnlib), so that a warm "
@@ -91,7 +133,7 @@ class SandboxedKernelManager(GradingKernelManager):
                       cpus=float(self.max_cpus or self.threads) if self.max_cpus >= 0 else 0.0)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        cmd = AsyncKernelManager.format_kernel_cmd(self, extra_arguments)  # not the launcher or the zygote
+        cmd = AsyncKernelManager.format_kernel_cmd(self, extra_arguments)  # neither the launcher nor the zygote
         if self.preimport and any("ipykernel" in arg for arg in cmd):  # every start alike, spare or not
             cmd.append(f"--IPKernelApp.exec_lines=['import {self.preimport}']")
         assert self.sandbox is not None

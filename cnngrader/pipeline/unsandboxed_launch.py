@@ -1,11 +1,13 @@
-"""Start a grading kernel under resource limits: run by path, as
+"""The launcher of an unsandboxed grading kernel (GradingExecute.sandbox = False): it starts the kernel under
+resource limits. Run by path, as
 
-    python -I -S launch.py --max-memory BYTES --threads N --stdio PATH -- KERNEL_CMD...
+    python -I -S unsandboxed_launch.py --max-memory BYTES --threads N --stdio PATH -- KERNEL_CMD...
 
 It caps the address space (RLIMIT_AS) and the data segment (RLIMIT_DATA), sets the math
 libraries' thread counts, points the process's own stdout/stderr (not the notebook's
-outputs: ipykernel echoes what it captures there) at PATH, then replaces itself with KERNEL_CMD (os.execv), so the kernel
-keeps the process id, the limits and the signals (interrupts) the kernel manager sends.
+outputs: ipykernel echoes what it captures there) at PATH, then replaces itself with KERNEL_CMD
+(os.execv), so the kernel keeps the process id, the limits and the signals (interrupts) the
+kernel manager sends.
 
 With --zygote=SOCKET and a kernel command of the form `PYTHON ... -m ipykernel_launcher ARGS`,
 it does not exec: it asks the zygote server on SOCKET for a kernel forked from a
@@ -14,7 +16,9 @@ kernel manager's interrupts) to that kernel and exits with its exit code. Should
 answer, it falls back to the exec.
 
 This file imports only the standard library and never `cnnlib` (whose package import
-would load torch before the limits are in place); keep it that way.
+would load torch before the limits are in place); keep it that way. The zygote imports its cap_memory and
+redirect_stdio, so that a forked kernel gets the same limits. (A sandboxed kernel starts through
+sandbox_init.py instead, which the sandbox binds alone, and its tree's memory is the cgroup's.)
 """
 import json
 import os
@@ -39,9 +43,28 @@ def kernel_env(env, threads):
     return env
 
 
+def cap_memory(max_memory):
+    """Cap this process's address space and data segment at max_memory bytes (0: leave them), never
+    above a hard limit already in place."""
+    if max_memory > 0:
+        for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
+            _soft, hard = resource.getrlimit(limit)
+            cap = max_memory if hard == resource.RLIM_INFINITY else min(max_memory, hard)
+            resource.setrlimit(limit, (cap, cap))
+
+
+def redirect_stdio(path):
+    """Point this process's own stdout and stderr at the file `path` ("" : leave them)."""
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
 def main(argv):
     if "--" not in argv:
-        sys.exit("usage: launch.py [--max-memory BYTES] [--threads N] -- KERNEL_CMD...")
+        sys.exit("usage: unsandboxed_launch.py [--max-memory BYTES] [--threads N] -- KERNEL_CMD...")
     split = argv.index("--")
     opts, cmd = argv[:split], argv[split + 1 :]
     max_memory, threads, stdio, zygote = 0, 0, "", ""
@@ -56,9 +79,9 @@ def main(argv):
         elif name == "--zygote":
             zygote = value
         else:
-            sys.exit(f"launch.py: unknown option {opt!r}")
+            sys.exit(f"unsandboxed_launch.py: unknown option {opt!r}")
     if not cmd:
-        sys.exit("launch.py: no kernel command after --")
+        sys.exit("unsandboxed_launch.py: no kernel command after --")
 
     if zygote and "ipykernel_launcher" in cmd[1:]:
         at = cmd.index("ipykernel_launcher")
@@ -66,16 +89,8 @@ def main(argv):
             request = {"args": cmd[at + 1 :], "env": kernel_env(os.environ, threads), "cwd": os.getcwd(),
                        "max_memory": max_memory, "threads": threads, "stdio": stdio}
             proxy(zygote, request)  # returns only if the server did not answer
-    if max_memory > 0:
-        for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
-            _soft, hard = resource.getrlimit(limit)
-            cap = max_memory if hard == resource.RLIM_INFINITY else min(max_memory, hard)
-            resource.setrlimit(limit, (cap, cap))
-    if stdio:
-        fd = os.open(stdio, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
+    cap_memory(max_memory)
+    redirect_stdio(stdio)
     os.execve(cmd[0], cmd, kernel_env(os.environ, threads))
 
 
