@@ -7,7 +7,7 @@ import warnings
 
 from cnngrader.course import load_course
 
-c = get_config()  # noqa: F821
+c = get_config()  # noqa: F821 (nbgrader defines get_config when it loads this file)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # nbgrader 0.9's gradebook code makes SQLAlchemy 2 warn "Object of type <SubmittedAssignment> not in
@@ -22,7 +22,7 @@ if os.path.dirname(sys.executable) not in os.environ.get("PATH", "").split(os.pa
 
 # nbgrader lists a submission's files with a glob of the whole folder per file (quadratic in the
 # file count): the same listing in one pass (cnngrader/pipeline/listing.py).
-from cnngrader.pipeline import listing  # noqa: E402
+from cnngrader.pipeline import listing  # noqa: E402 (beside the setting it installs)
 
 listing.install()
 

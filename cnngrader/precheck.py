@@ -253,7 +253,7 @@ def _validate(nb: dict, path: Path) -> None:
 
     try:
         nbformat.reads(json.dumps(nb), as_version=4)
-    except Exception as e:  # noqa: BLE001 - nbformat raises several kinds
+    except Exception as e:  # nbformat raises several kinds
         first = str(e).splitlines()[0]
         raise PrecheckError(f"notebook {str(path)!r} is not a valid Jupyter notebook: {first}") from None
 

@@ -16,7 +16,7 @@ import jupytext
 import nbformat
 import pytest
 import torch
-from conftest import REPO as ROOT  # noqa: E402
+from conftest import REPO as ROOT
 
 from cnngrader.course import load_course
 from cnngrader.grading import GradingError, coverage, registry, runners

@@ -142,7 +142,7 @@ def module_meta(obj: Any, policy: Policy, ctor_args: list, X: torch.Tensor, seed
     """Build obj(*ctor_args) (at `seed`), move it to X's device, the meta device, in float32, and run
     forward(X) there: a tensor the module keeps outside its parameters and buffers, or makes in forward
     without X's device, stays on the CPU and shows in `mixed`, as in call_meta."""
-    import torch._dynamo  # noqa: F401 - as in call_meta
+    import torch._dynamo  # as in call_meta
 
     mode = _DeviceMix()
 
@@ -348,7 +348,7 @@ PROBES = {"describe": describe, "value": value, "call": call, "call_meta": call_
 
 
 # -- the experiment: a net trained on a budget, scored on images whose labels stay outside -----------
-import torch.optim.optimizer as _optimizer  # noqa: E402
+import torch.optim.optimizer as _optimizer  # noqa: E402 (the experiment's own section, which alone needs it)
 
 import cnnlib.data as _data  # noqa: E402 - bound at import, before any student code
 

@@ -42,7 +42,7 @@ def _claims(cell: NotebookNode) -> bool:
 def _checksum(cell: NotebookNode) -> str | None:
     try:
         return compute_checksum(cell)
-    except Exception:  # noqa: BLE001 - forged metadata (points that are not a number...): no checksum
+    except Exception:  # forged metadata (points that are not a number...): no checksum
         return None
 
 

@@ -39,7 +39,7 @@ class DictWriter(csv.DictWriter):
         return [cell(v) for v in super()._dict_to_list(rowdict)]
 
 
-class writer:  # noqa: N801 - a drop-in for csv.writer
+class writer:  # a drop-in for csv.writer
     """csv.writer whose cells go through cell(); lines end with "\\n"."""
 
     def __init__(self, fh, **kw) -> None:

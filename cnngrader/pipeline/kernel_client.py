@@ -45,7 +45,7 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
         try:
             header = extract_dates(self.session.unpack(bytes(parts[1].bytes)))
             parent = extract_dates(self.session.unpack(bytes(parts[2].bytes)))
-        except Exception:  # noqa: BLE001 - a kernel's headers are untrusted input; unreadable ones are dropped
+        except Exception:  # a kernel's headers are untrusted input; unreadable ones are dropped
             return None
         if not isinstance(header, dict) or not isinstance(parent, dict):
             return None

@@ -221,7 +221,7 @@ class SandboxedKernelManager(GradingKernelManager):
             return  # the spare's process runs already
         kw["preexec_fn"] = self.sandbox.preexec
         if self.stdio:
-            out = open(self.stdio, "ab")  # noqa: SIM115 - Popen duplicates it; closed below
+            out = open(self.stdio, "ab")  # Popen duplicates it; closed below
             kw["stdout"] = kw["stderr"] = out
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)

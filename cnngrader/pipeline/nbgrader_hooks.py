@@ -80,7 +80,7 @@ def autograde_pre_convert(assignment: str, student: str, notebooks: list[str]) -
         notebooks[:] = [n for n in notebooks if Path(n) in graded]
         cd = app.coursedir
         renamed = rename_single_notebook(Path(cd.format_path(cd.source_directory, ".", assignment_id)), folder)
-    except Exception as e:  # noqa: BLE001 - nbgrader would log a hook's failure at INFO only
+    except Exception as e:  # nbgrader would log a hook's failure at INFO only
         app.log.error("%s/%s: could not prepare the submission: %s", student_id, assignment_id, e)
         return
     expected = f"{assignment_id}.ipynb"

@@ -62,7 +62,7 @@ def prepare_notebooks(paths: CoursePaths, student: str, assignment: str
             for line in notebook_read.repair(path):  # bad UTF-8, deep metadata: graded, with a note
                 log.warning("%s: %s: %s", label, path.name, line)
             notebooks[path] = nbformat.read(str(path), as_version=4)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+        except Exception as e:  # any unreadable file is reported the same way
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             return f"{label}: {path.name} is not a readable notebook ({why[:200]}); not graded", {}
     return None, notebooks

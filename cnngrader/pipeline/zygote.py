@@ -91,15 +91,15 @@ def _stop(proc: subprocess.Popen) -> None:
 def preload() -> None:
     """Import what every grading kernel imports anyway; run nothing (no thread pools yet). Imported here,
     in the server only: the grader imports this module for socket_path() and stop()."""
-    import ipykernel.ipkernel  # noqa: F401
-    import ipykernel.kernelapp  # noqa: F401
-    import IPython  # noqa: F401
-    import numpy  # noqa: F401
+    import ipykernel.ipkernel  # imported so that forked kernels need not
+    import ipykernel.kernelapp  # noqa: F401 (imported so that forked kernels need not)
+    import IPython  # noqa: F401 (imported so that forked kernels need not)
+    import numpy  # noqa: F401 (imported so that forked kernels need not)
     import torch
-    import torch._dynamo  # noqa: F401 - the meta device's first operator needs it; it starts no thread
-    import torch.nn.functional  # noqa: F401
+    import torch._dynamo  # the meta device's first operator needs it; it starts no thread
+    import torch.nn.functional  # imported so that forked kernels need not
 
-    import cnnlib  # noqa: F401
+    import cnnlib  # noqa: F401 (imported so that forked kernels need not)
 
     del torch
 
@@ -133,7 +133,7 @@ def _run_kernel(req: dict) -> None:
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
-    except BaseException:  # noqa: BLE001 - a kernel that cannot start must still exit
+    except BaseException:  # a kernel that cannot start must still exit
         traceback.print_exc()
     finally:
         try:
