@@ -624,7 +624,7 @@ ANSWERS_FILE = "answers.toml"
 def answers(checks_file: str) -> dict[str, Any] | None:
     """The answers in answers.toml next to `checks_file` (pass __file__), arrays as tuples; None when
     that file is absent."""
-    import tomllib
+    import tomllib  # these two could be at the top: stdlib, cheap, no cycle
     from pathlib import Path
 
     path = Path(checks_file).with_name(ANSWERS_FILE)

@@ -89,7 +89,7 @@ class LocalRunner(Runner):
         self.namespace, self.secret = namespace, secret
 
     def ask(self, op: str, name: str, forbidden: Forbidden | None, **args: Any) -> Any:
-        from cnngrader.kernel.guard import Policy
+        from cnngrader.kernel.guard import Policy  # could be at the top: core imports it already, no cycle
 
         obj = self.namespace.get(name, probes.MISSING)
         inputs = serialize.loads(serialize.dumps(args))  # copies, as a kernel would receive them

@@ -64,7 +64,7 @@ class _Cell(NamedTuple):
 
 def _transform(source: str) -> str:
     """The code IPython runs for a cell's source (magics, shell escapes and help syntax turned into calls)."""
-    from IPython.core.inputtransformer2 import TransformerManager
+    from IPython.core.inputtransformer2 import TransformerManager  # could be at the top: cnngrader.kernel loads IPython
 
     try:
         return TransformerManager().transform_cell(source)

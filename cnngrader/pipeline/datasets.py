@@ -20,14 +20,14 @@ HIDDEN = ("t10k-labels-idx1-ubyte.gz",)  # read only by the trusted process
 def host_files() -> dict[str, Path]:
     """The verified Fashion-MNIST files the host has (name -> path), found without downloading; verified
     once per process and per setting of cnnlib.data's environment variables."""
-    from cnnlib.data import CHECKSUMS_ENV, SYSTEM_DATA_ENV
+    from cnnlib.data import CHECKSUMS_ENV, SYSTEM_DATA_ENV  # cnnlib.data imports torch: loaded only on this path
 
     return dict(_verified(*(environ.get(k, "") for k in ("CNNLIB_DATA", SYSTEM_DATA_ENV, CHECKSUMS_ENV))))
 
 
 @lru_cache(maxsize=4)
 def _verified(*_settings: str) -> tuple[tuple[str, Path], ...]:
-    from cnnlib.data import find_fashion_mnist
+    from cnnlib.data import find_fashion_mnist  # as in host_files
 
     return tuple((name, path) for name, path in find_fashion_mnist().items() if path is not None)
 
@@ -35,7 +35,7 @@ def _verified(*_settings: str) -> tuple[tuple[str, Path], ...]:
 def visible_copies(roots: list[str]) -> list[str]:
     """The copies of the hidden files the sandbox would reach through its binds (`roots`): those in the
     folders cnnlib.data searches (Debian's, which /usr brings in, above all) that lie under one of them."""
-    from cnnlib.data import SYSTEM_DATA_DIR, search_dirs
+    from cnnlib.data import SYSTEM_DATA_DIR, search_dirs  # as in host_files
 
     found = []
     for folder in dict.fromkeys([*search_dirs(), SYSTEM_DATA_DIR]):

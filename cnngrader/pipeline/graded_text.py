@@ -44,7 +44,7 @@ def graded_parts(nb: nbformat.NotebookNode) -> tuple[list[tuple[str, float]], li
 
 
 def _kinds(names: list[str], checks: dict[str, Any]) -> dict[str, list[str]]:
-    from cnngrader.grading import coverage
+    from cnngrader.grading import coverage  # cnngrader.grading imports torch: loaded only when a paragraph is written
 
     out: dict[str, list[str]] = {}
     for name in names:
@@ -144,7 +144,7 @@ def fill(nb: nbformat.NotebookNode, course: Course, aid: str) -> nbformat.Notebo
     cells = [cell for cell in nb.cells if cell.cell_type == "markdown" and MARKER in cell.source]
     if not cells:
         return nb
-    from cnngrader.grading import registry
+    from cnngrader.grading import registry  # as in _kinds
 
     text = paragraph(registry(course.root).checks, nb)
     for cell in cells:

@@ -55,7 +55,7 @@ def find_all_files(path: str, exclude: list[str] | None = None) -> list[str]:
 
 def install() -> None:
     """Use these in nbgrader (its utils module, and the converters that imported find_all_files by name)."""
-    import nbgrader.converters.base as base
+    import nbgrader.converters.base as base  # nbgrader's internals, patched only here: the module itself is stdlib-only
     import nbgrader.utils as utils
 
     utils.is_ignored = is_ignored

@@ -408,7 +408,7 @@ def plot_assignment(t: Tables, assignment: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use("Agg"): the backend is chosen before pyplot loads
     from matplotlib.ticker import MaxNLocator
 
     crs = [c for c in t.cells if c["assignment"] == assignment]

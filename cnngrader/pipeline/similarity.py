@@ -134,7 +134,7 @@ def template_cells(release: Path, aid: str) -> list[str]:
 
 def instructor_listing(course: Course, aid: str) -> Listing:
     """The instructor's solution cells, without the solution markers (never the hidden tests)."""
-    from cnngrader.pipeline.authoring import target
+    from cnngrader.pipeline.authoring import target  # both load jupytext: only when this listing is built
     from cnngrader.pipeline.submissions import solution_code
 
     nb = json.loads(target(course, aid).read_text(encoding="utf-8"))
@@ -149,11 +149,11 @@ def instructor_listing(course: Course, aid: str) -> Listing:
 
 def course_sources(course: Course) -> list[Listing]:
     """cnnlib's source (one listing, a part per module) and each chapter's code cells (a listing per chapter)."""
-    import jupytext
+    import jupytext  # slow to import: only when the chapters are read
 
     lib = course.root / "cnnlib"
     if not lib.is_dir():
-        import cnnlib
+        import cnnlib  # imports torch: only when the course has no cnnlib/ of its own
 
         lib = Path(cnnlib.__file__).parent
     out = [join_parts(CNNLIB, "source", ((f"cnnlib/{p.name}", p.read_text(encoding="utf-8"))
@@ -252,7 +252,7 @@ class SimilarityCheck(Configurable):
         """copydetect's fingerprint of the code (its tokenizer, its winnowing), with one change: k-grams are
         hashed with BLAKE2b, not Python's hash(), which is salted per process, so that a report (its scores,
         its spans) is the same from one run to the next."""
-        from copydetect import CodeFingerprint
+        from copydetect import CodeFingerprint  # copydetect loads matplotlib: only when fingerprints are made
         from copydetect.utils import filter_code, get_token_coverage, winnow
 
         window = window or self.guarantee - self.noise + 1
@@ -281,7 +281,7 @@ class SimilarityCheck(Configurable):
         """The listing's fingerprint, less the fingerprints that straddle two of its cells: cells are joined
         into one listing (so that code moved between cells still matches), but the end of one cell and the
         start of the next one (both template code, often) is no passage anyone wrote."""
-        from copydetect.utils import get_token_coverage
+        from copydetect.utils import get_token_coverage  # as in fingerprint
 
         fp = self.fingerprint(listing.code, boilerplate)
         if len(listing.parts) < 2 or not fp.hash_idx:
@@ -305,7 +305,7 @@ class SimilarityCheck(Configurable):
 
     def _without(self, fp, drop: set[int]):
         """A copy of a fingerprint without these hashes (copydetect's boilerplate removal, after the fact)."""
-        from copydetect.utils import get_token_coverage
+        from copydetect.utils import get_token_coverage  # as in fingerprint
 
         out = copy.copy(fp)
         out.hashes = fp.hashes - drop
@@ -325,7 +325,7 @@ class SimilarityCheck(Configurable):
     def shared(self, left: Sequence[set[int]], right: Sequence[set[int]] | None = None) -> list[tuple[int, int]]:
         """(i, j) of listings with fingerprints in common: left with left (i < j) when right is None, else left
         with right. A sparse listings x fingerprints product, so that a class of 1,000 costs one multiplication."""
-        from scipy import sparse
+        from scipy import sparse  # slow to import: only when pairs are counted
 
         sets = [*left, *(right or [])]
         lengths = [len(s) for s in sets]
@@ -349,7 +349,7 @@ class SimilarityCheck(Configurable):
 
     def pair(self, aid: str, a: Listing, fa, b: Listing, fb) -> Pair | None:
         """The pair (a, b) when it is flagged (score >= threshold and matched >= min_match), else None."""
-        from copydetect import compare_files
+        from copydetect import compare_files  # as in fingerprint
 
         matched, shares, slices = compare_files(fa, fb)
         if not matched:
@@ -364,7 +364,7 @@ class SimilarityCheck(Configurable):
 
     def links(self, a: Listing, fa, b: Listing, fb) -> list[tuple[str, str, str, str]]:
         """(cell of a, its matched lines, cell of b, its matched lines) for every two cells sharing fingerprints."""
-        from copydetect.utils import get_copied_slices
+        from copydetect.utils import get_copied_slices  # as in fingerprint
 
         groups: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         part_a, part_b = _part_names(fa, a), _part_names(fb, b)
@@ -524,7 +524,7 @@ def write_similarity(root: str | Path | None = None, assignments: Sequence[str] 
     earlier: a folder of earlier terms' submissions, <earlier>/<student>/<id>/*.ipynb. release: where the
     released notebooks are (default the course's exercises/). config: a traitlets Config for SimilarityCheck,
     over the course's nbgrader_config.py."""
-    from cnngrader.pipeline.config import course_config
+    from cnngrader.pipeline.config import course_config  # config imports nbgrader: only when the report is written
 
     course = course or load_course()
     cfg = course_config(root, course)
