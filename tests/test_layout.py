@@ -3,8 +3,10 @@ cnngrader's kernel side imports nothing of its pipeline."""
 from __future__ import annotations
 
 import ast
+import io
 import subprocess
 import sys
+import tokenize
 import tomllib
 from pathlib import Path
 
@@ -194,3 +196,58 @@ def long_functions(package: str = "cnngrader", limit: int = MAX_FUNCTION_LINES) 
 def test_no_function_in_the_grader_is_over_60_lines():
     found = long_functions()
     assert not found, "over 60 lines: " + ", ".join(f"{name} ({n})" for name, n in found)
+
+
+def imports_without_a_reason(package: str = "cnngrader", root: Path = REPO) -> list[str]:
+    """file:line of each import statement inside a function with no comment saying why it is not at the top:
+    on its own line(s), or for a run of consecutive imports (blank lines allowed) on the run's first line or
+    on a comment line directly above it."""
+    out = []
+    for path in sorted((root / package).rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        commented = {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+                     if tok.type == tokenize.COMMENT}
+        above = {n for n in commented if lines[n - 1].lstrip().startswith("#")}
+
+        def said(stmt: ast.stmt) -> bool:
+            return any(n in commented for n in range(stmt.lineno, stmt.end_lineno + 1))
+
+        found = set()
+        for func in ast.walk(ast.parse(text)):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(func):
+                for field in ("body", "orelse", "finalbody"):
+                    body = getattr(node, field, None)
+                    if not isinstance(body, list):
+                        continue
+                    run_said = False
+                    for i, stmt in enumerate(body):
+                        if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                            continue
+                        if i == 0 or not isinstance(body[i - 1], (ast.Import, ast.ImportFrom)):
+                            run_said = said(stmt) or stmt.lineno - 1 in above
+                        if not (run_said or said(stmt)):
+                            found.add(f"{path.relative_to(root)}:{stmt.lineno}")
+        out += sorted(found, key=lambda s: int(s.rsplit(":", 1)[1]))
+    return out
+
+
+def test_the_reason_finder_sees_a_bare_import_in_a_function(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "m.py").write_text(
+        "import os\n\n"
+        "def bare():\n    import json\n    return json\n\n"
+        "def said():\n    import csv  # slow\n    return csv\n\n"
+        "def run():\n    # heavy: only here\n    import gzip\n\n    import zlib\n    return gzip, zlib\n\n"
+        "def after_code():\n    # heavy\n    import bz2\n    x = 1\n    import lzma\n    return bz2, lzma, x\n",
+        encoding="utf-8")
+    assert imports_without_a_reason("pkg", tmp_path) == ["pkg/m.py:4", "pkg/m.py:22"]
+
+
+def test_every_import_inside_a_grader_function_says_why():
+    found = imports_without_a_reason()
+    assert not found, "imports inside a function with no comment saying why they are not at the top: " + \
+        ", ".join(found)
