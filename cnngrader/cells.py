@@ -14,8 +14,11 @@ from __future__ import annotations
 import ast
 from typing import Collection
 
-SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+# Spelled in parts: this module is published with the checker, and the publisher's last check searches the
+# published tree for these lines, whose presence there would mean that a solution or hidden test leaked.
+_BEGIN, _END = "### BEGIN ", "### END "
+SOLUTION_MARKERS = (_BEGIN + "SOLUTION", _END + "SOLUTION")
+HIDDEN_MARKERS = (_BEGIN + "HIDDEN TESTS", _END + "HIDDEN TESTS")
 HIDDEN_PREFIX = "hidden_"  # a hidden test cell's grade_id is hidden_<name>; it runs check("<name>", <name>)
 CHECK_IMPORT = "from cnngrader.grading import check"
 

@@ -29,7 +29,8 @@ sys.path.pop(0)
 
 GRADER_FILES = ("grading.py", "autograde.py")
 # The checker, published on purpose: the kernel side and the checks of cnngrader, and each checks.py.
-CHECKER = ("cnngrader/__init__.py", "cnngrader/course.py", "cnngrader/tolerances.py", "cnngrader/precheck.py",
+CHECKER = ("cnngrader/__init__.py", "cnngrader/cells.py", "cnngrader/check_verdict.py", "cnngrader/course.py",
+           "cnngrader/kernel_rpc.py", "cnngrader/tolerances.py", "cnngrader/precheck.py",
            "cnngrader/kernel/__init__.py", "cnngrader/kernel/probes.py", "cnngrader/grading/__init__.py",
            "cnngrader/grading/core.py", "cnngrader/grading/runners.py", "cnngrader/grading/scan.py")
 # Hidden-test lines that name a check and nothing more: the feedback shows them, the README documents them.
