@@ -225,11 +225,13 @@ def test_make_venv_installs_the_requirements_and_the_course():
 
 
 def test_make_similarity_passes_the_variables():
+    # as typed in a shell: not as a sub-make of `make test`, which would add "Entering directory" lines
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     plain = subprocess.run(["bash", "-c", "make -n similarity"], cwd=REPO, capture_output=True, text=True,
-                           timeout=60).stdout
+                           timeout=60, env=env).stdout
     assert plain.strip().endswith("-m cnngrader.pipeline similarity"), plain
     line = "make -n similarity ASSIGNMENT=02_cross_correlation EARLIER=~/cnn-2025/submitted"
-    out = subprocess.run(["bash", "-c", line], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(["bash", "-c", line], cwd=REPO, capture_output=True, text=True, timeout=60, env=env).stdout
     earlier = os.path.expanduser("~/cnn-2025/submitted")
     assert f'--earlier "{earlier}"' in out and out.strip().endswith("02_cross_correlation"), out
 
