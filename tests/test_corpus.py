@@ -178,9 +178,10 @@ def test_a_function_that_never_returns_is_waited_for_once(graded):
 
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         scored = sum(gb.find_grade(gid, A2, A2, LOOPING).score for gid in points(A2))
-    # everything built on corr2d scores 0 (the gradients' solutions call it too); the questions are answered
+    # everything built on corr2d scores 0; the gradients (written without it) and the questions score in full
     fair = sum(points(A2)[f"hidden_{q}"] for q in ("learned_kernel", "grad_input_kernel", "grad_input_kernel_conv",
-                                                    "uncovered_inputs"))
+                                                    "uncovered_inputs", "corr2d_grad_input", "corr2d_grad_kernel",
+                                                    "corr2d_grad_bias"))
     seconds = graded[1].execute_seconds.get((LOOPING, A2), float("nan"))
     record("4", f"{A2} whose corr2d never returns (score; {seconds:.0f} s of the batch, Execute.timeout=20)",
            fair, scored, "test_corpus.py")
