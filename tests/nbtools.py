@@ -90,3 +90,15 @@ def score_line(points: dict[str, float], status: dict[str, str]) -> str:
     if later:
         line += f" ({_num(later)} of these points {'is' if later == 1 else 'are'} checked only when graded)"
     return line + "."
+
+
+def scores_of(batch, student: str) -> dict[str, float]:
+    """A graded batch's scores of one student, by grade cell (the rows of gradebook_rows)."""
+    return {r["cell"]: r["score"] for r in batch.rows if r["student"] == student}
+
+
+def maxima(batch, student: str, automatic: bool = False) -> dict[str, float]:
+    """The most each of the student's grade cells can score; automatic=True: only the hidden-test cells (a cell
+    graded by hand waits for its grader, pending: no part of the automatic score)."""
+    return {r["cell"]: r["max_score"] for r in batch.rows
+            if r["student"] == student and (not automatic or r["cell"].startswith("hidden_"))}

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 from conftest import REPO
-from nbtools import cell, with_cells, with_new_cell, write_submissions
+from nbtools import cell, maxima, scores_of, with_cells, with_new_cell, write_submissions
 from traitlets.config import Config
 
 from cnngrader.course import load_course
@@ -498,14 +498,6 @@ def batch(tmp_path_factory):
     rows = gradebook_rows(course_config(root))
     yield SimpleNamespace(root=root, result=result, rows=rows, fair=built["fair"], listener=listener,
                           repo_before=repo_before, seconds=seconds, grades_csv=(root / "grades.csv").read_text())
-
-
-def scores_of(batch, student: str) -> dict[str, float]:
-    return {r["cell"]: r["score"] for r in batch.rows if r["student"] == student}
-
-
-def maxima(batch, student: str) -> dict[str, float]:
-    return {r["cell"]: r["max_score"] for r in batch.rows if r["student"] == student}
 
 
 ALL = sorted([*COURSE_LEVEL, *IN_KERNEL, *FAIR, "victim", "zz_blank", "zz_solution", "stripped_metadata"])

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 from conftest import REPO
-from nbtools import with_cells, write_submissions
+from nbtools import maxima, scores_of, with_cells, write_submissions
 from test_tamper_guard import _deep_json
 from traitlets.config import Config
 
@@ -220,8 +220,7 @@ def _aid(student: str) -> str:
 
 @pytest.mark.parametrize("student", sorted([*SHORTCUTS, *HONEST, *DAMAGED, "zz_solution_a4"]))
 def test_fair_score(batch, student):
-    got = {r["cell"]: r["score"] for r in batch.rows if r["student"] == student}
-    top = {r["cell"]: r["max_score"] for r in batch.rows if r["student"] == student}
+    got, top = scores_of(batch, student), maxima(batch, student)
     assert got, f"{student} was not graded: {batch.result.failures}"
     want = {**top, **batch.fair[student]}
     assert got == want, f"{student}: {got}"

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 from conftest import REPO
-from nbtools import cell, with_cells, with_new_cell, write_submissions
+from nbtools import cell, maxima, scores_of, with_cells, with_new_cell, write_submissions
 from test_guard import remove_deep
 from traitlets.config import Config
 
@@ -337,23 +337,13 @@ def batch(tmp_path_factory):
         remove_deep(chain)  # pytest's own clean-up recurses
 
 
-def scores_of(batch, student: str) -> dict[str, float]:
-    return {r["cell"]: r["score"] for r in batch.rows if r["student"] == student}
-
-
-def maxima(batch, student: str) -> dict[str, float]:
-    # a cell graded by hand waits for its grader (pending): it is no part of the automatic score
-    return {r["cell"]: r["max_score"] for r in batch.rows
-            if r["student"] == student and r["cell"].startswith("hidden_")}
-
-
 GRADED = sorted([*ATTACKS, *FORGED, *FAIR, "zz_solution"])
 UNREADABLE = ("deep_folder",)
 
 
 @pytest.mark.parametrize("student", GRADED)
 def test_fair_score(batch, student):
-    got, top = scores_of(batch, student), maxima(batch, student)
+    got, top = scores_of(batch, student), maxima(batch, student, automatic=True)
     assert got, f"{student} was not graded: {batch.result.failures}"
     fair = batch.fair[student]
     if fair == "full":

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 from conftest import REPO
 from fairtable import record
-from nbtools import cell, points, with_cells, with_new_cell, write_submissions
+from nbtools import cell, points, scores_of, with_cells, with_new_cell, write_submissions
 from traitlets.config import Config
 
 from cnngrader.course import load_course
@@ -146,10 +146,6 @@ def batch(tmp_path_factory):
         stop_zygote()
     rows = gradebook_rows(course_config(root))
     return SimpleNamespace(root=root, result=result, rows=rows, fair=fair, log=records)
-
-
-def scores_of(batch, student: str) -> dict[str, float]:
-    return {r["cell"]: r["score"] for r in batch.rows if r["student"] == student}
 
 
 STUDENTS = ["nan_evaluate_accuracy", "nan_train_epoch", "inf_train_epoch", "nan_corr2d", "dot_ipynb", "fifo",
