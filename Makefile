@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 1
+CERTS  ?= certs
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Every tool run from here sees the same, offline-friendly settings.
@@ -18,6 +19,8 @@ help:
 	@echo "make exercises  rebuild solutions/ from assignments/, then exercises/ (student versions) from them"
 	@echo "make grade      autograde new or changed submissions in submitted/, write feedback/, grades.csv and reports/"
 	@echo "                (JOBS=N: N workers; STUDENT=a,b / ASSIGNMENT=id,id: only those; FORCE=1: regrade all; UNSAFE=1: no sandbox)"
+	@echo "                (CLUSTER=tls://host:8786: on the Dask workers of that scheduler, CERTS=dir: docs/cluster.md)"
+	@echo "make grade-worker CLUSTER=tls://host:8786  a Dask grading worker (WORKERS=N processes, GPU=1 on a GPU machine)"
 	@echo "make similarity which submissions share code, with each other and the course's sources: reports/similarity/"
 	@echo "                (instructor only; ASSIGNMENT=id,id: only those; EARLIER=dir: earlier terms' submissions too)"
 	@echo "make bench      run benchmarks/ and write benchmarks/results.json (BENCH=\"--only ops,train\" for part)"
@@ -64,7 +67,17 @@ exercises: $(STAMP)
 
 grade: $(STAMP)
 	$(PY) -m cnngrader.pipeline grade --jobs $(JOBS) $(if $(UNSAFE),--unsandboxed) $(if $(FORCE),--force) \
-	  $(if $(STUDENT),--student "$(STUDENT)") $(ASSIGNMENT)
+	  $(if $(STUDENT),--student "$(STUDENT)") $(if $(CLUSTER),--cluster "$(CLUSTER)" --certs "$(CERTS)") $(ASSIGNMENT)
+
+# One machine's Dask workers for `make grade CLUSTER=...`: one job per process (--nthreads 1), mutual TLS
+# with the course's certificates, encryption required on every connection (docs/cluster.md).
+.PHONY: grade-worker
+grade-worker: $(STAMP)
+	@test -n "$(CLUSTER)" || { echo "make grade-worker: set CLUSTER=tls://scheduler:8786"; exit 2; }
+	DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True $(VENV)/bin/dask worker "$(CLUSTER)" \
+	  --preload cnngrader.pipeline.cluster_worker --nthreads 1 --nworkers $(or $(WORKERS),1) --no-dashboard \
+	  --tls-ca-file "$(CERTS)/ca.pem" --tls-cert "$(CERTS)/worker.pem" --tls-key "$(CERTS)/worker-key.pem" \
+	  $(if $(GPU),--resources GPU=1)
 
 .PHONY: similarity
 similarity: $(STAMP)

@@ -1,7 +1,7 @@
 """The instructor's command line (`make exercises` and `make grade` call it).
 
     python -m cnngrader.pipeline generate [ASSIGNMENT ...]        # assignments/ -> solutions/ -> exercises/
-    python -m cnngrader.pipeline grade [--jobs N] [--student S] [--force] [ASSIGNMENT ...]
+    python -m cnngrader.pipeline grade [--jobs N] [--student S] [--force] [--cluster tls://HOST:8786] [ASSIGNMENT ...]
                                                                   # submitted/ -> grades.csv, feedback/, reports/
     python -m cnngrader.pipeline report                           # reports/ from the gradebook
     python -m cnngrader.pipeline similarity [--earlier DIR] [ASSIGNMENT ...]
@@ -21,6 +21,7 @@ from typing import Sequence
 from traitlets.config import Config
 
 from cnngrader.course import Course, load_course
+from cnngrader.pipeline.cluster import ClusterLost, ClusterRefused
 from cnngrader.pipeline.config import CoursePaths, course_config
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.grade import grade_course, summary
@@ -50,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-feedback", action="store_true")
     p.add_argument("--unsandboxed", action="store_true",
                    help="UNSAFE: run kernels without a sandbox (where bubblewrap or user namespaces are missing)")
+    p.add_argument("--cluster", help="execute on the Dask cluster of this scheduler, tls://HOST:8786 (docs/cluster.md)")
+    p.add_argument("--certs", help="folder of the course's certificates for --cluster (default: <course>/certs)")
     p = sub.add_parser("report", help="write reports/ from the gradebook")
     p.add_argument("--root")
     p = sub.add_parser("similarity", help="which submissions share code: reports/similarity/ (instructor only)")
@@ -91,16 +94,21 @@ def _generate(args: argparse.Namespace, course: Course) -> int:
 
 
 def _grade(args: argparse.Namespace, course: Course) -> int:
-    config = None
+    config = Config()
     if args.unsandboxed:
-        config = Config()
         config.GradingExecute.sandbox = False
+    if args.certs:
+        config.Cluster.certificates = str(Path(args.certs).resolve())
     try:
         result = grade_course(args.root, jobs=args.jobs, students=_ids(args.student), course=course, config=config,
-                              assignments=_ids(args.assignments), feedback=not args.no_feedback, force=args.force)
-    except SandboxUnavailable as e:
+                              assignments=_ids(args.assignments), feedback=not args.no_feedback, force=args.force,
+                              cluster=args.cluster or None)
+    except (SandboxUnavailable, ClusterRefused) as e:
         log.error("%s", e)
         return 2
+    except ClusterLost as e:
+        log.error("%s", e)
+        return 3
     log.info(summary(result))
     return 1 if result.failures else 0
 

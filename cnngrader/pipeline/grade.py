@@ -29,6 +29,7 @@ from traitlets.config import Config
 
 from cnngrader.course import Course
 from cnngrader.pipeline.cache import Cache, Submission, assignment_digest, grader_files, read_state
+from cnngrader.pipeline.cluster import ClusterWorkers, check_cluster
 from cnngrader.pipeline.config import UNSANDBOXED, CoursePaths, course_config, sandbox_enabled
 from cnngrader.pipeline.export import GRADES_FIELDS, export_grades, write_grades
 from cnngrader.pipeline.feedback import write_feedback
@@ -105,6 +106,7 @@ def grade_course(
     config: Config | None = None,
     course: Course | None = None,
     force: bool = False,
+    cluster: str | None = None,
     **paths: str | Path,
 ) -> GradeResult:
     """Grade the new and changed submissions in root/submitted/<student>/<assignment>/ (all of
@@ -116,11 +118,15 @@ def grade_course(
     autograded submission whose grades changed, root/grades.csv and root/reports/ (report=True).
     `config` is merged over the course configuration (tests use it for a short Execute.timeout);
     `paths` are CourseDirectory overrides. The gradebook, grades.csv and feedback do not depend on `jobs`.
+    cluster: a Dask scheduler's address (cluster.py): the submissions execute on its workers instead,
+    and are recorded here as their results arrive.
     """
     t_start = time.perf_counter()
     cfg = run_config(root, course, config, **paths)
     where = CoursePaths.from_config(cfg)
     sandboxed = sandbox_enabled(cfg)
+    if cluster:  # before any work: a refused address or a missing certificate stops the run here
+        check_cluster(cluster, sandboxed)
     if sandboxed:  # no silent fallback: stop before any kernel starts
         check_available()
     cache = Cache(where)
@@ -134,7 +140,8 @@ def grade_course(
             result.submissions = planned.todo
             source_db = phase1_db(where, {a for _, a in planned.todo}, work)
         result.failures.extend(planned.failures)
-        with Workers(result.jobs) as workers:
+        pool = ClusterWorkers(cluster, cfg, planned.digests) if cluster else Workers(result.jobs)
+        with pool as workers:
             recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures)
             with result.timed("execute"):  # wall time, recording included
                 for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):

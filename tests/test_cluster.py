@@ -1,0 +1,312 @@
+"""Grading on a Dask cluster (cnngrader/pipeline/cluster.py, cluster_worker.py, certs.py): a real `dask scheduler`
+and `dask worker` processes on 127.0.0.1, mutual TLS with certificates made here.
+
+- the cluster's gradebook, grades.csv and feedback equal local grading's of the same submissions;
+- a worker SIGKILLed mid-batch: its job runs again on the other worker, every grade as before;
+- the scheduler killed mid-batch: the run stops, and the next one grades exactly the rest;
+- plain tcp:// to another host, a missing certificate, a client without the course's certificate: refused.
+Batches are tiny (two students of one or two cheap assignments); every process is killed in a finally.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+from conftest import REPO
+from nbtools import cell, write_submissions
+from traitlets.config import Config
+
+from cnngrader.pipeline import cluster
+from cnngrader.pipeline.certs import make_certificates
+from cnngrader.pipeline.cluster import ClusterLost, ClusterRefused, check_address, read_result
+from cnngrader.pipeline.grade import course_config, grade_course
+from cnngrader.pipeline.kernel_start import stop_zygote
+from cnngrader.pipeline.report import gradebook_rows
+
+pytestmark = pytest.mark.slow
+
+DASK = Path(sys.executable).parent / "dask"
+AIDS = ["01_fc_to_conv"]
+SECRET = 20261207  # one secret for every run, so that the local and the cluster runs draw the same cases
+BROKEN_FC = "def fc_param_count(in_features, out_features, bias=True):\n    return 0\n"
+
+
+def config() -> Config:
+    c = Config()
+    c.Execute.timeout = 30
+    c.GradingExecute.secret = SECRET
+    return c
+
+
+def submissions(aids=AIDS) -> dict:
+    """good: the solution; bad: fc_param_count broken (a score of 0 there, the rest full marks)."""
+    out: dict = {"good": {}, "bad": {}}
+    for aid in aids:
+        nb = nbformat.read(REPO / "solutions" / aid / f"{aid}.ipynb", as_version=4)
+        out["good"][aid] = nb
+        bad = nbformat.from_dict(json.loads(json.dumps(nb)))
+        if aid == "01_fc_to_conv":
+            cell(bad, "fc_param_count").source = BROKEN_FC
+        out["bad"][aid] = bad
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, step: float = 0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def tls(certs: Path, role: str) -> list[str]:
+    return ["--tls-ca-file", str(certs / "ca.pem"), "--tls-cert", str(certs / f"{role}.pem"),
+            "--tls-key", str(certs / f"{role}-key.pem")]
+
+
+class LocalCluster:
+    """A scheduler and named workers as subprocesses of .venv/bin/dask, on 127.0.0.1 with TLS."""
+
+    def __init__(self, certs: Path, scratch: Path):
+        self.certs, self.scratch, self.port = certs, scratch, free_port()
+        self.address = f"tls://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "CNNGRADER_COURSE": str(REPO), "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True"}
+        self.scheduler: subprocess.Popen | None = None
+        self.workers: dict[str, subprocess.Popen] = {}
+
+    def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
+        out = open(self.scratch / log, "ab")
+        return subprocess.Popen([str(DASK), *args], cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def start_scheduler(self) -> None:
+        self.scheduler = self._spawn(["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--protocol",
+                                      "tls", "--no-dashboard", *tls(self.certs, "scheduler")], "scheduler.log")
+
+    def start_worker(self, name: str) -> None:
+        self.workers[name] = self._spawn(
+            ["worker", self.address, "--name", name, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+             "--listen-address", "tls://127.0.0.1:0", "--local-directory", str(self.scratch / name),
+             "--preload", "cnngrader.pipeline.cluster_worker", *tls(self.certs, "worker")], f"{name}.log")
+
+    def client(self):
+        from distributed import Client
+        return Client(self.address, security=cluster.security(self.certs), timeout=60, set_as_default=False)
+
+    def wait_for_workers(self, n: int) -> None:
+        with self.client() as c:  # the scheduler is up once it answers
+            if n:
+                c.wait_for_workers(n, timeout=240)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.scratch.glob("*.log"))
+
+    def kill(self, proc: subprocess.Popen | None) -> None:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the worker and its sandboxed kernels (their own session)
+            proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in [*self.workers.values(), self.scheduler]:
+            self.kill(proc)
+
+
+@contextmanager
+def running_cluster(certs: Path, scratch: Path, workers=("w1", "w2")):
+    c = LocalCluster(certs, scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        c.start_scheduler()
+        for name in workers:
+            c.start_worker(name)
+        c.wait_for_workers(len(workers))
+        yield c
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+def graded_dir(tmp_path_factory, name: str, aids=AIDS) -> Path:
+    root = tmp_path_factory.mktemp(name)
+    write_submissions(root, submissions(aids))
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, certs):
+    local = graded_dir(tmp_path_factory, "local")
+    remote = graded_dir(tmp_path_factory, "remote")
+    out = SimpleNamespace(local_root=local, remote_root=remote)
+    out.local = grade_course(local, config=config())
+    stop_zygote()
+    cfg = config()
+    cfg.Cluster.certificates = str(certs)
+    with running_cluster(certs, tmp_path_factory.mktemp("cluster")) as c:
+        out.remote = grade_course(remote, config=cfg, cluster=c.address)
+    return out
+
+
+def test_the_cluster_grades_as_this_machine_does(runs):
+    assert not runs.local.failures and not runs.remote.failures, (runs.local.failures, runs.remote.failures)
+    assert sorted(runs.remote.submissions) == sorted(runs.local.submissions) == [("bad", a) for a in AIDS] + [
+        ("good", a) for a in AIDS]
+    rows_l, rows_r = gradebook_rows(course_config(runs.local_root)), gradebook_rows(course_config(runs.remote_root))
+    assert rows_r == rows_l and len(rows_r) > 4
+    by = {(r["student"], r["cell"]): r["score"] for r in rows_r}
+    assert by[("bad", "hidden_fc_param_count")] == 0 < by[("good", "hidden_fc_param_count")]
+    assert (runs.remote_root / "grades.csv").read_text() == (runs.local_root / "grades.csv").read_text()
+    pages = sorted(p.relative_to(runs.remote_root) for p in (runs.remote_root / "feedback").rglob("*.html"))
+    assert len(pages) == len(runs.remote.submissions)
+    for rel in pages:
+        assert (runs.remote_root / rel).read_bytes() == (runs.local_root / rel).read_bytes(), f"differs: {rel}"
+
+
+def test_a_worker_killed_mid_batch_loses_no_submission(runs, tmp_path_factory, certs):
+    root = graded_dir(tmp_path_factory, "killed")
+    cfg = config()
+    cfg.Cluster.certificates = str(certs)
+    with running_cluster(certs, tmp_path_factory.mktemp("cluster-killed")) as c:
+        result: dict = {}
+        thread = threading.Thread(target=lambda: result.update(r=grade_course(root, config=cfg, cluster=c.address)))
+        thread.start()
+        try:
+            with c.client() as watch:  # kill a worker while it executes a job
+                def busy():
+                    names = {a: w["name"] for a, w in watch.scheduler_info()["workers"].items()}
+                    return next((names[a] for a, keys in watch.processing().items() if keys), None)
+                victim = wait_until(busy, 240, "a worker to start a job")
+                time.sleep(1.0)  # well inside the job: its kernel is up
+                c.kill(c.workers[victim])
+        finally:
+            thread.join(timeout=400)
+        assert not thread.is_alive(), c.logs()
+    graded = result["r"]
+    assert not graded.failures, graded.failures
+    assert gradebook_rows(course_config(root)) == gradebook_rows(course_config(runs.local_root))
+    assert (root / "grades.csv").read_text() == (runs.local_root / "grades.csv").read_text()
+
+
+def test_after_the_scheduler_dies_the_next_run_grades_exactly_the_rest(tmp_path_factory, certs):
+    aids = ["01_fc_to_conv", "02_cross_correlation"]
+    root = graded_dir(tmp_path_factory, "crash", aids)
+    everything = {(s, a) for s in ("bad", "good") for a in aids}
+    cache = root / "autograded" / ".cnngrader.json"
+    cfg = config()
+    cfg.Cluster.certificates = str(certs)
+    scratch = tmp_path_factory.mktemp("cluster-crash")
+    with running_cluster(certs, scratch, workers=("w1",)) as c:
+        errors: list = []
+
+        def run():
+            try:
+                grade_course(root, config=cfg, cluster=c.address)
+            except BaseException as e:  # noqa: BLE001  (checked below)
+                errors.append(e)
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            wait_until(lambda: cache.is_file() and json.loads(cache.read_text()), 400, "the first recorded result")
+            c.kill(c.scheduler)
+        finally:
+            thread.join(timeout=200)
+        assert not thread.is_alive(), c.logs()
+    assert len(errors) == 1 and isinstance(errors[0], ClusterLost), errors
+    recorded = {tuple(k.split("/")) for k in json.loads(cache.read_text())}
+    assert 0 < len(recorded) < len(everything)
+    with running_cluster(certs, scratch, workers=("w1",)) as c:
+        second = grade_course(root, config=cfg, cluster=c.address)
+    assert set(second.submissions) == everything - recorded
+    assert set(second.up_to_date) == recorded
+    assert not second.failures, second.failures
+    assert {tuple(k.split("/")) for k in json.loads(cache.read_text())} == everything
+
+
+# -- refusals: no server needed, or one that must refuse ------------------------------------------------------
+@pytest.mark.parametrize("address", ["tcp://192.0.2.1:8786", "tcp://scheduler.example.org:8786", "tcp://[::2]:8786",
+                                     "tcp://0.0.0.0:8786"])
+def test_plain_tcp_to_another_host_is_refused(address):
+    with pytest.raises(ClusterRefused, match=r"refusing plain tcp:// .*#9283.*tls://"):
+        check_address(address)
+
+
+@pytest.mark.parametrize("address", ["tls://scheduler.example.org:8786", "tls://10.1.2.3:8786",
+                                     "tcp://127.0.0.1:8786", "tcp://localhost:8786", "tcp://[::1]:8786"])
+def test_tls_anywhere_and_tcp_on_loopback_are_accepted(address):
+    assert check_address(address) == (address, address.startswith("tls"))
+
+
+@pytest.mark.parametrize("address", ["192.0.2.1:8786", "ws://192.0.2.1:8786", "tls://"])
+def test_other_addresses_are_refused(address):
+    with pytest.raises(ClusterRefused, match="expected tls://host:port"):
+        check_address(address)
+
+
+def test_make_grade_refuses_plain_tcp_with_one_line(tmp_path):
+    proc = subprocess.run(["make", "-s", "grade", "CLUSTER=tcp://192.0.2.1:8786", f"VENV={Path(sys.executable).parents[1]}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CNNGRADER_COURSE": str(REPO)})
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() + proc.stdout.splitlines() if "refusing" in line]
+    assert len(lines) == 1 and "#9283" in lines[0] and "tls://" in lines[0], proc.stdout + proc.stderr
+
+
+def test_missing_certificates_and_unsandboxed_runs_are_refused(tmp_path):
+    cfg = course_config(tmp_path)
+    cfg.Cluster.certificates = str(tmp_path / "none")
+    with pytest.raises(ClusterRefused, match="missing certificate file.*cnngrader.pipeline.certs"):
+        cluster.check_cluster("tls://127.0.0.1:8786", cfg)
+    cfg.GradingExecute.sandbox = False
+    with pytest.raises(ClusterRefused, match="unsandboxed"):
+        cluster.check_cluster("tls://127.0.0.1:8786", cfg)
+
+
+def test_a_client_without_the_course_certificate_cannot_connect(tmp_path, certs):
+    from distributed import Client
+    other = make_certificates(tmp_path / "other")  # a certificate of another CA
+    with running_cluster(certs, tmp_path / "cluster", workers=()) as c:
+        with pytest.raises((OSError, TimeoutError)):
+            Client(c.address, security=cluster.security(other), timeout=5, set_as_default=False)
+        with pytest.raises((OSError, TimeoutError)):
+            Client(f"tcp://127.0.0.1:{c.port}", timeout=5, set_as_default=False)
+
+
+def test_results_are_checked_json():
+    sa = ("good", "01_fc_to_conv")
+    nb = nbformat.writes(nbformat.v4.new_notebook())
+    ok = json.dumps({"student": "good", "assignment": "01_fc_to_conv", "seconds": 1.5, "error": None,
+                     "notebooks": {"01_fc_to_conv": nb}})
+    assert read_result(ok, sa, 1 << 20)[:2] == (1.5, None)
+    with pytest.raises(ValueError, match="at most"):
+        read_result(ok, sa, 10)
+    with pytest.raises(ValueError, match="another submission"):
+        read_result(ok, ("bad", "01_fc_to_conv"), 1 << 20)
+    with pytest.raises(ValueError, match="bad notebook name"):
+        read_result(ok.replace('"01_fc_to_conv": ', '"../x": '), sa, 1 << 20)
+    with pytest.raises(ValueError, match="not JSON text"):
+        read_result(b"\x80\x04", sa, 1 << 20)  # a pickle is never accepted
