@@ -105,7 +105,7 @@ class LocalCluster:
     def start_worker(self, name: str) -> None:
         self.workers[name] = self._spawn(
             ["worker", self.address, "--name", name, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-             "--listen-address", "tls://127.0.0.1:0", "--local-directory", str(self.scratch / name),
+             "--host", "127.0.0.1", "--local-directory", str(self.scratch / name),
              "--preload", "cnngrader.pipeline.cluster_worker", *tls(self.certs, "worker")], f"{name}.log")
 
     def client(self):
@@ -268,9 +268,9 @@ def test_other_addresses_are_refused(address):
 
 
 def test_make_grade_refuses_plain_tcp_with_one_line(tmp_path):
-    proc = subprocess.run(["make", "-s", "grade", "CLUSTER=tcp://192.0.2.1:8786", f"VENV={Path(sys.executable).parents[1]}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "CNNGRADER_COURSE": str(REPO)})
+    venv, env = Path(sys.executable).parents[1], {**os.environ, "CNNGRADER_COURSE": str(REPO)}
+    proc = subprocess.run(["make", "-s", "grade", "CLUSTER=tcp://192.0.2.1:8786", f"VENV={venv}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() + proc.stdout.splitlines() if "refusing" in line]
     assert len(lines) == 1 and "#9283" in lines[0] and "tls://" in lines[0], proc.stdout + proc.stderr

@@ -22,6 +22,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import queue
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -190,7 +192,6 @@ class ClusterWorkers:
 
     def execute(self, cfg: Config, work: Path, tasks: Sequence[Submission], source_db: str) -> Iterator[Outcome]:
         """Each task's Outcome as soon as its result is in work/executed (source_db: the workers make their own)."""
-        from distributed import as_completed
         paths, run = CoursePaths.from_config(cfg), settings(cfg)
         futures = {}
         for sa in tasks:
@@ -199,18 +200,30 @@ class ClusterWorkers:
             key = f"cnngrade-{sa[0]}-{sa[1]}-{self.digests[sa][0][:16]}-{self.digests[sa][1][:16]}"
             futures[self.client.submit(grade_job, job, key=key, retries=self.options.retries,
                                        resources=gpu, pure=False)] = sa
-        for future in as_completed(list(futures)):
+        done: queue.Queue = queue.Queue()  # each future as it finishes (Dask calls back from its own thread)
+        for future in futures:
+            future.add_done_callback(done.put)
+        while futures:
+            try:
+                future = done.get(timeout=5)
+            except queue.Empty:
+                if self.client.status in ("closing", "closed", "failed"):
+                    raise self._lost("the client closed") from None
+                continue
             sa = futures.pop(future)
             yield self._outcome(future, sa, work)
-            future.release()
+            future.release()  # its result is no longer held on the cluster
+
+    def _lost(self, why: str) -> ClusterLost:
+        return ClusterLost(f"lost the scheduler at {self.address} ({why}); what was recorded stays: "
+                           "run `make grade` again to grade the rest")
 
     def _outcome(self, future, sa: Submission, work: Path) -> Outcome:
         try:
             text = future.result()
-        except Exception as e:  # noqa: BLE001  (KilledWorker, a grader bug after its retries, a lost scheduler)
-            if self.client.status not in ("running", "connecting"):
-                raise ClusterLost(f"lost the scheduler at {self.address} ({type(e).__name__}); what was recorded "
-                                  "stays: run `make grade` again to grade the rest") from None
+        except CancelledError as e:  # this run cancels nothing: the scheduler lost its jobs
+            raise self._lost(f"{type(e).__name__}: {e}") from None
+        except Exception as e:  # noqa: BLE001  (KilledWorker, a grader bug after its retries): reported, not recorded
             return sa[0], sa[1], 0.0, f"on the cluster: {type(e).__name__}: {e}"
         try:
             seconds, error, notebooks = read_result(text, sa, self.options.max_result_bytes)

@@ -73,6 +73,7 @@ def _snapshot(aid: str) -> str:
     """A gradebook holding this worker's version of the assignment (made once per assignment)."""
     if aid not in _STATE["snapshots"]:
         folder = _scratch() / f"gradebook-{aid}"
+        folder.mkdir(parents=True, exist_ok=True)
         db = f"sqlite:///{folder / 'gradebook.db'}"
         generate([aid], folder, course=_STATE["course"], build_sources=False, release_directory=folder / "release",
                  db_url=db)
@@ -156,6 +157,7 @@ def _grade(job: dict, folder: Path) -> tuple[str | None, dict[str, str]]:
     if _assignment_digest(paths, aid) != job["digests"][1]:
         return (f"this worker's course differs from the client's for {aid} (sources, checks or grader code): "
                 "update the worker's checkout and restart it"), {}
+    (folder / "work").mkdir()
     _, _, _, error = execute_one(cfg, str(folder / "work"), 1, sid, aid, _snapshot(aid))
     executed = folder / "work" / "executed" / sid / aid
     notebooks = {p.stem: p.read_text(encoding="utf-8") for p in sorted(executed.glob("*.ipynb"))} if not error else {}

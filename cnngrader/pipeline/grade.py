@@ -126,8 +126,8 @@ def grade_course(
     where = CoursePaths.from_config(cfg)
     sandboxed = sandbox_enabled(cfg)
     if cluster:  # before any work: a refused address or a missing certificate stops the run here
-        check_cluster(cluster, sandboxed)
-    if sandboxed:  # no silent fallback: stop before any kernel starts
+        check_cluster(cluster, cfg)
+    elif sandboxed:  # no silent fallback: stop before any kernel starts
         check_available()
     cache = Cache(where)
     planned = plan(where, cache, students, assignments, force)
