@@ -83,6 +83,19 @@ def tls(certs: Path, role: str) -> list[str]:
             "--tls-key", str(certs / f"{role}-key.pem")]
 
 
+def scheduler_command(certs: Path, port: int) -> list[str]:
+    """docs/cluster.md's scheduler command, on loopback with the test's port."""
+    return ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--protocol", "tls", "--no-dashboard",
+            *tls(certs, "scheduler")]
+
+
+def worker_command(address: str, name: str, certs: Path, scratch: Path) -> list[str]:
+    """The command line of `make grade-worker` (one process, no nanny: the test kills the worker itself)."""
+    return ["worker", address, "--name", name, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host",
+            "127.0.0.1", "--local-directory", str(scratch / name), "--preload", "cnngrader.pipeline.cluster_worker",
+            *tls(certs, "worker")]
+
+
 class LocalCluster:
     """A scheduler and named workers as subprocesses of .venv/bin/dask, on 127.0.0.1 with TLS."""
 
@@ -99,14 +112,10 @@ class LocalCluster:
                                 start_new_session=True)
 
     def start_scheduler(self) -> None:
-        self.scheduler = self._spawn(["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--protocol",
-                                      "tls", "--no-dashboard", *tls(self.certs, "scheduler")], "scheduler.log")
+        self.scheduler = self._spawn(scheduler_command(self.certs, self.port), "scheduler.log")
 
     def start_worker(self, name: str) -> None:
-        self.workers[name] = self._spawn(
-            ["worker", self.address, "--name", name, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-             "--host", "127.0.0.1", "--local-directory", str(self.scratch / name),
-             "--preload", "cnngrader.pipeline.cluster_worker", *tls(self.certs, "worker")], f"{name}.log")
+        self.workers[name] = self._spawn(worker_command(self.address, name, self.certs, self.scratch), f"{name}.log")
 
     def client(self):
         from distributed import Client
@@ -274,6 +283,40 @@ def test_make_grade_refuses_plain_tcp_with_one_line(tmp_path):
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() + proc.stdout.splitlines() if "refusing" in line]
     assert len(lines) == 1 and "#9283" in lines[0] and "tls://" in lines[0], proc.stdout + proc.stderr
+
+
+def test_make_passes_the_cluster_variables():
+    def dry(*args: str) -> str:
+        return subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    grade = dry("grade", "CLUSTER=tls://grader1.example.org:8786", "CERTS=/srv/certs")
+    assert '--cluster "tls://grader1.example.org:8786" --certs "/srv/certs"' in grade
+    assert "--cluster" not in dry("grade")
+    worker = " ".join(dry("grade-worker", "CLUSTER=tls://grader1.example.org:8786", "WORKERS=8", "GPU=1").split())
+    for part in ("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True", 'dask worker "tls://grader1.example.org:8786"',
+                 "--preload cnngrader.pipeline.cluster_worker", "--nthreads 1", "--nworkers 8",
+                 '--tls-ca-file "certs/ca.pem"', '--tls-cert "certs/worker.pem"', '--tls-key "certs/worker-key.pem"',
+                 "--resources GPU=1"):
+        assert part in worker, (part, worker)
+    refused = subprocess.run(["make", "-s", "grade-worker"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "set CLUSTER=tls://" in refused.stdout
+
+
+def test_the_certificate_helper_writes_the_course_certificates(tmp_path):
+    from cryptography import x509
+    proc = subprocess.run([sys.executable, "-m", "cnngrader.pipeline.certs", "certs", "--host",
+                           "grader1.example.org", "--host", "10.0.0.7"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "certs"
+    ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
+    for role in ("scheduler", "worker", "client"):
+        cert = x509.load_pem_x509_certificate((folder / f"{role}.pem").read_bytes())
+        cert.verify_directly_issued_by(ca)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert "grader1.example.org" in names.get_values_for_type(x509.DNSName)
+        assert {str(ip) for ip in names.get_values_for_type(x509.IPAddress)} == {"10.0.0.7", "127.0.0.1"}
+    for role in ("ca", "scheduler", "worker", "client"):
+        assert (folder / f"{role}-key.pem").stat().st_mode & 0o077 == 0, f"{role}-key.pem is readable by others"
 
 
 def test_missing_certificates_and_unsandboxed_runs_are_refused(tmp_path):

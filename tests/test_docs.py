@@ -145,6 +145,19 @@ COMMANDS: dict[str, Run | NotRun] = {
     "sudo mkdir -p /srv/nbgrader/exchange && sudo chmod 777 /srv/nbgrader/exchange": NotRun(
         "it needs root on the hub's server and creates a system folder; tests/test_exchange.py runs the exchange "
         "in a temporary folder"),
+    # docs/cluster.md: tests/test_cluster.py runs the scheduler and workers on loopback with the same options
+    ".venv/bin/python -m cnngrader.pipeline.certs certs --host grader1.example.org": Run(
+        "tests/test_cluster.py::test_the_certificate_helper_writes_the_course_certificates",
+        '"cnngrader.pipeline.certs", "certs", "--host"'),
+    "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True .venv/bin/dask scheduler --protocol tls --port 8786 "
+    "--tls-ca-file certs/ca.pem --tls-cert certs/scheduler.pem --tls-key certs/scheduler-key.pem": Run(
+        "tests/test_cluster.py::scheduler_command", '"scheduler", "--host", "127.0.0.1", "--port"'),
+    "make grade-worker CLUSTER=tls://grader1.example.org:8786 WORKERS=8": Run(
+        "tests/test_cluster.py::test_make_passes_the_cluster_variables", '"grade-worker"'),
+    "make grade CLUSTER=tls://grader1.example.org:8786": Run(
+        "tests/test_cluster.py::test_make_passes_the_cluster_variables", '"CLUSTER=tls://'),
+    "sbatch --array=1-10 grade-workers.sbatch": NotRun(
+        "it needs a Slurm cluster; its script runs make grade-worker, whose command line a test checks"),
     "make publish DEST=../cnn-course-public": Run("tests/test_docs.py::test_make_publish_writes_the_student_course",
                                                   '"publish"'),
 }
