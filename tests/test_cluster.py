@@ -235,7 +235,7 @@ def test_after_the_scheduler_dies_the_next_run_grades_exactly_the_rest(tmp_path_
         def run():
             try:
                 grade_course(root, config=cfg, cluster=c.address)
-            except BaseException as e:  # noqa: BLE001  (checked below)
+            except BaseException as e:  # checked below
                 errors.append(e)
         thread = threading.Thread(target=run)
         thread.start()

@@ -223,7 +223,7 @@ class ClusterWorkers:
             text = future.result()
         except CancelledError as e:  # this run cancels nothing: the scheduler lost its jobs
             raise self._lost(f"{type(e).__name__}: {e}") from None
-        except Exception as e:  # noqa: BLE001  (KilledWorker, a grader bug after its retries): reported, not recorded
+        except Exception as e:  # KilledWorker, a grader bug after its retries: reported, not recorded
             return sa[0], sa[1], 0.0, f"on the cluster: {type(e).__name__}: {e}"
         try:
             seconds, error, notebooks = read_result(text, sa, self.options.max_result_bytes)

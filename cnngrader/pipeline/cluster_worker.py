@@ -48,8 +48,9 @@ def dask_setup(worker=None) -> None:
     heavy imports done once, before the first job (no tensor op, no CUDA: kernels start later)."""
     from cnngrader.pipeline.sandbox import check_available
     check_available()  # a worker that cannot sandbox must not start: SandboxUnavailable says what is missing
-    import nbgrader.converters  # noqa: F401  (the import cost is paid here, not by the first student)
-    import torch  # noqa: F401
+    # the import cost is paid here, not by the first student
+    import nbgrader.converters  # noqa: F401 (imported for its cost only)
+    import torch  # noqa: F401 (imported for its cost only)
     _scratch()
     log.info("cnngrader worker ready: course %s, scratch %s", _STATE["course"].root, _STATE["scratch"])
 
