@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a top-level package, not installed
 from benchmarks import __main__ as bench_main
-from benchmarks import grading, listing, training
+from benchmarks import cluster, grading, listing, training
 from benchmarks.report import Result, Skipped, table
 from benchmarks.timing import Timing, calls_per_sample, compare, paired_ratio
 
@@ -120,6 +120,21 @@ def test_listing_part_on_small_folders(monkeypatch):
     assert len(results) == 9 and any("nbgrader 0.9's find_all_files" in n for n in names)
     assert all(math.isfinite(r.value) and r.value >= 0 for r in results)
     assert [r.target for r in results if r.unit == "x"] == [None, listing.LINEAR_TARGET, None]
+
+
+def test_cluster_part_measures_both_contenders(monkeypatch):
+    # a real TLS scheduler and worker on loopback, and the local pool, with a few jobs each
+    monkeypatch.setattr(cluster, "JOBS_PER_REPEAT", 3)
+    monkeypatch.setattr(cluster, "REPEATS", 2)
+    results, skipped = cluster.run(log=lambda m: None)
+    assert not skipped
+    local, dask, overhead = results
+    assert overhead.target == cluster.TARGET and overhead.unit == "ms"
+    assert 0 < local.value and 0 < dask.value and len(overhead.detail["repeats"]) == 2
+    gaps = [p["dask"] - p["local"] for p in overhead.detail["repeats"]]
+    assert overhead.value == pytest.approx(sum(gaps) / 2 * 1000)  # the median of two, in ms
+    result = json.loads(cluster.echo(cluster._job()))
+    assert result["notebooks"][cluster.AID].startswith("{")
 
 
 def test_bad_section_names_are_rejected(capsys):
