@@ -353,3 +353,76 @@ def test_results_are_checked_json():
         read_result(ok.replace('"01_fc_to_conv": ', '"../x": '), sa, 1 << 20)
     with pytest.raises(ValueError, match="not JSON text"):
         read_result(b"\x80\x04", sa, 1 << 20)  # a pickle is never accepted
+
+
+class FakeFuture:
+    """A finished Dask future: its result is the worker's JSON, computed here by the real task."""
+
+    def __init__(self, result):
+        self._result = result
+
+    def add_done_callback(self, fn):
+        fn(self)
+
+    def result(self):
+        if isinstance(self._result, BaseException):
+            raise self._result
+        return self._result
+
+    def release(self):
+        pass
+
+
+def test_jobs_are_data_and_gpu_assignments_ask_for_the_gpu(tmp_path, monkeypatch):
+    write_submissions(tmp_path, {"good": submissions()["good"]})
+    (tmp_path / "submitted" / "good" / AIDS[0] / "timestamp.txt").write_text("2026-12-01 10:00:00 UTC")
+    cfg = course_config(tmp_path)
+    cfg.merge(config())
+    cfg.Cluster.gpu_assignments = [AIDS[0]]
+    sent = []
+    notebook = nbformat.writes(submissions()["good"][AIDS[0]])
+
+    def submit(fn, job, **kw):
+        sent.append((fn, job, kw))
+        return FakeFuture(json.dumps({"student": job["student"], "assignment": job["assignment"], "seconds": 2.0,
+                                      "error": None, "notebooks": {AIDS[0]: notebook}}))
+    pool = cluster.ClusterWorkers("tcp://127.0.0.1:1", cfg, {("good", AIDS[0]): ("a" * 64, "b" * 64)})
+    pool.client = SimpleNamespace(submit=submit, status="running")
+    outcomes = list(pool.execute(cfg, tmp_path / "work", [("good", AIDS[0])], "unused"))
+    assert outcomes == [("good", AIDS[0], 2.0, None)]
+    fn, job, kw = sent[0]
+    assert fn is cluster.grade_job and kw["resources"] == {"GPU": 1} and kw["retries"] == 2
+    assert kw["key"] == f"cnngrade-good-{AIDS[0]}-{'a' * 16}-{'b' * 16}"
+    assert set(job["files"]) == {f"{AIDS[0]}.ipynb", "timestamp.txt"}
+    assert all(isinstance(v, bytes) for v in job["files"].values())
+    assert job["secret"] == SECRET and job["digests"] == ["a" * 64, "b" * 64]
+    assert "CourseDirectory" not in job["settings"] and job["settings"]["Execute"]["timeout"] == 30
+    json.dumps(job["settings"])  # plain data
+    assert (tmp_path / "work" / "executed" / "good" / AIDS[0] / f"{AIDS[0]}.ipynb").is_file()
+    # a lost scheduler (the client's futures cancelled) stops the run instead of failing each job
+    from concurrent.futures import CancelledError
+    pool.client = SimpleNamespace(submit=lambda fn, job, **kw: FakeFuture(CancelledError("lost")), status="running")
+    with pytest.raises(ClusterLost, match="run `make grade` again"):
+        list(pool.execute(cfg, tmp_path / "work", [("good", AIDS[0])], "unused"))
+    # a job killed with too many workers is reported, not recorded, and the batch goes on
+    pool.client = SimpleNamespace(submit=lambda fn, job, **kw: FakeFuture(RuntimeError("KilledWorker")),
+                                  status="running")
+    (outcome,) = pool.execute(cfg, tmp_path / "work", [("good", AIDS[0])], "unused")
+    assert outcome[3].startswith("on the cluster: RuntimeError")
+
+
+@pytest.mark.parametrize("name", ["../x.ipynb", "/etc/passwd", "a/../../b", "a\\b", "", "./a", "a//b"])
+def test_a_worker_refuses_file_names_outside_the_submission(name):
+    from cnngrader.pipeline.cluster_worker import JobError, _safe_name
+    with pytest.raises(JobError, match="bad file name"):
+        _safe_name(name)
+
+
+@pytest.mark.parametrize("change", [{"version": 0}, {"student": "../x"}, {"assignment": ".hidden"},
+                                    {"files": {"a.ipynb": "text, not bytes"}}, {"secret": "1"}, {"digests": []}])
+def test_a_worker_refuses_a_job_that_is_not_one(change):
+    from cnngrader.pipeline.cluster_worker import JOB_VERSION, JobError, grade_job
+    job = {"version": JOB_VERSION, "student": "s", "assignment": "a", "files": {}, "secret": 1, "settings": {},
+           "digests": ["a", "b"], **change}
+    with pytest.raises(JobError):
+        grade_job(job)

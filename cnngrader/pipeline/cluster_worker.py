@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from traitlets.config import Config
@@ -93,10 +93,9 @@ def _safe_name(name: Any) -> str:
     """A relative path inside the submission, or JobError."""
     if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
         raise JobError(f"bad file name {name!r}")
-    path = PurePosixPath(name)
-    if path.is_absolute() or any(part in ("", ".", "..") for part in path.parts):
+    if any(part in ("", ".", "..") for part in name.split("/")):  # also refuses absolute paths ("" first)
         raise JobError(f"bad file name {name!r}")
-    return path.as_posix()
+    return name
 
 
 def _check(job: Any) -> None:

@@ -65,6 +65,7 @@ class GradeResult:
     sandboxed: bool = True  # False: kernels ran without a sandbox (the unsafe flag)
     up_to_date: list[Submission] = field(default_factory=list)  # unchanged since graded: kept, not regraded
     feedback: list[Submission] = field(default_factory=list)  # whose feedback was (re)generated
+    cluster: str | None = None  # the Dask scheduler whose workers executed the submissions (cluster.py)
 
     @property
     def notebooks(self) -> int:
@@ -132,7 +133,7 @@ def grade_course(
     cache = Cache(where)
     planned = plan(where, cache, students, assignments, force)
     result = GradeResult(root=where.root, jobs=max(1, int(jobs)), submissions=planned.todo, sandboxed=sandboxed,
-                         up_to_date=planned.kept)
+                         up_to_date=planned.kept, cluster=cluster)
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
         work = Path(tmp)
         with result.timed("prepare"):
@@ -166,8 +167,9 @@ def summary(result: GradeResult) -> str:
     students = sorted({s for s, _ in result.submissions})
     lines = [] if result.sandboxed else [f"WARNING: {UNSANDBOXED}"]
     if result.submissions:
-        lines.append(f"graded {result.notebooks} notebook(s) of {len(students)} student(s) with {result.jobs} "
-                     f"worker(s) in {result.seconds.get('total', 0):.1f} s")
+        where = f"the Dask cluster at {result.cluster}" if result.cluster else f"{result.jobs} worker(s)"
+        lines.append(f"graded {result.notebooks} notebook(s) of {len(students)} student(s) with {where} "
+                     f"in {result.seconds.get('total', 0):.1f} s")
     else:
         lines.append(f"nothing graded ({result.seconds.get('total', 0):.1f} s)")
     if result.up_to_date:
