@@ -119,17 +119,13 @@ def grade_course(
     autograded submission whose grades changed, root/grades.csv and root/reports/ (report=True).
     `config` is merged over the course configuration (tests use it for a short Execute.timeout);
     `paths` are CourseDirectory overrides. The gradebook, grades.csv and feedback do not depend on `jobs`.
-    cluster: a Dask scheduler's address (cluster.py): the submissions execute on its workers instead,
-    and are recorded here as their results arrive.
+    cluster: a Dask scheduler's address: the submissions execute on its workers (cluster.py), recorded here.
     """
     t_start = time.perf_counter()
     cfg = run_config(root, course, config, **paths)
     where = CoursePaths.from_config(cfg)
     sandboxed = sandbox_enabled(cfg)
-    if cluster:  # before any work: a refused address or a missing certificate stops the run here
-        check_cluster(cluster, cfg)
-    elif sandboxed:  # no silent fallback: stop before any kernel starts
-        check_available()
+    _ready(cfg, cluster)
     cache = Cache(where)
     planned = plan(where, cache, students, assignments, force)
     result = GradeResult(root=where.root, jobs=max(1, int(jobs)), submissions=planned.todo, sandboxed=sandboxed,
@@ -141,8 +137,7 @@ def grade_course(
             result.submissions = planned.todo
             source_db = phase1_db(where, {a for _, a in planned.todo}, work)
         result.failures.extend(planned.failures)
-        pool = ClusterWorkers(cluster, cfg, planned.digests) if cluster else Workers(result.jobs)
-        with pool as workers:
+        with ClusterWorkers(cluster, cfg, planned.digests) if cluster else Workers(result.jobs) as workers:
             recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures)
             with result.timed("execute"):  # wall time, recording included
                 for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
@@ -160,6 +155,15 @@ def grade_course(
             result.report_dir = write_report(cfg, where.reports)
     result.seconds["total"] = time.perf_counter() - t_start
     return result
+
+
+def _ready(cfg: Config, cluster: str | None) -> None:
+    """Stop before any work where grading cannot run: a refused cluster address or missing certificates
+    (cluster.check_cluster), or no sandbox on this machine (no silent fallback)."""
+    if cluster:
+        check_cluster(cluster, cfg)
+    elif sandbox_enabled(cfg):
+        check_available()
 
 
 def summary(result: GradeResult) -> str:
