@@ -106,7 +106,7 @@ def check_cluster(address: str, cfg: Config) -> None:
 
 def security(folder: str | Path):
     """distributed.Security for the client: mutual TLS with the course's certificates, encryption required."""
-    from distributed import Security
+    from distributed import Security  # distributed is imported only where a cluster is used: it is heavy
     folder = Path(folder)
     files = [cert_path(folder, "ca"), cert_path(folder, "client"), key_path(folder, "client")]
     missing = [str(f) for f in files if not f.is_file()]
@@ -178,7 +178,7 @@ class ClusterWorkers:
         self.client = None
 
     def __enter__(self) -> ClusterWorkers:
-        from distributed import Client
+        from distributed import Client  # only where a cluster is used: it is heavy
         kw = {"security": security(certificates(self.cfg))} if self.tls else {}
         try:
             self.client = Client(self.address, timeout=self.options.connect_timeout, set_as_default=False, **kw)

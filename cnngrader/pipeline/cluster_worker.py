@@ -31,6 +31,9 @@ from cnngrader.course import load_course
 from cnngrader.pipeline.cache import assignment_digest, submission_digest
 from cnngrader.pipeline.config import CoursePaths, course_config
 from cnngrader.pipeline.generate import generate
+from cnngrader.pipeline.kernel_start import stop_spares
+from cnngrader.pipeline.sandbox import check_available
+from cnngrader.pipeline.workers import execute_one
 
 log = logging.getLogger("cnngrader.pipeline.cluster")
 
@@ -46,7 +49,6 @@ class JobError(ValueError):
 def dask_setup(worker=None) -> None:
     """The preload: this worker's scratch folder and course; the sandbox checked and the grader's
     heavy imports done once, before the first job (no tensor op, no CUDA: kernels start later)."""
-    from cnngrader.pipeline.sandbox import check_available
     check_available()  # a worker that cannot sandbox must not start: SandboxUnavailable says what is missing
     # the import cost is paid here, not by the first student
     import nbgrader.converters  # noqa: F401 (imported for its cost only)
@@ -56,7 +58,6 @@ def dask_setup(worker=None) -> None:
 
 
 def dask_teardown(worker=None) -> None:
-    from cnngrader.pipeline.kernel_start import stop_spares
     stop_spares()
     if "scratch" in _STATE:
         shutil.rmtree(_STATE.pop("scratch"), ignore_errors=True)
@@ -142,7 +143,6 @@ def grade_job(job: dict) -> str:
 
 
 def _grade(job: dict, folder: Path) -> tuple[str | None, dict[str, str]]:
-    from cnngrader.pipeline.workers import execute_one
     sid, aid = job["student"], job["assignment"]
     root = folder / "root"
     cfg = _config(job, root)
