@@ -426,3 +426,29 @@ def test_a_worker_refuses_a_job_that_is_not_one(change):
            "digests": ["a", "b"], **change}
     with pytest.raises(JobError):
         grade_job(job)
+
+
+def test_jobs_in_flight_are_bounded_and_an_oversized_submission_is_reported(tmp_path):
+    write_submissions(tmp_path, submissions())
+    cfg = course_config(tmp_path)
+    cfg.merge(config())
+    cfg.Cluster.max_in_flight = 1
+    sent = []
+
+    def submit(fn, job, **kw):
+        sent.append(job["student"])
+        return FakeFuture(json.dumps({"student": job["student"], "assignment": job["assignment"], "seconds": 1.0,
+                                      "error": None, "notebooks": {AIDS[0]: nbformat.writes(submissions()["good"][
+                                          AIDS[0]])}}))
+    subs = [("bad", AIDS[0]), ("good", AIDS[0])]
+    pool = cluster.ClusterWorkers("tcp://127.0.0.1:1", cfg, {sa: ("a" * 64, "b" * 64) for sa in subs})
+    pool.client = SimpleNamespace(submit=submit, status="running")
+    outcomes = pool.execute(cfg, tmp_path / "work", subs, "unused")
+    assert next(outcomes)[:2] == ("bad", AIDS[0]) and sent == ["bad"]  # the second waits for the first
+    assert next(outcomes)[:2] == ("good", AIDS[0]) and sent == ["bad", "good"]
+    cfg.Cluster.max_submission_bytes = 100
+    pool = cluster.ClusterWorkers("tcp://127.0.0.1:1", cfg, {sa: ("a" * 64, "b" * 64) for sa in subs})
+    pool.client = SimpleNamespace(submit=submit, status="running")
+    results = list(pool.execute(cfg, tmp_path / "work", subs, "unused"))
+    assert [r[3] for r in results] == [f"bad/{AIDS[0]}: the submission is over 100 bytes",
+                                       f"good/{AIDS[0]}: the submission is over 100 bytes"]

@@ -23,6 +23,7 @@ import ipaddress
 import json
 import logging
 import queue
+from collections import deque
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -63,6 +64,8 @@ class Cluster(Configurable):
                               "by the scheduler, up to distributed.scheduler.allowed-failures).").tag(config=True)
     max_submission_bytes = Integer(64 * MiB, help="A submission's files, at most, sent to a worker.").tag(config=True)
     max_result_bytes = Integer(64 * MiB, help="A job's result (executed notebooks, JSON), at most.").tag(config=True)
+    max_in_flight = Integer(256, help="Jobs submitted and not yet returned, at most: the scheduler holds their "
+                                      "files, so a class of any size takes bounded memory.").tag(config=True)
     connect_timeout = Float(30.0, help="Seconds to reach the scheduler.").tag(config=True)
 
 
@@ -193,26 +196,36 @@ class ClusterWorkers:
     def execute(self, cfg: Config, work: Path, tasks: Sequence[Submission], source_db: str) -> Iterator[Outcome]:
         """Each task's Outcome as soon as its result is in work/executed (source_db: the workers make their own)."""
         paths, run = CoursePaths.from_config(cfg), settings(cfg)
-        futures = {}
-        for sa in tasks:
-            job = make_job(cfg, paths, sa, self.digests[sa], run, self.options.max_submission_bytes)
-            gpu = {"GPU": 1} if sa[1] in self.options.gpu_assignments else None
-            key = f"cnngrade-{sa[0]}-{sa[1]}-{self.digests[sa][0][:16]}-{self.digests[sa][1][:16]}"
-            futures[self.client.submit(grade_job, job, key=key, retries=self.options.retries,
-                                       resources=gpu, pure=False)] = sa
+        todo, futures = deque(tasks), {}
         done: queue.Queue = queue.Queue()  # each future as it finishes (Dask calls back from its own thread)
-        for future in futures:
-            future.add_done_callback(done.put)
-        while futures:
+        while todo or futures:
+            while todo and len(futures) < self.options.max_in_flight:  # the scheduler holds a bounded batch
+                sa = todo.popleft()
+                try:
+                    job = make_job(cfg, paths, sa, self.digests[sa], run, self.options.max_submission_bytes)
+                except ClusterRefused as e:  # that submission is reported; the batch goes on
+                    yield sa[0], sa[1], 0.0, str(e)
+                    continue
+                future = self._submit(job, sa)
+                futures[future] = sa
+                future.add_done_callback(done.put)
+            if futures:
+                future = self._next(done)
+                yield self._outcome(future, futures.pop(future), work)
+                future.release()  # its result is no longer held on the cluster
+
+    def _submit(self, job: dict, sa: Submission):
+        gpu = {"GPU": 1} if sa[1] in self.options.gpu_assignments else None
+        key = f"cnngrade-{sa[0]}-{sa[1]}-{self.digests[sa][0][:16]}-{self.digests[sa][1][:16]}"
+        return self.client.submit(grade_job, job, key=key, retries=self.options.retries, resources=gpu, pure=False)
+
+    def _next(self, done: queue.Queue):
+        while True:
             try:
-                future = done.get(timeout=5)
+                return done.get(timeout=5)
             except queue.Empty:
                 if self.client.status in ("closing", "closed", "failed"):
                     raise self._lost("the client closed") from None
-                continue
-            sa = futures.pop(future)
-            yield self._outcome(future, sa, work)
-            future.release()  # its result is no longer held on the cluster
 
     def _lost(self, why: str) -> ClusterLost:
         return ClusterLost(f"lost the scheduler at {self.address} ({why}); what was recorded stays: "
