@@ -47,7 +47,7 @@ from nbconvert.exporters.exporter import ResourcesDict
 from nbformat.notebooknode import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
-from traitlets import Bool, Float, Integer, Unicode
+from traitlets import Bool, Float, Integer, Unicode, default
 
 from cnngrader import kernel_rpc
 from cnngrader.cells import student_sources
@@ -140,8 +140,13 @@ class GradingExecute(Execute):
         help="Sandboxed kernels only: fork each kernel from a zygote that lives in a sandbox of its own and has "
         "imported torch, ipykernel, cnnlib and the grader's kernel side once (cnngrader/pipeline/forked_kernel.py); "
         "each kernel still gets its own user, pid, mount, network and ipc namespaces, fresh /submission and /tmp, "
-        "its own cgroup and uid 65534. About 2 s less per notebook. warm_spare is then not used.",
+        "its own cgroup and uid 65534. About 2 s less per notebook. warm_spare is then not used. Default: "
+        "$CNNGRADER_FORK_KERNELS == '1'.",
     ).tag(config=True)
+
+    @default("fork_kernels")
+    def _fork_kernels_default(self) -> bool:
+        return os.environ.get("CNNGRADER_FORK_KERNELS") == "1"
 
     max_processes = Integer(Limits.pids, help="Tasks (processes + threads) of a sandboxed kernel's tree."
                             ).tag(config=True)

@@ -30,11 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from multiprocessing import util as mp_util
 from pathlib import Path
 from typing import Any, Iterable
 
 from jupyter_client.manager import AsyncKernelManager
 
+from cnngrader.pipeline import kernel_start
 from cnngrader.pipeline.kernel_start import SandboxedKernelManager
 from cnngrader.pipeline.sandbox import READ_ONLY_ROOT, Limits, Sandbox
 from cnngrader.pipeline.unsandboxed_launch import THREAD_VARS
@@ -75,10 +77,11 @@ class _ZygoteBox(Sandbox):
 class KernelZygote:
     """A running zygote (see the module docstring)."""
 
-    def __init__(self, limits: Limits, threads: int, preimport: str) -> None:
+    def __init__(self, threads: int, preimport: str) -> None:
         self.spool = Path(tempfile.mkdtemp(prefix="cnn-zygote-"))  # mode 0700: the host's alone
-        zlimits = Limits(memory_bytes=limits.memory_bytes, pids=64, cpu_seconds=0, disk_bytes=1 << 20,
-                         address_space=limits.address_space, cpus=0.0)
+        # the zygote's own: no RLIMIT_AS (a kernel could not raise it back to its own), no CPU budget (it lives
+        # for the whole batch); each kernel's limits are its own cgroup's and rlimits
+        zlimits = Limits(pids=64, cpu_seconds=0, disk_bytes=1 << 20, address_space=False)
         self.box = _ZygoteBox(zlimits)
         self.box.spool = self.spool
         self.proc: subprocess.Popen | None = None
@@ -221,9 +224,10 @@ class ForkedSandbox(Sandbox):
 
 # configuration key -> (pid of the grader process, its zygote)
 _ZYGOTES: dict[tuple, tuple[int, KernelZygote]] = {}
+_CLEANUP_FOR: set[int] = set()
 
 
-def zygote_for(key: tuple, limits: Limits, threads: int, preimport: str) -> KernelZygote:
+def zygote_for(key: tuple, threads: int, preimport: str) -> KernelZygote:
     """This process's healthy zygote for the configuration, started (or replaced) when needed."""
     found = _ZYGOTES.get(key)
     if found and found[0] == os.getpid():
@@ -231,9 +235,11 @@ def zygote_for(key: tuple, limits: Limits, threads: int, preimport: str) -> Kern
             return found[1]
         log.warning("The kernel zygote is not healthy any more; starting a new one")
         found[1].stop()
-    zyg = KernelZygote(limits, threads, preimport)
-    if not _ZYGOTES:
+    zyg = KernelZygote(threads, preimport)
+    if os.getpid() not in _CLEANUP_FOR:
+        _CLEANUP_FOR.add(os.getpid())
         atexit.register(stop_zygotes)
+        mp_util.Finalize(None, stop_zygotes, exitpriority=100)  # a multiprocessing worker skips atexit
     _ZYGOTES[key] = (os.getpid(), zyg)
     return zyg
 
@@ -243,6 +249,9 @@ def stop_zygotes() -> None:
         if pid == os.getpid():
             _ZYGOTES.pop(key, None)
             zyg.stop()
+
+
+kernel_start.STOP_HOOKS.append(stop_zygotes)
 
 
 def retire(key: tuple) -> None:
@@ -260,7 +269,7 @@ class ForkedKernelManager(SandboxedKernelManager):
     survivors = 0  # kernels of this manager that left a process behind (their zygote was replaced)
 
     def _zygote_key(self) -> tuple:
-        return (sys.executable, self.limits(), self.threads, self.preimport, tuple(self.kernel_spec.argv))
+        return (sys.executable, self.threads, self.preimport, tuple(self.kernel_spec.argv))
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = AsyncKernelManager.format_kernel_cmd(self, extra_arguments)
@@ -275,7 +284,7 @@ class ForkedKernelManager(SandboxedKernelManager):
         self.adopted = False
         self._extra = tuple(kw.get("extra_arguments") or ())
         self._zkey = self._zygote_key()
-        zyg = zygote_for(self._zkey, self.limits(), self.threads, self.preimport)
+        zyg = zygote_for(self._zkey, self.threads, self.preimport)
         self.sandbox = ForkedSandbox(self.limits(), temp_root=zyg.spool).open()
         if kw.get("cwd") and os.path.isdir(kw["cwd"]):
             self.sandbox.copy_in(kw["cwd"])
@@ -288,7 +297,7 @@ class ForkedKernelManager(SandboxedKernelManager):
         box = self.sandbox
         assert isinstance(box, ForkedSandbox)
         lim = box.limits
-        zyg = zygote_for(self._zkey, lim, self.threads, self.preimport)
+        zyg = zygote_for(self._zkey, self.threads, self.preimport)
         inbox = f"{SPOOL_INSIDE}/{box.root.name}/inbox"
         request = {"inbox": inbox, "connection": self.get_connection_info(session=False), "args": self._kernel_args,
                    "as": lim.memory_bytes if lim.address_space and not box.gpus else 0,
