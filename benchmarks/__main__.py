@@ -6,6 +6,7 @@
     python -m benchmarks --quick --only ops   # tiny sizes: checks that the harness runs
     python -m benchmarks --only similarity    # the similarity report on a generated class of 1,000
     python -m benchmarks --only loop,listing  # a notebook whose corr2d never returns; listing 1,000 vs 4,000 files
+    python -m benchmarks --only zygote        # forked sandboxed kernels against fresh ones (a few minutes)
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from . import book, fair_share, grading, listing, ops, similarity, training
+from . import book, fair_share, grading, listing, ops, similarity, training, zygote
 from .machine import machine_info, versions
 from .report import Skipped, table, write_json
 
-SECTIONS = ("ops", "train", "grade", "loop", "listing", "share", "book", "similarity")
+SECTIONS = ("ops", "train", "grade", "loop", "listing", "share", "book", "similarity", "zygote")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -114,6 +115,10 @@ def main(argv=None) -> int:
         results, skipped = results + r, skipped + s
     if "similarity" in sections:
         r, s = similarity.run(args.class_size, log=log)
+        results, skipped = results + r, skipped + s
+
+    if "zygote" in sections:
+        r, s = zygote.run(log=log)
         results, skipped = results + r, skipped + s
 
     seconds = time.perf_counter() - t0
