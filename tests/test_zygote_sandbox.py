@@ -284,3 +284,65 @@ def test_a_forked_kernel_initialises_cuda_itself(tmp_path):
     got = probe("import json, torch\nx = torch.ones(3, device='cuda')\n"
                 "print(json.dumps([torch.cuda.is_available(), float((x * 2).sum())]))", tmp_path)
     assert got == [True, 6.0]
+
+
+ATTACK_CELL = r'''
+import ctypes, os, signal, subprocess, time
+libc = ctypes.CDLL(None, use_errno=True)
+mine = {int(t) for t in os.listdir("/proc/self/task")}
+for target in [-1, 1, *range(3, 40)]:
+    if target not in mine:
+        try:
+            os.kill(target, signal.SIGKILL)
+        except OSError:
+            pass
+libc.ptrace(16, 1, None, None)
+for name in ("mem", "environ"):
+    try:
+        open(f"/proc/1/{name}", "rb").read(64)
+    except OSError:
+        pass
+open("/tmp/corr2d.py", "w").write("def corr2d(X, K):\n    return X[:1, :1]\n")
+subprocess.Popen(["/bin/sh", "-c", "sleep 60"], start_new_session=True)
+kids = 0
+while kids < 300:
+    try:
+        if os.fork() == 0:
+            time.sleep(20); os._exit(0)
+        kids += 1
+    except OSError:
+        break
+'''
+
+
+@pytest.mark.slow
+def test_an_attackers_notebook_leaves_the_next_grades_correct(tmp_path):
+    """Graded by the pipeline with forked kernels: the attacker's notebook signals, ptraces and reads the reaper,
+    leaves a file and a daemon, and forks to the cap; the victim graded after it gets full marks (the attacker's
+    hidden tests are refused: its notebook reaches into the interpreter with ctypes)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from nbtools import maxima, scores_of, with_new_cell, write_submissions
+    from traitlets.config import Config
+
+    from cnngrader.pipeline.grade import course_config, generate, grade_course, solution_submission
+    from cnngrader.pipeline.kernel_start import stop_zygote
+    from cnngrader.pipeline.report import gradebook_rows
+
+    a2 = "02_cross_correlation"
+    generate([a2], tmp_path, release_directory=tmp_path / "release")
+    base = solution_submission(a2)
+    write_submissions(tmp_path, {"attacker": {a2: with_new_cell(base, ATTACK_CELL, before="corr2d")},
+                                 "victim": {a2: base}})
+    c = Config()
+    c.GradingExecute.fork_kernels = True
+    c.GradingExecute.max_processes = 128
+    try:
+        result = grade_course(tmp_path, jobs=1, config=c, feedback=False, report=False)
+    finally:
+        stop_zygote()
+    assert not result.failures, result.failures
+    batch = type("Batch", (), {"rows": gradebook_rows(course_config(tmp_path))})
+    assert scores_of(batch, "victim") == maxima(batch, "victim")
+    assert set(scores_of(batch, "attacker")) == set(maxima(batch, "attacker"))

@@ -138,7 +138,7 @@ class GradingExecute(Execute):
     fork_kernels = Bool(
         False,
         help="Sandboxed kernels only: fork each kernel from a zygote that lives in a sandbox of its own and has "
-        "imported torch, ipykernel, cnnlib and the grader's kernel side once (cnngrader/pipeline/forked_kernel.py); "
+        "imported torch, ipykernel, IPython, numpy and cnnlib once (cnngrader/pipeline/forked_kernel.py); "
         "each kernel still gets its own user, pid, mount, network and ipc namespaces, fresh /submission and /tmp, "
         "its own cgroup and uid 65534. About 2 s less per notebook. warm_spare is then not used. Default: "
         "$CNNGRADER_FORK_KERNELS == '1'.",

@@ -77,7 +77,7 @@ class _ZygoteBox(Sandbox):
 class KernelZygote:
     """A running zygote (see the module docstring)."""
 
-    def __init__(self, threads: int, preimport: str) -> None:
+    def __init__(self, threads: int) -> None:
         self.spool = Path(tempfile.mkdtemp(prefix="cnn-zygote-"))  # mode 0700: the host's alone
         # the zygote's own: no RLIMIT_AS (a kernel could not raise it back to its own), no CPU budget (it lives
         # for the whole batch); each kernel's limits are its own cgroup's and rlimits
@@ -89,7 +89,8 @@ class KernelZygote:
         try:
             self.box.open()
             env = {var: str(threads) for var in THREAD_VARS} if threads > 0 else {}
-            argv = [sys.executable, ZYGOTE_INSIDE, f"--socket={SOCKET_INSIDE}", f"--preimport={preimport}"]
+            env["OPENBLAS_NUM_THREADS"] = "1"  # OpenBLAS starts its thread pool when numpy is imported
+            argv = [sys.executable, ZYGOTE_INSIDE, f"--socket={SOCKET_INSIDE}"]
             self.log = self.box.root / "zygote.log"
             with open(self.log, "wb") as err:
                 self.proc = self.box.popen(argv, env, stdout=subprocess.DEVNULL, stderr=err)
@@ -227,7 +228,7 @@ _ZYGOTES: dict[tuple, tuple[int, KernelZygote]] = {}
 _CLEANUP_FOR: set[int] = set()
 
 
-def zygote_for(key: tuple, threads: int, preimport: str) -> KernelZygote:
+def zygote_for(key: tuple, threads: int) -> KernelZygote:
     """This process's healthy zygote for the configuration, started (or replaced) when needed."""
     found = _ZYGOTES.get(key)
     if found and found[0] == os.getpid():
@@ -235,7 +236,7 @@ def zygote_for(key: tuple, threads: int, preimport: str) -> KernelZygote:
             return found[1]
         log.warning("The kernel zygote is not healthy any more; starting a new one")
         found[1].stop()
-    zyg = KernelZygote(threads, preimport)
+    zyg = KernelZygote(threads)
     if os.getpid() not in _CLEANUP_FOR:
         _CLEANUP_FOR.add(os.getpid())
         atexit.register(stop_zygotes)
@@ -269,7 +270,7 @@ class ForkedKernelManager(SandboxedKernelManager):
     survivors = 0  # kernels of this manager that left a process behind (their zygote was replaced)
 
     def _zygote_key(self) -> tuple:
-        return (sys.executable, self.threads, self.preimport, tuple(self.kernel_spec.argv))
+        return (sys.executable, self.threads, tuple(self.kernel_spec.argv))
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = AsyncKernelManager.format_kernel_cmd(self, extra_arguments)
@@ -284,7 +285,7 @@ class ForkedKernelManager(SandboxedKernelManager):
         self.adopted = False
         self._extra = tuple(kw.get("extra_arguments") or ())
         self._zkey = self._zygote_key()
-        zyg = zygote_for(self._zkey, self.threads, self.preimport)
+        zyg = zygote_for(self._zkey, self.threads)
         self.sandbox = ForkedSandbox(self.limits(), temp_root=zyg.spool).open()
         if kw.get("cwd") and os.path.isdir(kw["cwd"]):
             self.sandbox.copy_in(kw["cwd"])
@@ -297,7 +298,7 @@ class ForkedKernelManager(SandboxedKernelManager):
         box = self.sandbox
         assert isinstance(box, ForkedSandbox)
         lim = box.limits
-        zyg = zygote_for(self._zkey, self.threads, self.preimport)
+        zyg = zygote_for(self._zkey, self.threads)
         inbox = f"{SPOOL_INSIDE}/{box.root.name}/inbox"
         request = {"inbox": inbox, "connection": self.get_connection_info(session=False), "args": self._kernel_args,
                    "as": lim.memory_bytes if lim.address_space and not box.gpus else 0,

@@ -1,9 +1,9 @@
-"""The kernel zygote inside its sandbox: it imports torch, ipykernel, cnnlib and the grader's kernel side once,
+"""The kernel zygote inside its sandbox: it imports torch, ipykernel, IPython, numpy and cnnlib once,
 then forks every grading kernel from itself, each with namespaces of its own. cnngrader/pipeline/forked_kernel.py
 starts it in a bubblewrap sandbox (binds this file read-only at /run/cnngrader-zygote.py) as uid 0 of that
 sandbox's user namespace, with its capabilities there and nowhere else:
 
-    python /run/cnngrader-zygote.py --socket=/run/zygote/sock [--preimport=MODULE] [--threads=N]
+    python /run/cnngrader-zygote.py --socket=/run/zygote/sock
 
 One connection on the socket per kernel, one JSON object per line:
     host -> {"inbox": DIR, "connection": {...}, "args": [...], "as": BYTES, "cpu": SECONDS, "disk": BYTES}
@@ -251,8 +251,10 @@ def _reaper_main(conn: socket.socket, req: dict) -> None:
 
 
 # -- the server ------------------------------------------------------------------------------------------
-def preload(module: str) -> None:
-    """Import what every grading kernel imports; run nothing (no tensor op, no CUDA, no thread pool)."""
+def preload() -> None:
+    """Import what every grading kernel imports; run nothing (no tensor op, no CUDA, no thread pool). Not the
+    grader's kernel side (cnngrader.kernel): it captures the kernel's IPython shell and torch as they are when it
+    is imported, so each kernel imports it itself (ipykernel's exec_lines), before any student code."""
     import pdb  # noqa: F401 (imported so that forked kernels need not)
     import sqlite3  # noqa: F401 (IPython's history)
 
@@ -271,8 +273,6 @@ def preload(module: str) -> None:
 
     import cnnlib  # noqa: F401
 
-    if module:
-        __import__(module)
     if torch.cuda.is_initialized():
         raise RuntimeError("CUDA was initialised before fork")
     if not single_threaded():
@@ -330,7 +330,7 @@ def serve(path: str) -> None:
 
 def main(argv: list[str]) -> None:
     opts = dict(arg.partition("=")[::2] for arg in argv)
-    preload(opts.get("--preimport", ""))
+    preload()
     serve(opts["--socket"])
 
 
