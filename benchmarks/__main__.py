@@ -7,6 +7,7 @@
     python -m benchmarks --only similarity    # the similarity report on a generated class of 1,000
     python -m benchmarks --only loop,listing  # a notebook whose corr2d never returns; listing 1,000 vs 4,000 files
     python -m benchmarks --only cluster       # Dask's overhead per grading job against the local pool
+    python -m benchmarks --only zygote        # forked sandboxed kernels against fresh ones (a few minutes)
 """
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from . import book, cluster, fair_share, grading, listing, ops, similarity, training
+from . import book, cluster, fair_share, grading, listing, ops, similarity, training, zygote
 from .machine import machine_info, versions
 from .report import Skipped, table, write_json
 
-SECTIONS = ("ops", "train", "grade", "loop", "listing", "share", "book", "similarity", "cluster")
+SECTIONS = ("ops", "train", "grade", "loop", "listing", "share", "book", "similarity", "cluster", "zygote")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -118,6 +119,10 @@ def main(argv=None) -> int:
         results, skipped = results + r, skipped + s
     if "cluster" in sections:
         r, s = cluster.run(log=log)
+        results, skipped = results + r, skipped + s
+
+    if "zygote" in sections:
+        r, s = zygote.run(log=log)
         results, skipped = results + r, skipped + s
 
     seconds = time.perf_counter() - t0

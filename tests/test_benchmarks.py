@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a top-level package, not installed
 from benchmarks import __main__ as bench_main
-from benchmarks import cluster, grading, listing, training
+from benchmarks import cluster, grading, listing, training, zygote
 from benchmarks.report import Result, Skipped, table
 from benchmarks.timing import Timing, calls_per_sample, compare, paired_ratio
 
@@ -110,6 +110,25 @@ def test_grading_part_skips_cleanly_without_assignments(tmp_path, monkeypatch):
     results, skipped = grading.run(students=8, jobs=2, log=lambda m: None)
     assert results == []
     assert len(skipped) == 1 and not skipped[0].failed and "missing" in skipped[0].reason
+
+
+def test_zygote_part_skips_cleanly_without_assignments(tmp_path, monkeypatch):
+    monkeypatch.setattr(grading, "REPO", tmp_path)  # zygote.run asks grading.missing() first
+    results, skipped = zygote.run(log=lambda m: None)
+    assert results == [] and len(skipped) == 1 and not skipped[0].failed
+
+
+def test_zygote_part_ratios_come_from_the_measured_runs():
+    def runs(per_notebook: float, notebooks: int) -> dict:
+        return {"wall_s": per_notebook * notebooks + 1, "notebooks": notebooks, "execute_s": per_notebook * notebooks}
+
+    figures = {mode: {"solutions": runs(s, 6), "a2": runs(s, 1), "student": runs(s, 6)}
+               for mode, s in (("fresh", 3.0), ("warm spare", 2.0), ("forked", 0.75))}
+    got = {r.name: r for r in zygote._results(figures, load=0.5)}
+    ratio = got["fresh sandboxed kernel / forked kernel, seconds per notebook (six solutions)"]
+    assert ratio.value == pytest.approx(4.0) and ratio.met
+    assert got["seconds, solution of 02_cross_correlation alone, forked kernel"].met
+    assert got["seconds, one student's six notebooks executed, forked kernels"].value == pytest.approx(4.5)
 
 
 def test_listing_part_on_small_folders(monkeypatch):

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 # configuration key -> (pid of the process that started it, the spare's manager)
 _SPARES: dict[tuple, tuple[int, "SandboxedKernelManager"]] = {}
 _CLEANUP_FOR: set[int] = set()  # pids that registered stop_spares at their exit
+STOP_HOOKS: list = []  # more that stop_zygote() stops (forked_kernel.py's sandboxed zygotes)
 
 
 def stop_zygote() -> None:
@@ -62,6 +63,8 @@ def stop_zygote() -> None:
     until exit) and its warm spare sandboxed kernels."""
     zygote.stop()
     stop_spares()
+    for hook in STOP_HOOKS:
+        hook()
 
 
 def stop_spares() -> None:
