@@ -18,6 +18,7 @@ help:
 	@echo "make exercises  rebuild solutions/ from assignments/, then exercises/ (student versions) from them"
 	@echo "make grade      autograde new or changed submissions in submitted/, write feedback/, grades.csv and reports/"
 	@echo "                (JOBS=N: N workers; STUDENT=a,b / ASSIGNMENT=id,id: only those; FORCE=1: regrade all; UNSAFE=1: no sandbox)"
+	@echo "                (PROGRESS=bar|log|off: a progress bar on stderr, a line a minute, or nothing; default: bar on a terminal)"
 	@echo "make similarity which submissions share code, with each other and the course's sources: reports/similarity/"
 	@echo "                (instructor only; ASSIGNMENT=id,id: only those; EARLIER=dir: earlier terms' submissions too)"
 	@echo "make bench      run benchmarks/ and write benchmarks/results.json (BENCH=\"--only ops,train\" for part)"
@@ -64,7 +65,7 @@ exercises: $(STAMP)
 
 grade: $(STAMP)
 	$(PY) -m cnngrader.pipeline grade --jobs $(JOBS) $(if $(UNSAFE),--unsandboxed) $(if $(FORCE),--force) \
-	  $(if $(STUDENT),--student "$(STUDENT)") $(ASSIGNMENT)
+	  $(if $(STUDENT),--student "$(STUDENT)") $(if $(PROGRESS),--progress $(PROGRESS)) $(ASSIGNMENT)
 
 .PHONY: similarity
 similarity: $(STAMP)

@@ -6,7 +6,8 @@
    processes, each with its own copy of the gradebook;
 3. record (record.py): as soon as a submission has run, this process writes it into the gradebook
    (nbgrader's autograde with the outputs replayed), the gradebook's only writer; recording
-   overlaps the workers' execution of the next submissions;
+   overlaps the workers' execution of the next submissions, and a progress bar (progress.py)
+   counts each submission there;
 4. feedback (feedback.py): for the submissions whose gradebook grades changed;
 5. export (export.py): grades.csv;
 6. report (report.py): reports/.
@@ -35,6 +36,7 @@ from cnngrader.pipeline.feedback import write_feedback
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.plan import find_submissions, plan, ready_gradebook
 from cnngrader.pipeline.prepare import prepare_submission
+from cnngrader.pipeline.progress import Progress, rate_text
 from cnngrader.pipeline.record import Recorder
 from cnngrader.pipeline.report import write_report
 from cnngrader.pipeline.sandbox import check_available
@@ -59,6 +61,7 @@ class GradeResult:
     seconds: dict[str, float] = field(default_factory=dict)
     execute_seconds: dict[Submission, float] = field(default_factory=dict)  # one submission's execution
     failures: list[str] = field(default_factory=list)  # submissions nbgrader could not grade (not student errors)
+    lost: list[str] = field(default_factory=list)  # "student/assignment: why": graded, but the kernel was lost
     grades_csv: Path | None = None
     report_dir: Path | None = None
     sandboxed: bool = True  # False: kernels ran without a sandbox (the unsafe flag)
@@ -105,6 +108,7 @@ def grade_course(
     config: Config | None = None,
     course: Course | None = None,
     force: bool = False,
+    progress: str = "auto",
     **paths: str | Path,
 ) -> GradeResult:
     """Grade the new and changed submissions in root/submitted/<student>/<assignment>/ (all of
@@ -116,6 +120,7 @@ def grade_course(
     autograded submission whose grades changed, root/grades.csv and root/reports/ (report=True).
     `config` is merged over the course configuration (tests use it for a short Execute.timeout);
     `paths` are CourseDirectory overrides. The gradebook, grades.csv and feedback do not depend on `jobs`.
+    `progress` is how the run shows its progress (progress.MODES: a bar on a terminal by default).
     """
     t_start = time.perf_counter()
     cfg = run_config(root, course, config, **paths)
@@ -135,10 +140,13 @@ def grade_course(
             source_db = phase1_db(where, {a for _, a in planned.todo}, work)
         result.failures.extend(planned.failures)
         with Workers(result.jobs) as workers:
-            recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures)
-            with result.timed("execute"):  # wall time, recording included
+            shown = Progress(len(planned.todo), mode=progress)
+            recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures,
+                                progress=shown)
+            with result.timed("execute"), shown:  # wall time, recording included
                 for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
                     recorder(outcome)
+            result.lost = shown.lost
             result.seconds["record"] = recorder.seconds
             if feedback:
                 with result.timed("feedback"):
@@ -155,7 +163,8 @@ def grade_course(
 
 
 def summary(result: GradeResult) -> str:
-    """What a run did, for the terminal: each graded notebook's time, the up-to-date ones, the outputs."""
+    """What a run did, for the terminal: each graded notebook's time, the up-to-date ones, the outputs, the
+    failures, and last the rate in notebooks per minute."""
     students = sorted({s for s, _ in result.submissions})
     lines = [] if result.sandboxed else [f"WARNING: {UNSANDBOXED}"]
     if result.submissions:
@@ -181,4 +190,9 @@ def summary(result: GradeResult) -> str:
         lines.append(f"  report: {result.report_dir / 'report.md'}")
     for failure in result.failures:
         lines.append(f"  FAILED {failure}")
+    for lost in result.lost:
+        lines.append(f"  KERNEL LOST {lost} (graded: the cells after the loss score 0)")
+    # last, so that a log's last line says it: notebooks graded over the whole run's wall time
+    total = result.seconds.get("total", 0)
+    lines.append(f"  {result.notebooks} notebook(s) in {total:.1f} s: {rate_text(result.notebooks, total)}")
     return "\n".join(lines)

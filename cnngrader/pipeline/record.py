@@ -18,6 +18,7 @@ from traitlets.config import Config
 
 from cnngrader.pipeline.cache import Cache, Submission
 from cnngrader.pipeline.config import coursedir, last_line, run_app
+from cnngrader.pipeline.progress import Progress, kernel_lost
 from cnngrader.pipeline.workers import EXECUTE, Outcome
 
 log = logging.getLogger("cnngrader.pipeline")
@@ -44,7 +45,8 @@ def _name(p) -> str:
 
 @dataclass
 class Recorder:
-    """Records each Outcome of the execute step as it comes; what it did is in its fields."""
+    """Records each Outcome of the execute step as it comes; what it did is in its fields. Every Outcome,
+    executed here or elsewhere, passes through here once: `progress` counts it (progress.py)."""
 
     cfg: Config
     work: Path
@@ -53,6 +55,7 @@ class Recorder:
     execute_seconds: dict[Submission, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0  # spent recording
+    progress: Progress = field(default_factory=lambda: Progress(0, mode="off"))
 
     def __call__(self, outcome: Outcome) -> None:
         sid, aid, sec, error = outcome
@@ -60,6 +63,7 @@ class Recorder:
         if error:  # could not be executed: reported, not recorded
             self.failures.append(f"execute {sid}/{aid}: {last_line(error)}")
             log.error("executing %s/%s failed:\n%s", sid, aid, error)
+            self.progress.update((sid, aid), failed="could not be executed")
             return
         t0 = time.perf_counter()
         error = record_one(self.cfg, self.work, sid, aid)
@@ -67,6 +71,8 @@ class Recorder:
         if error:
             self.failures.append(f"record {sid}/{aid}: {last_line(error)}")
             log.error("recording %s/%s failed:\n%s", sid, aid, error)
+            self.progress.update((sid, aid), failed="could not be recorded")
             return
         self.cache.graded((sid, aid), self.digests[(sid, aid)], sec)
         log.info("graded %s/%s in %.1f s", sid, aid, sec)
+        self.progress.update((sid, aid), lost=kernel_lost(self.work / "executed" / sid / aid))
