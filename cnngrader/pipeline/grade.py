@@ -120,8 +120,7 @@ def grade_course(
     autograded submission whose grades changed, root/grades.csv and root/reports/ (report=True).
     `config` is merged over the course configuration (tests use it for a short Execute.timeout);
     `paths` are CourseDirectory overrides. The gradebook, grades.csv and feedback do not depend on `jobs`.
-    `progress` is how the run shows its progress (progress.MODES: a bar on a terminal by default).
-    """
+    `progress`: how the run shows its progress (progress.MODES: a bar on a terminal by default)."""
     t_start = time.perf_counter()
     cfg = run_config(root, course, config, **paths)
     where = CoursePaths.from_config(cfg)
@@ -140,13 +139,12 @@ def grade_course(
             source_db = phase1_db(where, {a for _, a in planned.todo}, work)
         result.failures.extend(planned.failures)
         with Workers(result.jobs) as workers:
-            shown = Progress(len(planned.todo), mode=progress)
             recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures,
-                                progress=shown)
-            with result.timed("execute"), shown:  # wall time, recording included
+                                progress=Progress(len(planned.todo), mode=progress))
+            with result.timed("execute"), recorder.progress:  # wall time, recording included
                 for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
                     recorder(outcome)
-            result.lost = shown.lost
+            result.lost = recorder.progress.lost
             result.seconds["record"] = recorder.seconds
             if feedback:
                 with result.timed("feedback"):
