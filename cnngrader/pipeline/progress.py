@@ -133,7 +133,7 @@ class Progress:
                 total=self.total, file=self.stream or sys.stderr, desc="grading", unit="notebook",
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} notebooks "
                            "[{elapsed}<{remaining}{postfix}]", dynamic_ncols=True))
-            self._bar.set_postfix_str("0 failures", refresh=False)
+            self._bar.set_postfix_str("0 failure(s)", refresh=False)
             # the log lines on the console (the root logger's) print above the bar instead of through it
             self._stack.enter_context(logging_redirect_tqdm())
         return self
