@@ -4,9 +4,10 @@ record step (record.py) takes each result, wherever it was executed.
 A notebook counts as a failure when
 - its grading failed: it could not be executed (the kernel never started, nbgrader raised) or not recorded
   into the gradebook; it has no grade from this run (the summary's FAILED lines say why);
-- or its kernel was lost: it died (a crash, a memory bomb), was killed at the notebook's time limit, or
-  stopped answering after a timeout. The notebook is graded (the cells before the loss keep their scores,
-  the rest score 0), but the instructor will want to look at it: the summary lists it.
+- or its kernel was lost: it died (os._exit, a segfault, a kill by the sandbox), was killed at the
+  notebook's time limit, or stopped answering after a timeout. The notebook is graded (the cells before
+  the loss keep their scores, the rest score 0), but the instructor will want to look at it: the summary
+  lists it.
 A cell that ran past its limit and was interrupted, or a failing check, is not a failure: it is a grade.
 
 How it shows (`mode`):
