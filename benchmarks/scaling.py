@@ -11,6 +11,8 @@ The model (one job per core, every job the same size, the jobs spread evenly):
 The three overlap; the slowest bounds the run, and the other two add one notebook each (the first
 result must be computed before it is recorded, the last recorded after it is computed):
 wall = max(compute + record_1, record + compute_1, scheduler + compute_1 + record_1).
+Not modelled: what a run does before and after grading (prepare, feedback, grades.csv, reports; `jobs`
+reports their seconds in its detail), the network, and stragglers (a notebook at its 600 s limit).
 
 The per-job overhead on a worker is a parameter: by default the local pool's measured cost per job
 (dispatch_overhead); give the Dask job overhead measured on a cluster with `--job-overhead`.
