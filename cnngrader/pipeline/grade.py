@@ -141,7 +141,7 @@ def grade_course(
         with Workers(result.jobs) as workers:
             recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures,
                                 progress=Progress(len(planned.todo), mode=progress))
-            with result.timed("execute"), recorder.progress:  # wall time, recording included
+            with result.timed("execute"), recorder.progress, recorder:  # wall time, recording included
                 for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
                     recorder(outcome)
             result.lost = recorder.progress.lost

@@ -127,8 +127,8 @@ class Progress:
     def __enter__(self) -> Progress:
         self._start = self._last_line = self.clock()
         if self.shown == "bar" and self.total:
-            from tqdm import tqdm
-            from tqdm.contrib.logging import logging_redirect_tqdm
+            from tqdm import tqdm  # only a run shown on a terminal draws a bar: logs and tests need no tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm  # likewise
 
             self._bar = self._stack.enter_context(tqdm(
                 total=self.total, file=self.stream or sys.stderr, desc="grading", unit="notebook",

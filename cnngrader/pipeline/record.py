@@ -3,7 +3,9 @@
 nbgrader's Autograde converter runs again in the grading directory with ReplayExecute in place of
 GradingExecute, so IgnorePattern, LimitOutput, SaveAutoGrades and AssignLatePenalties write the
 gradebook exactly as a plain `nbgrader autograde` would; this process is the gradebook's only writer.
-Recording overlaps the workers' execution of the next submissions.
+Recording overlaps the workers' execution of the next submissions. What does not depend on the
+submission (the gradebook's database engine, the metadata schema's check) is made once per Recorder
+(record_cache.py): close() the Recorder when the execute step ends.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from traitlets.config import Config
 from cnngrader.pipeline.cache import Cache, Submission
 from cnngrader.pipeline.config import coursedir, last_line, run_app
 from cnngrader.pipeline.progress import Progress, kernel_lost
+from cnngrader.pipeline.record_cache import SharedEngines
 from cnngrader.pipeline.workers import EXECUTE, Outcome
 
 log = logging.getLogger("cnngrader.pipeline")
@@ -56,6 +59,8 @@ class Recorder:
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0  # spent recording
     progress: Progress = field(default_factory=lambda: Progress(0, mode="off"))
+    # one database engine for every submission this recorder writes (record_cache.py)
+    engines: SharedEngines = field(default_factory=SharedEngines, init=False, repr=False)
 
     def __call__(self, outcome: Outcome) -> None:
         sid, aid, sec, error = outcome
@@ -66,7 +71,8 @@ class Recorder:
             self.progress.update((sid, aid), failed="could not be executed")
             return
         t0 = time.perf_counter()
-        error = record_one(self.cfg, self.work, sid, aid)
+        with self.engines.active():
+            error = record_one(self.cfg, self.work, sid, aid)
         self.seconds += time.perf_counter() - t0
         if error:
             self.failures.append(f"record {sid}/{aid}: {last_line(error)}")
@@ -76,3 +82,13 @@ class Recorder:
         self.cache.graded((sid, aid), self.digests[(sid, aid)], sec)
         log.info("graded %s/%s in %.1f s", sid, aid, sec)
         self.progress.update((sid, aid), lost=kernel_lost(self.work / "executed" / sid / aid))
+
+    def close(self) -> None:
+        """Release the gradebook connections kept for the next submission (every record is already committed)."""
+        self.engines.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
