@@ -34,6 +34,8 @@ class Costs:
     record_s_per_notebook: float  # the head's serial record step (JOBS=N run), per notebook
     dispatch_s: float  # the local pool's own cost per job: submit -> result of a job that does nothing
     load_average: list  # (before JOBS=1, after JOBS=1, after JOBS=N), 1-minute load averages
+    # of record_s_per_notebook, the recording thread's CPU time: the cost without waits for a busy core or the disk
+    record_cpu_s_per_notebook: float | None = None
 
     @property
     def speedup(self) -> float:
@@ -116,6 +118,7 @@ def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped
         core_s_per_notebook=par.seconds["execute"] * jobs / n,
         record_s_per_notebook=par.seconds["record"] / n,
         dispatch_s=dispatch_overhead(jobs), load_average=loads,
+        record_cpu_s_per_notebook=par.record_cpu_seconds / n,
     )
     detail = {**asdict(costs), "cells_compared": len(grades_1), "grades_identical": True,
               "phases_serial": one.seconds, "phases_parallel": par.seconds, "cores": os.cpu_count()}
@@ -128,6 +131,8 @@ def run(students: int, jobs: int, log=print) -> tuple[list[Result], list[Skipped
                detail),
         Result("jobs", "seconds the head spends recording one notebook (serial, JOBS>1)", "-",
                costs.record_s_per_notebook, "s", None, detail),
+        Result("jobs", "of which CPU time of the recording thread, per notebook (JOBS>1)", "-",
+               costs.record_cpu_s_per_notebook, "s", None, detail),
         Result("jobs", f"local pool's cost per job (submit -> result of a no-op, JOBS={jobs})", "-",
                costs.dispatch_s, "s", None, detail),
     ]

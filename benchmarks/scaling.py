@@ -104,6 +104,16 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.0f} s"
 
 
+def _record_cpu(costs: dict, notebooks: int) -> str:
+    """The recording's own CPU time, where measured: the stage's cost on a head with a core of its own and a
+    fast disk (the model itself keeps the wall time measured here, waits for the busy cores included)."""
+    cpu = costs.get("record_cpu_s_per_notebook")
+    if cpu is None:
+        return ""
+    return (f", of which {cpu:.2f} s CPU time of the recording thread (recording {notebooks:,} notebooks on a core "
+            f"of its own, without waits for the disk: {_hours(notebooks * cpu)})")
+
+
 def table(model: Model, costs: dict, workers=WORKERS, cores: int = CORES_PER_WORKER) -> str:
     """The model's markdown table for 10,000 students x 6 notebooks, with the measured inputs above it."""
     n = STUDENTS * NOTEBOOKS_PER_STUDENT
@@ -121,7 +131,7 @@ def table(model: Model, costs: dict, workers=WORKERS, cores: int = CORES_PER_WOR
         f"- scheduler, serial per task: {model.scheduler_s_per_task * 1000:.1f} ms "
         f"({costs['scheduler_source']})",
         f"- recording on the machine that runs `make grade`, serial per notebook: "
-        f"{model.record_s_per_notebook:.2f} s",
+        f"{model.record_s_per_notebook:.2f} s" + _record_cpu(costs, n),
         "",
         f"| workers ({cores} cores each) | compute | recording (head, serial) | scheduler | wall time | bound by "
         "| scheduler's share |",

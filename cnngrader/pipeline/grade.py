@@ -59,6 +59,7 @@ class GradeResult:
     # phase -> seconds: prepare, execute (wall time of execution and recording, which overlap),
     # record (the part of it spent recording), feedback, export, report, and total
     seconds: dict[str, float] = field(default_factory=dict)
+    record_cpu_seconds: float = 0.0  # the recording's CPU time (record's wall time less waiting for a core or disk)
     execute_seconds: dict[Submission, float] = field(default_factory=dict)  # one submission's execution
     failures: list[str] = field(default_factory=list)  # submissions nbgrader could not grade (not student errors)
     lost: list[str] = field(default_factory=list)  # "student/assignment: why": graded, but the kernel was lost
@@ -146,6 +147,7 @@ def grade_course(
                     recorder(outcome)
             result.lost = recorder.progress.lost
             result.seconds["record"] = recorder.seconds
+            result.record_cpu_seconds = recorder.cpu_seconds
             if feedback:
                 with result.timed("feedback"):
                     graded_now = set(result.execute_seconds)

@@ -57,7 +57,8 @@ class Recorder:
     digests: dict[Submission, tuple[str, str]]
     execute_seconds: dict[Submission, float] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
-    seconds: float = 0.0  # spent recording
+    seconds: float = 0.0  # spent recording (wall-clock)
+    cpu_seconds: float = 0.0  # of which this thread's CPU time: what recording costs a core of its own
     progress: Progress = field(default_factory=lambda: Progress(0, mode="off"))
     # one database engine for every submission this recorder writes (record_cache.py)
     engines: SharedEngines = field(default_factory=SharedEngines, init=False, repr=False)
@@ -70,10 +71,11 @@ class Recorder:
             log.error("executing %s/%s failed:\n%s", sid, aid, error)
             self.progress.update((sid, aid), failed="could not be executed")
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         with self.engines.active():
             error = record_one(self.cfg, self.work, sid, aid)
         self.seconds += time.perf_counter() - t0
+        self.cpu_seconds += time.thread_time() - c0
         if error:
             self.failures.append(f"record {sid}/{aid}: {last_line(error)}")
             log.error("recording %s/%s failed:\n%s", sid, aid, error)
