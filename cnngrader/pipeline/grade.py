@@ -146,8 +146,7 @@ def grade_course(
                 for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
                     recorder(outcome)
             result.lost = recorder.progress.lost
-            result.seconds["record"] = recorder.seconds
-            result.record_cpu_seconds = recorder.cpu_seconds
+            result.seconds["record"], result.record_cpu_seconds = recorder.seconds, recorder.cpu_seconds
             if feedback:
                 with result.timed("feedback"):
                     graded_now = set(result.execute_seconds)
