@@ -21,6 +21,7 @@ help:
 	@echo "                (JOBS=N: N workers; STUDENT=a,b / ASSIGNMENT=id,id: only those; FORCE=1: regrade all; UNSAFE=1: no sandbox)"
 	@echo "                (CLUSTER=tls://host:8786: on the Dask workers of that scheduler, CERTS=dir: docs/cluster.md)"
 	@echo "make grade-worker CLUSTER=tls://host:8786  a Dask grading worker (WORKERS=N processes, GPU=1 on a GPU machine)"
+	@echo "                (PROGRESS=bar|log|off: a progress bar on stderr, a line a minute, or nothing; default: bar on a terminal)"
 	@echo "make similarity which submissions share code, with each other and the course's sources: reports/similarity/"
 	@echo "                (instructor only; ASSIGNMENT=id,id: only those; EARLIER=dir: earlier terms' submissions too)"
 	@echo "make bench      run benchmarks/ and write benchmarks/results.json (BENCH=\"--only ops,train\" for part)"
@@ -67,7 +68,8 @@ exercises: $(STAMP)
 
 grade: $(STAMP)
 	$(PY) -m cnngrader.pipeline grade --jobs $(JOBS) $(if $(UNSAFE),--unsandboxed) $(if $(FORCE),--force) \
-	  $(if $(STUDENT),--student "$(STUDENT)") $(if $(CLUSTER),--cluster "$(CLUSTER)" --certs "$(CERTS)") $(ASSIGNMENT)
+	  $(if $(STUDENT),--student "$(STUDENT)") $(if $(PROGRESS),--progress $(PROGRESS)) \
+	  $(if $(CLUSTER),--cluster "$(CLUSTER)" --certs "$(CERTS)") $(ASSIGNMENT)
 
 # One machine's Dask workers for `make grade CLUSTER=...`: one job per process (--nthreads 1), mutual TLS
 # with the course's certificates, encryption required on every connection (docs/cluster.md).

@@ -8,6 +8,8 @@
     python -m benchmarks --only loop,listing  # a notebook whose corr2d never returns; listing 1,000 vs 4,000 files
     python -m benchmarks --only cluster       # Dask's overhead per grading job against the local pool
     python -m benchmarks --only zygote        # forked sandboxed kernels against fresh ones (a few minutes)
+    python -m benchmarks --only jobs          # JOBS=2 against JOBS=1 on the same batch, identical grades
+    python -m benchmarks --only scaling       # the same, then 10,000 students on 1, 10 and 50 workers (a model)
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from pathlib import Path
 
 import torch
 
-from . import book, cluster, fair_share, grading, listing, ops, similarity, training, zygote
+from . import book, cluster, fair_share, grading, jobs, listing, ops, scaling, similarity, training, zygote
 from .machine import machine_info, versions
 from .report import Skipped, table, write_json
 
-SECTIONS = ("ops", "train", "grade", "loop", "listing", "share", "book", "similarity", "cluster", "zygote")
+SECTIONS = ("ops", "train", "grade", "loop", "jobs", "scaling", "listing", "share", "book", "similarity", "cluster",
+            "zygote")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -62,14 +65,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--class-size", type=int, default=1000,
                    help="generated students for the similarity report (default 1000)")
     p.add_argument("--jobs", type=int, default=2, help="workers for the parallel grading run (default 2)")
+    p.add_argument("--batch-students", type=int, default=2,
+                   help="students (six solution notebooks each) of the jobs and scaling sections (default 2)")
+    p.add_argument("--job-overhead", type=float, default=None, metavar="SECONDS",
+                   help="scaling: per-job overhead on a worker, e.g. Dask's measured one "
+                        "(default: the local pool's, measured)")
+    p.add_argument("--scheduler-overhead", type=float, default=None, metavar="SECONDS",
+                   help=f"scaling: the scheduler's serial time per task (default {scaling.DASK_SCHEDULER_S_PER_TASK}, "
+                        "Dask's documented figure)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be at least 1")
-    if args.students < 1 or args.jobs < 2:
-        p.error("--students must be at least 1 and --jobs at least 2")
+    if args.students < 1 or args.jobs < 2 or args.batch_students < 1:
+        p.error("--students and --batch-students must be at least 1 and --jobs at least 2")
+    if any(v is not None and v < 0 for v in (args.job_overhead, args.scheduler_overhead)):
+        p.error("--job-overhead and --scheduler-overhead are seconds, at least 0")
     return args
 
 
@@ -105,6 +118,11 @@ def main(argv=None) -> int:
             skipped.append(Skipped("loop", why))
         else:
             results.append(grading.looping(log))
+    if {"jobs", "scaling"} & set(sections):  # the scaling model is computed from the jobs run's costs
+        r, s, costs = jobs.run(args.batch_students, args.jobs, log=log)
+        results, skipped = results + (r if "jobs" in sections else []), skipped + s
+        if "scaling" in sections and costs is not None:
+            results += scaling.run(costs, args.job_overhead, args.scheduler_overhead, log=log)
     if "listing" in sections:
         r, s = listing.run(log=log)
         results, skipped = results + r, skipped + s

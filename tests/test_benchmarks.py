@@ -172,3 +172,75 @@ def test_quick_run_on_cuda(tmp_path):
     assert doc["machine"]["gpus"] and doc["results"]
     assert all(r["device"].startswith("cuda") for r in doc["results"])
     assert all(r["value"] > 0 for r in doc["results"])
+
+
+def test_scaling_model_bounds_and_shares():
+    from benchmarks.scaling import Model
+
+    m = Model(core_s_per_notebook=3.0, record_s_per_notebook=0.1, job_overhead_s=0.01, scheduler_s_per_task=0.001)
+    one = m.wall(1, cores=8, notebooks=60_000)
+    assert one["compute"] == pytest.approx(7500 * 3.01) and one["bound"] == "compute"
+    assert one["wall"] == pytest.approx(7500 * 3.01 + 0.1)
+    assert one["scheduler"] == pytest.approx(60.0) and one["scheduler_share"] == pytest.approx(60.0 / one["wall"])
+    fifty = m.wall(50, cores=8, notebooks=60_000)  # 400 cores: 150 notebooks each, 451.5 s; recording 6,000 s
+    assert fifty["bound"] == "record" and fifty["wall"] == pytest.approx(6000 + 3.01)
+    fast = Model(3.0, 0.0, 0.0, scheduler_s_per_task=0.5).wall(50, notebooks=60_000)
+    assert fast["bound"] == "scheduler" and fast["scheduler_share"] == pytest.approx(30_000 / (30_000 + 3.0))
+    assert m.wall(3, cores=2, notebooks=7)["compute"] == pytest.approx(2 * 3.01)  # ceil(7 / 6) notebooks a core
+    with pytest.raises(ValueError, match="job_overhead_s must be a finite number"):
+        Model(3.0, 0.1, float("nan"))
+    with pytest.raises(ValueError, match="workers, cores and notebooks"):
+        m.wall(0)
+
+
+def test_scaling_table_and_rows(tmp_path):
+    from benchmarks.jobs import Costs
+    from benchmarks.scaling import run
+
+    costs = Costs(notebooks=12, jobs=2, serial_s=40.0, parallel_s=22.0, execute_s_per_notebook=3.0,
+                  core_s_per_notebook=3.5, record_s_per_notebook=0.2, dispatch_s=0.002, load_average=[1.0, 1.1, 1.2])
+    out = tmp_path / "scaling.md"
+    rows = run(costs, out=out, log=lambda *a: None)
+    text = out.read_text()
+    assert "10,000 students x 6 notebooks" in text and "| 50 |" in text and "speedup 1.82x" in text
+    assert "Dask's documented ~1 ms per task, https://distributed.dask.org/en/latest/" in text
+    walls = [r for r in rows if r.name.startswith("wall time")]
+    assert [r.unit for r in walls] == ["s"] * 3 and walls[0].value > walls[1].value >= walls[2].value
+    given = run(costs, job_overhead=0.05, scheduler_overhead=0.002, out=out, log=lambda *a: None)
+    assert given[0].detail["model"]["job_overhead_s"] == 0.05 and "given with --job-overhead" in out.read_text()
+
+
+def test_dispatch_overhead_of_the_local_pool():
+    from benchmarks.scaling import dispatch_overhead
+
+    seconds = dispatch_overhead(jobs=2, count=5, payload={"a": 1})
+    assert 0 < seconds < 5
+
+
+def test_grades_csv_compares_scores_not_dates(tmp_path):
+    from benchmarks.jobs import grades_csv
+
+    head = "assignment,duedate,timestamp,student_id,last_name,first_name,email,raw_score,late_submission_penalty," \
+           "score,max_score,status\n"
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text(head + "01,,2026-01-01,ann,,,,3,0,3,4,graded\n")
+    b.write_text(head + "01,,2026-01-02,ann,,,,3,0,3,4,graded\n")
+    assert grades_csv(a) == grades_csv(b) == [("ann", "01", "3", "3", "4", "graded")]
+    b.write_text(head + "01,,2026-01-02,ann,,,,2,0,2,4,graded\n")
+    assert grades_csv(a) != grades_csv(b)
+
+
+def test_scaling_table_names_the_recording_cpu_time_where_measured(tmp_path):
+    from dataclasses import replace
+
+    from benchmarks.jobs import Costs
+    from benchmarks.scaling import run
+
+    costs = Costs(notebooks=12, jobs=2, serial_s=40.0, parallel_s=22.0, execute_s_per_notebook=3.0,
+                  core_s_per_notebook=3.5, record_s_per_notebook=0.2, dispatch_s=0.002, load_average=[1.0, 1.1, 1.2])
+    out = tmp_path / "scaling.md"
+    run(costs, out=out, log=lambda *a: None)
+    assert "CPU time of the recording thread" not in out.read_text()
+    run(replace(costs, record_cpu_s_per_notebook=0.05), out=out, log=lambda *a: None)
+    assert "0.20 s, of which 0.05 s CPU time of the recording thread" in out.read_text()
+    assert "on a core of its own, without waits for the disk: 0.83 h)" in out.read_text()  # 60,000 x 0.05 s = 3,000 s

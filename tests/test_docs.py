@@ -132,6 +132,13 @@ COMMANDS: dict[str, Run | NotRun] = {
     "make grade STUDENT=alice": Run(GRADE_VARIABLES, '"STUDENT=alice,bob"'),
     "make grade ASSIGNMENT=02_cross_correlation": Run(GRADE_VARIABLES, '"ASSIGNMENT=02_cross_correlation"'),
     "make grade FORCE=1": Run(GRADE_VARIABLES, '"FORCE=1"'),
+    "make grade PROGRESS=log": Run(GRADE_VARIABLES, '"PROGRESS=log"'),
+    'make bench BENCH="--only jobs"': NotRun(
+        "it grades twelve notebooks twice (minutes of both cores); tests/test_benchmarks.py runs the jobs section's "
+        "grade comparison and the scaling model on given costs"),
+    'make bench BENCH="--only scaling"': NotRun(
+        "it grades twelve notebooks twice before the model; tests/test_benchmarks.py computes the model and writes "
+        "its table from given costs"),
     # make -n: the variables reach the command line; tests/test_similarity.py runs that command line
     "make similarity": Run("tests/test_docs.py::test_make_similarity_passes_the_variables", '"make -n similarity"'),
     "make similarity ASSIGNMENT=02_cross_correlation EARLIER=~/cnn-2025/submitted": Run(
@@ -250,7 +257,7 @@ def test_make_similarity_passes_the_variables():
 
 
 @pytest.mark.parametrize("command, options", [
-    ("grade", ["--student", "--force", "--jobs", "--unsandboxed"]),
+    ("grade", ["--student", "--force", "--jobs", "--unsandboxed", "--progress"]),
     ("similarity", ["--root", "--earlier", "--threshold"]),
 ])
 def test_the_pipeline_command_line_has_the_options_the_guides_name(command, options):

@@ -9,6 +9,7 @@ assignment's folder (checks, answers) and the grader's code.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,15 @@ def test_unchanged_rerun_on_the_command_line(runs):
     assert "nothing graded" in out and "up to date, kept: 4 notebook(s)" in out
 
 
+def test_the_summary_ends_with_the_rate_and_a_log_gets_no_bar(runs):
+    rate = re.compile(r"  (\d+) notebook\(s\) in [0-9.]+ s: [0-9.]+ notebooks per minute")
+    last = rate.fullmatch(summary(runs.first).splitlines()[-1])
+    assert last and last.group(1) == "4"
+    cli = runs.cli.stderr.rstrip().splitlines()[-1]  # the command line's stderr is a pipe, not a terminal
+    assert rate.fullmatch(cli) and cli.startswith("  0 notebook(s)"), runs.cli.stderr
+    assert "\r" not in runs.cli.stderr and "%|" not in runs.cli.stderr  # no progress bar in a log
+
+
 def test_a_changed_notebook_is_regraded(runs):
     assert runs.changed.failures == []
     assert runs.changed.submissions == [("inc01", AIDS[1])]
@@ -166,10 +176,11 @@ def test_force_regrades_all(runs):
 
 
 def test_make_grade_passes_the_variables():
-    cmd = ["make", "-n", "grade", "STUDENT=alice,bob", "ASSIGNMENT=02_cross_correlation", "FORCE=1", "JOBS=2"]
+    cmd = ["make", "-n", "grade", "STUDENT=alice,bob", "ASSIGNMENT=02_cross_correlation", "FORCE=1", "JOBS=2",
+           "PROGRESS=log"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60).stdout.replace("\\\n", " ")
     line = next(line for line in out.splitlines() if "cnngrader.pipeline grade" in line)
     assert "--force" in line and '--student "alice,bob"' in line and line.rstrip().endswith("02_cross_correlation")
-    assert "--jobs 2" in line
+    assert "--jobs 2" in line and "--progress log" in line
     plain = subprocess.run(["make", "-n", "grade"], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
-    assert "--force" not in plain and "--student" not in plain
+    assert "--force" not in plain and "--student" not in plain and "--progress" not in plain

@@ -14,6 +14,7 @@ from traitlets.config import Config
 from cnngrader.course import ENV_VAR
 from cnngrader.pipeline.execute import GradingExecute
 from cnngrader.pipeline.kernel_start import stop_zygote
+from cnngrader.pipeline.progress import KERNEL_LOST
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ def test_sandboxed_kernel(tmp_path):
     pytest.importorskip("cnngrader.pipeline.sandbox").check_available()
     (tmp_path / "data.txt").write_text("from the submission\n")
     secret = Path(__file__).resolve().parents[1] / "solutions"
-    nb = new_notebook(cells=[
+    nb = new_notebook(metadata={KERNEL_LOST: "forged by the notebook"}, cells=[
         new_code_cell("import os\nprint(os.getuid())"),
         new_code_cell("print(open('data.txt').read(), end='')"),
         new_code_cell(f"print(sorted(os.listdir({str(secret)!r})))"),
@@ -80,6 +81,7 @@ def test_sandboxed_kernel(tmp_path):
     assert _outputs(nb.cells[0]) == ["65534\n"]
     assert _outputs(nb.cells[1]) == ["from the submission\n"]
     assert [o.ename for o in nb.cells[2].outputs] == ["FileNotFoundError"]
+    assert KERNEL_LOST not in nb.metadata
     nbformat.validate(nb)
 
 
@@ -92,6 +94,7 @@ def test_notebook_timeout(tmp_path):
     assert _outputs(nb.cells[0]) == ["done\n"]
     assert [o.ename for o in nb.cells[1].outputs if o.output_type == "error"] == ["NotebookTimeout"]
     assert [o.ename for o in nb.cells[2].outputs] == ["NotRun"] and "(5 s)" in nb.cells[2].outputs[0].evalue
+    assert nb.metadata[KERNEL_LOST] == "the notebook ran past its time limit (5 s)"  # the progress counts it
     nbformat.validate(nb)
 
 

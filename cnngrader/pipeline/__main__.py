@@ -1,7 +1,8 @@
 """The instructor's command line (`make exercises` and `make grade` call it).
 
     python -m cnngrader.pipeline generate [ASSIGNMENT ...]        # assignments/ -> solutions/ -> exercises/
-    python -m cnngrader.pipeline grade [--jobs N] [--student S] [--force] [--cluster tls://HOST:8786] [ASSIGNMENT ...]
+    python -m cnngrader.pipeline grade [--jobs N] [--student S] [--force] [--progress MODE] [--cluster tls://HOST:8786]
+                                                                  [ASSIGNMENT ...]
                                                                   # submitted/ -> grades.csv, feedback/, reports/
     python -m cnngrader.pipeline report                           # reports/ from the gradebook
     python -m cnngrader.pipeline similarity [--earlier DIR] [ASSIGNMENT ...]
@@ -25,6 +26,7 @@ from cnngrader.pipeline.cluster import ClusterLost, ClusterRefused
 from cnngrader.pipeline.config import CoursePaths, course_config
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.grade import grade_course, summary
+from cnngrader.pipeline.progress import MODES
 from cnngrader.pipeline.report import write_report
 from cnngrader.pipeline.sandbox import SandboxUnavailable
 from cnngrader.pipeline.similarity import write_similarity
@@ -49,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="grading directory holding submitted/ (default: the course directory)")
     p.add_argument("--student", action="append", help="grade only this student (repeatable; or comma-separated)")
     p.add_argument("--no-feedback", action="store_true")
+    p.add_argument("--progress", choices=MODES, default="auto",
+                   help="a progress bar on stderr (bar), a line a minute (log) or nothing (off); "
+                        "default auto: the bar on a terminal, else the lines")
     p.add_argument("--unsandboxed", action="store_true",
                    help="UNSAFE: run kernels without a sandbox (where bubblewrap or user namespaces are missing)")
     p.add_argument("--cluster", help="execute on the Dask cluster of this scheduler, tls://HOST:8786 (docs/cluster.md)")
@@ -102,7 +107,7 @@ def _grade(args: argparse.Namespace, course: Course) -> int:
     try:
         result = grade_course(args.root, jobs=args.jobs, students=_ids(args.student), course=course, config=config,
                               assignments=_ids(args.assignments), feedback=not args.no_feedback, force=args.force,
-                              cluster=args.cluster or None)
+                              progress=args.progress, cluster=args.cluster or None)
     except (SandboxUnavailable, ClusterRefused) as e:
         log.error("%s", e)
         return 2

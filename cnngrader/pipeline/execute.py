@@ -56,6 +56,7 @@ from cnngrader.grading.runners import KernelGone
 from cnngrader.pipeline import credit, verdict
 from cnngrader.pipeline.forked_kernel import ForkedKernelManager
 from cnngrader.pipeline.kernel_start import GradingKernelManager, SandboxedKernelManager
+from cnngrader.pipeline.progress import KERNEL_LOST
 from cnngrader.pipeline.sandbox import INBOX_INSIDE, INIT_INSIDE, SUBMISSION, Limits, check_available
 
 _REQUEST_HEAD = re.compile(r'\{(?:"limit":([0-9.]+),)?"name":"(\w+)"')
@@ -429,6 +430,11 @@ class GradingExecute(Execute):
                     lost = self._code_cell(index, cell, resources, hidden, trusted, lost)
             if timer is not None:
                 timer.cancel()
+            if lost is None and self._notebook_expired:
+                lost = self._expired()
+        self.nb.metadata.pop(KERNEL_LOST, None)  # a submitted notebook's own mark never counts
+        if lost is not None:
+            self.nb.metadata[KERNEL_LOST] = lost
         self.set_widgets_metadata()
         return self.nb, self.resources
 

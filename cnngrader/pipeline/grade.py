@@ -6,7 +6,8 @@
    processes, each with its own copy of the gradebook;
 3. record (record.py): as soon as a submission has run, this process writes it into the gradebook
    (nbgrader's autograde with the outputs replayed), the gradebook's only writer; recording
-   overlaps the workers' execution of the next submissions;
+   overlaps the workers' execution of the next submissions, and a progress bar (progress.py)
+   counts each submission there;
 4. feedback (feedback.py): for the submissions whose gradebook grades changed;
 5. export (export.py): grades.csv;
 6. report (report.py): reports/.
@@ -36,6 +37,7 @@ from cnngrader.pipeline.feedback import write_feedback
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.plan import find_submissions, plan, ready_gradebook
 from cnngrader.pipeline.prepare import prepare_submission
+from cnngrader.pipeline.progress import Progress, rate_text
 from cnngrader.pipeline.record import Recorder
 from cnngrader.pipeline.report import write_report
 from cnngrader.pipeline.sandbox import check_available
@@ -58,8 +60,10 @@ class GradeResult:
     # phase -> seconds: prepare, execute (wall time of execution and recording, which overlap),
     # record (the part of it spent recording), feedback, export, report, and total
     seconds: dict[str, float] = field(default_factory=dict)
+    record_cpu_seconds: float = 0.0  # the recording's CPU time (record's wall time less waiting for a core or disk)
     execute_seconds: dict[Submission, float] = field(default_factory=dict)  # one submission's execution
     failures: list[str] = field(default_factory=list)  # submissions nbgrader could not grade (not student errors)
+    lost: list[str] = field(default_factory=list)  # "student/assignment: why": graded, but the kernel was lost
     grades_csv: Path | None = None
     report_dir: Path | None = None
     sandboxed: bool = True  # False: kernels ran without a sandbox (the unsafe flag)
@@ -108,6 +112,7 @@ def grade_course(
     course: Course | None = None,
     force: bool = False,
     cluster: str | None = None,
+    progress: str = "auto",
     **paths: str | Path,
 ) -> GradeResult:
     """Grade the new and changed submissions in root/submitted/<student>/<assignment>/ (all of
@@ -120,6 +125,7 @@ def grade_course(
     `config` is merged over the course configuration (tests use it for a short Execute.timeout);
     `paths` are CourseDirectory overrides. The gradebook, grades.csv and feedback do not depend on `jobs`.
     cluster: a Dask scheduler's address: the submissions execute on its workers (cluster.py), recorded here.
+    `progress`: how the run shows its progress (progress.MODES: a bar on a terminal by default).
     """
     t_start = time.perf_counter()
     cfg = run_config(root, course, config, **paths)
@@ -138,11 +144,13 @@ def grade_course(
             source_db = phase1_db(where, {a for _, a in planned.todo}, work)
         result.failures.extend(planned.failures)
         with ClusterWorkers(cluster, cfg, planned.digests) if cluster else Workers(result.jobs) as workers:
-            recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures)
-            with result.timed("execute"):  # wall time, recording included
+            recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures,
+                                progress=Progress(len(planned.todo), mode=progress))
+            with result.timed("execute"), recorder.progress, recorder:  # wall time, recording included
                 for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
                     recorder(outcome)
-            result.seconds["record"] = recorder.seconds
+            result.lost = recorder.progress.lost
+            result.seconds["record"], result.record_cpu_seconds = recorder.seconds, recorder.cpu_seconds
             if feedback:
                 with result.timed("feedback"):
                     graded_now = set(result.execute_seconds)
@@ -167,7 +175,8 @@ def _ready(cfg: Config, cluster: str | None) -> None:
 
 
 def summary(result: GradeResult) -> str:
-    """What a run did, for the terminal: each graded notebook's time, the up-to-date ones, the outputs."""
+    """What a run did, for the terminal: each graded notebook's time, the up-to-date ones, the outputs, the
+    failures, and last the rate in notebooks per minute."""
     students = sorted({s for s, _ in result.submissions})
     lines = [] if result.sandboxed else [f"WARNING: {UNSANDBOXED}"]
     if result.submissions:
@@ -194,4 +203,9 @@ def summary(result: GradeResult) -> str:
         lines.append(f"  report: {result.report_dir / 'report.md'}")
     for failure in result.failures:
         lines.append(f"  FAILED {failure}")
+    for lost in result.lost:
+        lines.append(f"  KERNEL LOST {lost} (graded: the cells after the loss score 0)")
+    # last, so that a log's last line says it: notebooks graded over the whole run's wall time
+    total = result.seconds.get("total", 0)
+    lines.append(f"  {result.notebooks} notebook(s) in {total:.1f} s: {rate_text(result.notebooks, total)}")
     return "\n".join(lines)
