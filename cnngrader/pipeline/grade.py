@@ -124,18 +124,16 @@ def grade_course(
     autograded submission whose grades changed, root/grades.csv and root/reports/ (report=True).
     `config` is merged over the course configuration (tests use it for a short Execute.timeout);
     `paths` are CourseDirectory overrides. The gradebook, grades.csv and feedback do not depend on `jobs`.
-    cluster: a Dask scheduler's address: the submissions execute on its workers (cluster.py), recorded here.
-    `progress`: how the run shows its progress (progress.MODES: a bar on a terminal by default).
-    """
+    `cluster`: a Dask scheduler's address: the submissions execute on its workers (cluster.py), recorded here.
+    `progress`: how the run shows its progress (progress.MODES: a bar on a terminal by default)."""
     t_start = time.perf_counter()
     cfg = run_config(root, course, config, **paths)
     where = CoursePaths.from_config(cfg)
-    sandboxed = sandbox_enabled(cfg)
     _ready(cfg, cluster)
     cache = Cache(where)
     planned = plan(where, cache, students, assignments, force)
-    result = GradeResult(root=where.root, jobs=max(1, int(jobs)), submissions=planned.todo, sandboxed=sandboxed,
-                         up_to_date=planned.kept, cluster=cluster)
+    result = GradeResult(root=where.root, jobs=max(1, int(jobs)), submissions=planned.todo,
+                         sandboxed=sandbox_enabled(cfg), up_to_date=planned.kept, cluster=cluster)
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
         work = Path(tmp)
         with result.timed("prepare"):
@@ -149,8 +147,8 @@ def grade_course(
             with result.timed("execute"), recorder.progress, recorder:  # wall time, recording included
                 for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
                     recorder(outcome)
-            result.lost = recorder.progress.lost
-            result.seconds["record"], result.record_cpu_seconds = recorder.seconds, recorder.cpu_seconds
+            result.lost, result.record_cpu_seconds = recorder.progress.lost, recorder.cpu_seconds
+            result.seconds["record"] = recorder.seconds
             if feedback:
                 with result.timed("feedback"):
                     graded_now = set(result.execute_seconds)

@@ -28,8 +28,10 @@ user namespace).
 Standard library only at the top: the preloads are imported in preload(), never by the grader.
 """
 import ctypes
+import importlib
 import json
 import os
+import resource
 import selectors
 import shutil
 import signal
@@ -164,8 +166,6 @@ def _become_kernel(req: dict, sysctl_dir: int) -> None:
     _close_fds(keep=(sysctl_dir,))
     os.setsid()
     drop_privileges(sysctl_dir)
-    import resource
-
     address_space = int(req.get("as") or 0)
     if address_space > 0:
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
@@ -250,28 +250,24 @@ def _reaper_main(conn: socket.socket, req: dict) -> None:
     os._exit(code)
 
 
+# What every grading kernel imports, imported once here. pdb, sqlite3 (IPython's history), debugpy (through
+# ipykernel.debugger, ~0.1 s of every start) and torch._dynamo (the meta device's first operator needs it) start
+# no thread.
+PRELOADS = (
+    "pdb", "sqlite3", "ipykernel.debugger", "ipykernel.ipkernel", "ipykernel.kernelapp", "IPython",
+    "IPython.core.completerlib", "IPython.core.debugger", "IPython.extensions.storemagic", "numpy", "torch",
+    "torch._dynamo", "torch.nn.functional", "tornado.platform.asyncio", "cnnlib",
+)
+
+
 # -- the server ------------------------------------------------------------------------------------------
 def preload() -> None:
     """Import what every grading kernel imports; run nothing (no tensor op, no CUDA, no thread pool). Not the
     grader's kernel side (cnngrader.kernel): it captures the kernel's IPython shell and torch as they are when it
     is imported, so each kernel imports it itself (ipykernel's exec_lines), before any student code."""
-    import pdb  # noqa: F401 (imported so that forked kernels need not)
-    import sqlite3  # noqa: F401 (IPython's history)
-
-    import ipykernel.debugger  # noqa: F401 (debugpy: ~0.1 s of every kernel's start)
-    import ipykernel.ipkernel  # noqa: F401
-    import ipykernel.kernelapp  # noqa: F401
-    import IPython  # noqa: F401
-    import IPython.core.completerlib  # noqa: F401
-    import IPython.core.debugger  # noqa: F401
-    import IPython.extensions.storemagic  # noqa: F401
-    import numpy  # noqa: F401
-    import torch
-    import torch._dynamo  # noqa: F401 (the meta device's first operator needs it; it starts no thread)
-    import torch.nn.functional  # noqa: F401
-    import tornado.platform.asyncio  # noqa: F401
-
-    import cnnlib  # noqa: F401
+    for name in PRELOADS:
+        importlib.import_module(name)
+    torch = sys.modules["torch"]
 
     if torch.cuda.is_initialized():
         raise RuntimeError("CUDA was initialised before fork")
