@@ -7,7 +7,8 @@ The model (one job per core, every job the same size, the jobs spread evenly):
 - scheduler: the scheduler handles tasks one after another, `scheduler_s_per_task` each (Dask's own
   figure: "Each task suffers about 1ms of overhead", https://distributed.dask.org/en/latest/), N in all;
 - record: the machine that runs `make grade` records every result into the gradebook itself, one after
-  another (record.py), at the measured seconds per notebook.
+  another (record.py), at the recording thread's measured CPU time per notebook (on a cluster the head only
+  records; the wall time measured on this machine also waits for the cores its kernels use).
 The three overlap; the slowest bounds the run, and the other two add one notebook each (the first
 result must be computed before it is recorded, the last recorded after it is computed):
 wall = max(compute + record_1, record + compute_1, scheduler + compute_1 + record_1).
@@ -104,14 +105,14 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds:.0f} s"
 
 
-def _record_cpu(costs: dict, notebooks: int) -> str:
-    """The recording's own CPU time, where measured: the stage's cost on a head with a core of its own and a
-    fast disk (the model itself keeps the wall time measured here, waits for the busy cores included)."""
+def _record_source(costs: dict) -> str:
+    """Which recording cost the model uses. On a cluster the head only records, so its CPU time is the cost, where
+    measured; the wall time measured here also waits for the cores that this machine's kernels were using."""
     cpu = costs.get("record_cpu_s_per_notebook")
     if cpu is None:
-        return ""
-    return (f", of which {cpu:.2f} s CPU time of the recording thread (recording {notebooks:,} notebooks on a core "
-            f"of its own, without waits for the disk: {_hours(notebooks * cpu)})")
+        return "the wall time measured here"
+    return (f"the recording thread's CPU time, as on a head with a core of its own; the wall time measured here, "
+            f"waits for the kernels' cores included, was {costs['record_s_per_notebook']:.2f} s")
 
 
 def table(model: Model, costs: dict, workers=WORKERS, cores: int = CORES_PER_WORKER) -> str:
@@ -131,7 +132,7 @@ def table(model: Model, costs: dict, workers=WORKERS, cores: int = CORES_PER_WOR
         f"- scheduler, serial per task: {model.scheduler_s_per_task * 1000:.1f} ms "
         f"({costs['scheduler_source']})",
         f"- recording on the machine that runs `make grade`, serial per notebook: "
-        f"{model.record_s_per_notebook:.2f} s" + _record_cpu(costs, n),
+        f"{model.record_s_per_notebook:.2f} s ({_record_source(costs)})",
         "",
         f"| workers ({cores} cores each) | compute | recording (head, serial) | scheduler | wall time | bound by "
         "| scheduler's share |",
@@ -147,7 +148,9 @@ def table(model: Model, costs: dict, workers=WORKERS, cores: int = CORES_PER_WOR
 def run(costs, job_overhead: float | None = None, scheduler_overhead: float | None = None,
         out: Path = OUT, log=print) -> list[Result]:
     """The model's rows from jobs.run's Costs; writes its markdown table to `out`."""
-    model = Model(core_s_per_notebook=costs.core_s_per_notebook, record_s_per_notebook=costs.record_s_per_notebook,
+    record_s = costs.record_s_per_notebook if costs.record_cpu_s_per_notebook is None \
+        else costs.record_cpu_s_per_notebook
+    model = Model(core_s_per_notebook=costs.core_s_per_notebook, record_s_per_notebook=record_s,
                   job_overhead_s=costs.dispatch_s if job_overhead is None else job_overhead,
                   scheduler_s_per_task=DASK_SCHEDULER_S_PER_TASK if scheduler_overhead is None
                   else scheduler_overhead)
