@@ -54,7 +54,7 @@ from cnngrader.cells import student_sources
 from cnngrader.grading.core import CALL_FLOOR, CALL_MULTIPLE
 from cnngrader.grading.runners import KernelGone
 from cnngrader.pipeline import credit, verdict
-from cnngrader.pipeline.forked_kernel import ForkedKernelManager
+from cnngrader.pipeline.forked_kernel import ForkedKernelManager, hidden_by_fresh_tmp
 from cnngrader.pipeline.kernel_start import GradingKernelManager, SandboxedKernelManager
 from cnngrader.pipeline.progress import KERNEL_LOST
 from cnngrader.pipeline.sandbox import INBOX_INSIDE, INIT_INSIDE, SUBMISSION, Limits, check_available
@@ -173,7 +173,11 @@ class GradingExecute(Execute):
     def create_kernel_manager(self):
         if self.sandbox and self.kernel_manager_class is GradingKernelManager:
             check_available()  # no silent fallback: raises SandboxUnavailable with what to install
-            self.kernel_manager_class = ForkedKernelManager if self.fork_kernels else SandboxedKernelManager
+            forked = self.fork_kernels and not hidden_by_fresh_tmp()
+            if self.fork_kernels and not forked:
+                self.log.warning("Fresh sandboxed kernels: a forked kernel's fresh /tmp would hide %s",
+                                 ", ".join(hidden_by_fresh_tmp()))
+            self.kernel_manager_class = ForkedKernelManager if forked else SandboxedKernelManager
         km = super().create_kernel_manager()
         if hasattr(km, "max_processes"):
             km.max_processes = self.max_processes

@@ -74,10 +74,19 @@ class _ZygoteBox(Sandbox):
         return args
 
 
+def hidden_by_fresh_tmp() -> list[str]:
+    """What a forked kernel needs (this Python, the course's sources) that lies under /tmp: each kernel mounts a
+    fresh /tmp, which would hide it. Fresh sandboxed kernels bind such paths over their /tmp instead."""
+    needed = {sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parents[2])}
+    return sorted(p for p in needed if Path(p).resolve().is_relative_to("/tmp"))
+
+
 class KernelZygote:
     """A running zygote (see the module docstring)."""
 
     def __init__(self, threads: int) -> None:
+        if hidden_by_fresh_tmp():
+            raise ZygoteUnavailable(f"forked kernels need these outside /tmp: {', '.join(hidden_by_fresh_tmp())}")
         self.spool = Path(tempfile.mkdtemp(prefix="cnn-zygote-"))  # mode 0700: the host's alone
         # the zygote's own: no RLIMIT_AS (a kernel could not raise it back to its own), no CPU budget (it lives
         # for the whole batch); each kernel's limits are its own cgroup's and rlimits
