@@ -102,3 +102,14 @@ def maxima(batch, student: str, automatic: bool = False) -> dict[str, float]:
     graded by hand waits for its grader, pending: no part of the automatic score)."""
     return {r["cell"]: r["max_score"] for r in batch.rows
             if r["student"] == student and (not automatic or r["cell"].startswith("hidden_"))}
+
+
+def connect_probe(port: int) -> str:
+    """Code that tries to reach the host's 127.0.0.1:port and prints, as JSON, "connected" or the error's name."""
+    return f"""import json, socket
+s = socket.socket(); s.settimeout(2)
+try:
+    s.connect(("127.0.0.1", {port})); r = "connected"
+except OSError as e:
+    r = type(e).__name__
+print(json.dumps(r))"""

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from nbtools import connect_probe
 
 from cnngrader.pipeline import sandbox as sb
 from cnngrader.pipeline.sandbox import Limits, Sandbox, SandboxUnavailable, check_available
@@ -53,13 +54,7 @@ def test_no_network_not_even_host_loopback():
     server.setblocking(False)
     port = server.getsockname()[1]
     try:
-        got = probe(f"""import json, socket
-s = socket.socket(); s.settimeout(2)
-try:
-    s.connect(("127.0.0.1", {port})); r = "connected"
-except OSError as e:
-    r = type(e).__name__
-print(json.dumps(r))""")
+        got = probe(connect_probe(port))
         assert got != "connected"
         with pytest.raises(BlockingIOError):
             server.accept()  # nothing arrived on the host's loopback

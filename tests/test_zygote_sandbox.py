@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from nbtools import connect_probe
 
 from cnngrader.pipeline import forked_kernel as fk
 from cnngrader.pipeline.forked_kernel import ForkedKernelManager
@@ -132,13 +133,7 @@ def test_no_network_not_even_host_loopback(tmp_path):
     server.listen(1)
     port = server.getsockname()[1]
     try:
-        got = probe(f"""import json, socket
-s = socket.socket(); s.settimeout(2)
-try:
-    s.connect(("127.0.0.1", {port})); r = "connected"
-except OSError as e:
-    r = type(e).__name__
-print(json.dumps(r))""", tmp_path)
+        got = probe(connect_probe(port), tmp_path)
     finally:
         server.close()
     assert got != "connected"
