@@ -26,7 +26,8 @@ def test_grading_falls_back_to_fresh_sandboxed_kernels(monkeypatch, caplog):
     except SandboxUnavailable as e:
         pytest.skip(str(e))
     monkeypatch.setattr(execute, "hidden_by_fresh_tmp", lambda: ["/tmp/course"])
-    ex = execute.GradingExecute(fork_kernels=True)
+    # Its own logger: an application left by an earlier test would otherwise own traitlets' default log.
+    ex = execute.GradingExecute(fork_kernels=True, log=logging.getLogger("cnngrader.test_fallback"))
     ex.nb = nbformat.v4.new_notebook()  # nbclient reads the kernel's name from the notebook
     with caplog.at_level(logging.WARNING):
         km = ex.create_kernel_manager()
