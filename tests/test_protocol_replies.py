@@ -55,10 +55,12 @@ def kernel(bend: Callable[[Any], Any] | None) -> Callable[[str], str]:
     """send(request) -> reply: the kernel side's answer on cnnlib's objects, bent by `bend` (None: honest)."""
     namespace = {name: getattr(cnnlib, name) for name in NAMES}
 
-    def send(request: str) -> str:
+    def send(request: str) -> str | list[str]:
         reply = answer(request, namespace)
-        if bend is None or json.loads(request)["op"] == "describe":
+        if bend is None or json.loads(request).get("op") == "describe":
             return reply
+        if isinstance(reply, list):  # a batch: each call's reply is bent
+            return [serialize.dumps(bend(serialize.loads(one))) for one in reply]
         return serialize.dumps(bend(serialize.loads(reply)))
 
     return send
@@ -99,3 +101,61 @@ def test_a_check_that_breaks_on_a_reply_names_the_check_and_what_broke():
     reason = check_verdict.checked("train_epoch", broken)
     assert reason.startswith("train_epoch could not be checked: the kernel's reply did not hold what the check")
     assert "AttributeError" in reason
+
+
+# A batch (several calls in one request) answered out of the protocol: not a list, or not one reply per call.
+BATCH_BENT: dict[str, Callable[[list], Any]] = {
+    "a string for the list": lambda replies: replies[0],
+    "one reply fewer than calls": lambda replies: replies[:-1],
+    "one reply more than calls": lambda replies: replies + replies[:1],
+    "no reply at all": lambda replies: [],
+}
+
+
+@pytest.mark.parametrize("bent", sorted(BATCH_BENT))
+def test_a_batch_out_of_the_protocol_is_a_zero_with_a_reason(bent):
+    namespace = {"corr2d": cnnlib.corr2d}
+
+    def send(request: str) -> Any:
+        reply = answer(request, namespace)
+        return BATCH_BENT[bent](reply) if isinstance(reply, list) else reply
+
+    (output,) = verdict.grade_cell(["corr2d"], send, SECRET, [], str(REPO))
+    assert output.ename == "GradingError", output
+    assert output.evalue == "corr2d could not be checked: the kernel's reply was not one per call", output.evalue
+
+
+def _wrong_then_gone(request: str, namespace: dict) -> Any:
+    """Every call of a batch answered, then the kernel said it was gone after the first two."""
+    from cnngrader.grading.runners import KernelGone
+
+    reply = answer(request, namespace)
+    if not isinstance(reply, list):
+        return reply
+    raise KernelGone("corr2d did not return within 5 s (its limit for one call)", reply[:2])
+
+
+def test_a_batch_cut_short_names_a_wrong_value_that_came_before_it():
+    def corr2d(X, K):  # wrong on every case: the first reply shows it
+        return _own_corr2d(X, K) + 1
+
+    (output,) = verdict.grade_cell(["corr2d"], lambda r: _wrong_then_gone(r, {"corr2d": corr2d}), SECRET, [],
+                                   str(REPO))
+    assert output.ename == "GradingError" and "did not return" not in output.evalue, output.evalue
+    assert "The smallest failing case" in output.evalue, output.evalue
+
+
+def test_a_batch_cut_short_after_right_values_says_what_did_not_return():
+    (output,) = verdict.grade_cell(["corr2d"], lambda r: _wrong_then_gone(r, {"corr2d": _own_corr2d}), SECRET, [],
+                                   str(REPO))
+    assert output.evalue == ("corr2d could not be checked: corr2d did not return within 5 s (its limit for one "
+                             "call)"), output.evalue
+
+
+def _own_corr2d(X, K):
+    h, w = K.shape
+    Y = X.new_zeros((X.shape[0] - h + 1, X.shape[1] - w + 1))
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i:i + h, j:j + w] * K).sum()
+    return Y

@@ -452,32 +452,39 @@ def combo_where(case: Case, device: Any, dtype: torch.dtype) -> str:
 
 
 def run_tensor_checks(name: str, runner: Any, cases: list[Case], forbidden: Forbidden) -> None:
-    """Every case on every device and dtype; report the smallest failing case of the first failing combination."""
+    """Every case on every device and dtype; report the smallest failing case of the first failing combination.
+    The calls go to the kernel in one batch; a call that did not return fails the check unless an earlier
+    one already did."""
     require_callable(name, runner)
     runner.limit = call_limit(cases)
-    first = None  # (reason, case, expected, got, warnings)
+    combos = [(device, dtype) for device in DEVICES for dtype in DTYPES]
+    calls = [([cap.to(a, device=device, dtype=dtype, copy=True) if type(a) is cap.Tensor else a for a in case.args],
+              case.kwargs) for device, dtype in combos for case in cases]
+    runs, gone = runner.call_batch(name, forbidden, calls)
+    first = None  # (reason, case, got, warnings)
     failing_combos = []
-    for device in DEVICES:
-        for dtype in DTYPES:
-            for case in cases:
-                args = [cap.to(a, device=device, dtype=dtype, copy=True) if type(a) is cap.Tensor else a
-                        for a in case.args]
-                run = runner.call(name, forbidden, args, case.kwargs)
-                reason = shortcut_reason(name, run)
-                if reason:
-                    fail(reason)  # at once; an error, below, is only this combination's reason
-                where = combo_where(case, device, dtype)
-                got = run.value if run.error is None else None
-                if run.error is not None:
-                    reason = error_reason(name, run, where)
-                else:
-                    reason = check_tensor_out(name, got, case.expected, dtype, device, where)
-                if reason:
-                    failing_combos.append(f"{dev(device)} {dt(dtype)}")
-                    if first is None:
-                        shown = got if type(got) is cap.Tensor and cap.dim(got) <= 3 and cap.numel(got) <= 200 else None
-                        first = (reason, case, shown, run.warned)
-                    break
+    for k, (device, dtype) in enumerate(combos):
+        for j, case in enumerate(cases):
+            if k * len(cases) + j >= len(runs):  # it did not return: no later call ran
+                if first is None:
+                    fail(gone or f"{name} could not be checked")
+                break
+            run = runs[k * len(cases) + j]
+            reason = shortcut_reason(name, run)
+            if reason:
+                fail(reason)  # at once; an error, below, is only this combination's reason
+            where = combo_where(case, device, dtype)
+            got = run.value if run.error is None else None
+            if run.error is not None:
+                reason = error_reason(name, run, where)
+            else:
+                reason = check_tensor_out(name, got, case.expected, dtype, device, where)
+            if reason:
+                failing_combos.append(f"{dev(device)} {dt(dtype)}")
+                if first is None:
+                    shown = got if type(got) is cap.Tensor and cap.dim(got) <= 3 and cap.numel(got) <= 200 else None
+                    first = (reason, case, shown, run.warned)
+                break
     if first is None:
         reason = meta_reason(name, runner, cases, forbidden)
         if reason:
@@ -504,14 +511,15 @@ def meta_reason(name: str, runner: Any, cases: list[Case], forbidden: Forbidden)
     inconclusive, the values were checked on the real devices. Meta operators are slow (many are written in
     Python), so three cases run: the smallest, a middle one and the largest."""
     picked = [cases[k] for k in sorted({0, len(cases) // 2, len(cases) - 1})] if cases else []
-    for case in picked:
-        args = [cap.to(a, device=META, dtype=torch.float32) if type(a) is cap.Tensor else a for a in case.args]
-        run, mixed = runner.call_meta(name, forbidden, args, case.kwargs)
+    calls = [([cap.to(a, device=META, dtype=torch.float32) if type(a) is cap.Tensor else a for a in case.args],
+              case.kwargs) for case in picked]
+    runs, gone = runner.call_meta_batch(name, forbidden, calls)
+    for case, (run, mixed) in zip(picked, runs):
         where = f"for {case.desc} with float32 inputs on the meta device (shapes and dtypes, no data)"
         reason = meta_verdict(name, run, mixed, where, shape(case.expected))
         if reason:
             return reason
-    return None
+    return gone
 
 
 def meta_verdict(name: str, run: Run, mixed: list, where: str, expected_shape: tuple) -> str | None:

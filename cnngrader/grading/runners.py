@@ -13,6 +13,8 @@ from typing import Any, Callable
 from cnngrader.grading.core import Forbidden, GradingError, Run
 from cnngrader.kernel import probes, serialize
 
+Calls = list[tuple[list, dict]]  # (args, kwargs) of each call of a batch
+
 
 class Runner:
     """The probes a check can ask for; secret: the run's secret (None: each check's fixed cases).
@@ -39,6 +41,23 @@ class Runner:
         more = {"count": True} if count else {}
         return Run.from_dict(self.ask("call", name, forbidden, args=args, kwargs=kwargs, seed=seed, **more))
 
+    def ask_batch(self, op: str, name: str, forbidden: Forbidden | None, batch: list[dict]) -> tuple[list, str | None]:
+        """ask(op, name, forbidden, **args) for each args of `batch`, in order: the replies, and None; or the
+        replies of the calls that returned before one did not, and why (the kernel died, or a call ran past its
+        limit)."""
+        return [self.ask(op, name, forbidden, **args) for args in batch], None
+
+    def call_batch(self, name: str, forbidden: Forbidden, calls: Calls) -> tuple[list[Run], str | None]:
+        """call() on each (args, kwargs), as ask_batch."""
+        outs, why = self.ask_batch("call", name, forbidden, [{"args": a, "kwargs": k} for a, k in calls])
+        return [Run.from_dict(out) for out in outs], why
+
+    def call_meta_batch(self, name: str, forbidden: Forbidden, calls: Calls) -> tuple[list[tuple[Run, list]],
+                                                                                     str | None]:
+        """call_meta() on each (args, kwargs), as ask_batch."""
+        outs, why = self.ask_batch("call_meta", name, forbidden, [{"args": a, "kwargs": k} for a, k in calls])
+        return [(Run.from_dict(out), _mixed(out)) for out in outs], why
+
     def call_meta(self, name: str, forbidden: Forbidden, args: list, kwargs: dict) -> tuple[Run, list]:
         """A call with the tensors on the meta device: its Run, and [operator, device] where a meta tensor
         met a tensor on another device ([] if none did)."""
@@ -53,10 +72,12 @@ class Runner:
         return Run.from_dict(out), _mixed(out)
 
     def layer(self, name: str, forbidden: Forbidden, **args: Any) -> dict:
-        out = self.ask("layer", name, forbidden, **args)
-        out["forward"] = Run.from_dict(out["forward"])
-        out["backward"] = None if out["backward"] is None else Run.from_dict(out["backward"])
-        return out
+        return _layer_out(self.ask("layer", name, forbidden, **args))
+
+    def layer_batch(self, name: str, forbidden: Forbidden, batch: list[dict]) -> tuple[list[dict], str | None]:
+        """layer() on each args of `batch`, as ask_batch."""
+        outs, why = self.ask_batch("layer", name, forbidden, batch)
+        return [_layer_out(out) for out in outs], why
 
     def model(self, name: str, forbidden: Forbidden, **args: Any) -> dict:
         out = self.ask("model", name, forbidden, **args)
@@ -70,6 +91,12 @@ class Runner:
         out["run"] = Run.from_dict(out["run"])
         out["mixed"] = _mixed(out)
         return out
+
+
+def _layer_out(out: dict) -> dict:
+    out["forward"] = Run.from_dict(out["forward"])
+    out["backward"] = None if out["backward"] is None else Run.from_dict(out["backward"])
+    return out
 
 
 def _mixed(out: Any) -> list:
@@ -98,7 +125,12 @@ class LocalRunner(Runner):
 
 
 class KernelGone(Exception):
-    """The kernel gave no reply: it died, hung or answered something else. The message says which."""
+    """The kernel gave no reply: it died, hung or answered something else. The message says which;
+    `partial`, the replies of a batch's calls that returned before that."""
+
+    def __init__(self, why: str, partial: list | None = None) -> None:
+        super().__init__(why)
+        self.partial = partial or []
 
 
 class RemoteRunner(Runner):
@@ -109,13 +141,34 @@ class RemoteRunner(Runner):
         self.send, self.secret = send, secret
 
     def ask(self, op: str, name: str, forbidden: Forbidden | None, **args: Any) -> Any:
-        head = {} if self.limit is None else {"limit": round(float(self.limit), 3)}  # first: read without parsing
-        request = json.dumps({**head, "name": name, "op": op, "policy": _policy(forbidden),
-                              "args": serialize.encode(args)}, separators=(",", ":"))
+        head = self._head(name)  # first: read without parsing
+        request = json.dumps({**head, "op": op, "policy": _policy(forbidden), "args": serialize.encode(args)},
+                             separators=(",", ":"))
         try:
             reply = self.send(request)
         except KernelGone as e:
             raise GradingError(f"{name} could not be checked: {e}") from None
+        return self._parse(name, reply)
+
+    def ask_batch(self, op: str, name: str, forbidden: Forbidden | None, batch: list[dict]) -> tuple[list, str | None]:
+        """The calls in one request: one round trip to the kernel instead of one per call."""
+        calls = [{"op": op, "args": serialize.encode(args)} for args in batch]
+        request = json.dumps({**self._head(name), "batch": len(calls), "policy": _policy(forbidden), "calls": calls},
+                             separators=(",", ":"))
+        why = None
+        try:
+            replies = self.send(request)
+        except KernelGone as e:
+            replies, why = e.partial, f"{name} could not be checked: {e}"
+        if type(replies) is not list or len(replies) > len(calls) or (why is None and len(replies) != len(calls)):
+            raise GradingError(f"{name} could not be checked: the kernel's reply was not one per call") from None
+        return [self._parse(name, reply) for reply in replies], why
+
+    def _head(self, name: str) -> dict:
+        return {"name": name} if self.limit is None else {"limit": round(float(self.limit), 3), "name": name}
+
+    @staticmethod
+    def _parse(name: str, reply: Any) -> Any:
         if type(reply) is not str:
             raise GradingError(f"{name} could not be checked: the kernel's reply was not text") from None
         try:

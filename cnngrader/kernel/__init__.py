@@ -35,12 +35,11 @@ if _SHELL is not None:
     import torch._dynamo  # noqa: F401 (imported for its cost, paid here once)
 
 
-def answer(request: str, namespace: dict[str, Any], _probes=types.MappingProxyType(dict(probes.PROBES)),
-           _policy=guard.Policy.from_json, _decode=serialize.decode, _dumps=serialize.dumps,
-           _missing=probes.MISSING) -> str:
-    """The reply (JSON) to one request (JSON): {"op", "name", "policy", "args"}. What it calls is
+def reply_to(req: dict, namespace: dict[str, Any], _probes=types.MappingProxyType(dict(probes.PROBES)),
+             _policy=guard.Policy.from_json, _decode=serialize.decode, _dumps=serialize.dumps,
+             _missing=probes.MISSING) -> str:
+    """The reply (JSON) to one parsed request: {"op", "name", "policy", "args"}. What it calls is
     bound when the grader is imported, so that rebinding module globals later changes nothing."""
-    req = _loads(request)
     probe = _probes[req["op"]]
     policy = _policy(req.get("policy", {}))
     obj = namespace.get(req["name"], _missing)
@@ -48,10 +47,27 @@ def answer(request: str, namespace: dict[str, Any], _probes=types.MappingProxyTy
     return _dumps(probe(obj, policy, **args))
 
 
-def serve(request: str, _answer=answer, _namespace=_USER_NS, _publish=_PUBLISH) -> None:
-    """Answer a request in the kernel: the reply goes out as one display message."""
-    reply = _answer(request, _namespace)
-    _publish(data={REPLY_MIME: reply}, metadata={})
+def answer(request: str, namespace: dict[str, Any], _reply=reply_to, _loads=json.loads) -> str | list[str]:
+    """The reply to one request (JSON); to a batch ({"name", "batch": N, "policy", "calls": [{"op", "args"},
+    ...]}), the list of its calls' replies, in order."""
+    req = _loads(request)
+    if "batch" not in req:
+        return _reply(req, namespace)
+    return [_reply({**one, "name": req["name"], "policy": req.get("policy", {})}, namespace) for one in req["calls"]]
+
+
+def serve(request: str, _reply=reply_to, _loads=json.loads, _namespace=_USER_NS, _publish=_PUBLISH) -> None:
+    """Answer a request in the kernel: the reply goes out as one display message. A batch's replies go out
+    one message each, as each call returns (its index in the message's metadata), so that the host can
+    hold every call to its own time limit."""
+    req = _loads(request)
+    if "batch" not in req:
+        _publish(data={REPLY_MIME: _reply(req, _namespace)}, metadata={})
+        return
+    name, policy = req["name"], req.get("policy", {})
+    for index, one in enumerate(req["calls"]):
+        reply = _reply({**one, "name": name, "policy": policy}, _namespace)
+        _publish(data={REPLY_MIME: reply}, metadata={REPLY_MIME: index})
 
 
 import cnngrader  # noqa: E402 (beside the lock it serves, the module's last step)
@@ -59,4 +75,4 @@ import cnngrader  # noqa: E402 (beside the lock it serves, the module's last ste
 lock.guard(cnngrader, "kernel", sys.modules[__name__])
 for _module in (captured, guard, probes, serialize, lock):
     lock.lock(_module)
-lock.lock(sys.modules[__name__], {"serve": serve, "answer": answer, "REPLY_MIME": REPLY_MIME})
+lock.lock(sys.modules[__name__], {"serve": serve, "answer": answer, "reply_to": reply_to, "REPLY_MIME": REPLY_MIME})

@@ -59,7 +59,6 @@ from cnngrader.pipeline.kernel_start import GradingKernelManager, SandboxedKerne
 from cnngrader.pipeline.progress import KERNEL_LOST
 from cnngrader.pipeline.sandbox import INBOX_INSIDE, INIT_INSIDE, SUBMISSION, Limits, check_available
 
-_REQUEST_HEAD = re.compile(r'\{(?:"limit":([0-9.]+),)?"name":"(\w+)"')
 MiB = 2**20
 
 
@@ -313,36 +312,41 @@ class GradingExecute(Execute):
                                           dict(self._hung), everything, credit.points_of(cell))
         cell.execution_count = None
 
-    def _send(self, request: str) -> str:
+    def _send(self, request: str) -> str | list[str]:
+        """One request's reply; a batch's replies (KernelGone, with those that arrived, if any did not)."""
         if self._lost is not None:
             raise KernelGone(self._lost)
         self._timeout_note = None
-        head = _REQUEST_HEAD.match(request)  # {"limit":5.0,"name":"corr2d",...: the check's limit per call
+        head = kernel_rpc.HEAD.match(request)  # {"limit":5.0,"name":"corr2d",...: the check's limit per call
         limit = float(head.group(1)) if head and head.group(1) else None
         self._request_deadline = self._cell_deadline if limit is None else min(self._cell_deadline,
                                                                                 monotonic() + limit)
-        reply = run_sync(self._async_rpc)(request)
-        if reply is None:
-            if head and self._timeout_note is not None:  # it did not return: later checks and cells skip it
-                within = f"{limit:g} s, its limit per call" if limit is not None else f"{self.timeout} s"
-                self._hung.setdefault(head.group(2),
-                                      f"within {within}, in the hidden tests of cell {self._cell_index + 1}")
-                if limit is not None and self._request_deadline < self._cell_deadline:
-                    self._timeout_note = (f"{head.group(2)} did not return within {limit:g} s (its limit for one call: "
-                                          f"the reference's time times {CALL_MULTIPLE:g}, at least {CALL_FLOOR:g} s)")
-            raise KernelGone(self._lost or self._timeout_note or "the kernel sent no reply to a check request")
-        return reply
+        reply = run_sync(self._async_rpc)(request, limit)
+        batch = kernel_rpc.batch_size(request)
+        if reply.text is not None or (batch is not None and reply.outcome == kernel_rpc.ANSWERED
+                                      and len(reply.texts) == batch):
+            return reply.text if batch is None else list(reply.texts)
+        if head and self._timeout_note is not None:  # it did not return: later checks and cells skip it
+            within = f"{limit:g} s, its limit per call" if limit is not None else f"{self.timeout} s"
+            self._hung.setdefault(head.group(2), f"within {within}, in the hidden tests of cell {self._cell_index + 1}")
+            if limit is not None and self._request_deadline < self._cell_deadline:
+                self._timeout_note = (f"{head.group(2)} did not return within {limit:g} s (its limit for one call: "
+                                      f"the reference's time times {CALL_MULTIPLE:g}, at least {CALL_FLOOR:g} s)")
+        raise KernelGone(self._lost or self._timeout_note or "the kernel sent no reply to a check request",
+                         list(reply.texts))
 
-    async def _async_rpc(self, request: str) -> str | None:
-        """Run one request in the kernel (cnngrader.kernel_rpc); its reply, or None (self._lost says why, if
-        the kernel is gone; past the deadline the kernel is interrupted)."""
+    async def _async_rpc(self, request: str, limit: float | None = None) -> kernel_rpc.Reply:
+        """Run one request in the kernel (cnngrader.kernel_rpc); its reply (self._lost says why the kernel is
+        gone, if it is; past the deadline the kernel is interrupted). A batch's calls have `limit` each."""
         assert self.kc is not None and self.km is not None
-        reply = await kernel_rpc.send(self.kc, self.km, request, self._request_deadline, self.max_reply_bytes)
+        reply = await kernel_rpc.send(self.kc, self.km, request, self._request_deadline, self.max_reply_bytes,
+                                      per_call=limit, last=self._cell_deadline)
         if reply.outcome == kernel_rpc.TIMED_OUT:
+            self._request_deadline = monotonic()  # where it stopped: below the cell's deadline unless that passed
             await self._async_hidden_timeout()
         elif reply.outcome == kernel_rpc.DEAD:
             self._lost = self._expired() if self._notebook_expired else "the kernel died"
-        return reply.text
+        return reply
 
     async def _async_hidden_timeout(self) -> None:
         """A check ran past the cell's time limit: interrupt; a kernel that does not come back is killed."""

@@ -1,0 +1,72 @@
+"""A batch request on a real kernel (cnngrader.kernel_rpc): its replies arrive one per call, in order; each
+call has its own time limit (the deadline moves on with each reply, never past `last`); a call past its
+limit leaves the replies of those before it."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+from cnngrader import kernel_rpc
+from cnngrader.kernel import serialize
+
+NAP = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n"
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        kc.execute_interactive(NAP, timeout=60)
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def _batch(seconds: list[float]) -> str:
+    calls = [{"op": "call", "args": serialize.encode({"args": [s], "kwargs": {}})} for s in seconds]
+    return json.dumps({"limit": 1.0, "name": "nap", "batch": len(calls), "policy": {}, "calls": calls},
+                      separators=(",", ":"))
+
+
+def _send(kernel, seconds: list[float], per_call: float, last_in: float) -> kernel_rpc.Reply:
+    km, kc = kernel
+    now = time.monotonic()
+    reply = asyncio.run(kernel_rpc.send(kc, km, _batch(seconds), now + per_call, per_call=per_call,
+                                        last=now + last_in))
+    if reply.outcome == kernel_rpc.TIMED_OUT:
+        km.interrupt_kernel()
+        kc.execute_interactive("pass", timeout=30)  # drains the interrupted request's messages
+    return reply
+
+
+def _naps(reply: kernel_rpc.Reply) -> list[float]:
+    return [serialize.loads(text)["value"] for text in reply.texts]
+
+
+def test_a_batch_is_answered_one_reply_per_call_in_order(kernel):
+    assert kernel_rpc.batch_size(_batch([0.0, 0.01, 0.02])) == 3
+    reply = _send(kernel, [0.0, 0.01, 0.02], per_call=10.0, last_in=30.0)
+    assert reply.outcome == kernel_rpc.ANSWERED and _naps(reply) == [0.0, 0.01, 0.02]
+
+
+def test_each_call_has_its_own_limit(kernel):
+    # 1.8 s in all, past the first deadline (1 s), but no call takes more than its second.
+    reply = _send(kernel, [0.6, 0.6, 0.6], per_call=1.0, last_in=30.0)
+    assert reply.outcome == kernel_rpc.ANSWERED and _naps(reply) == [0.6, 0.6, 0.6]
+
+
+def test_a_call_past_its_limit_leaves_the_replies_before_it(kernel):
+    start = time.monotonic()
+    reply = _send(kernel, [0.0, 0.0, 30.0, 0.0], per_call=1.0, last_in=30.0)
+    assert reply.outcome == kernel_rpc.TIMED_OUT and _naps(reply) == [0.0, 0.0]
+    assert time.monotonic() - start < 10
+
+
+def test_the_batch_never_runs_past_last(kernel):
+    reply = _send(kernel, [0.6, 0.6, 0.6], per_call=1.0, last_in=1.0)
+    assert reply.outcome == kernel_rpc.TIMED_OUT and _naps(reply) == [0.6]
