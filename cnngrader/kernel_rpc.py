@@ -38,6 +38,14 @@ def batch_size(request: str) -> int | None:
     return int(head.group(3)) if head and head.group(3) else None
 
 
+def complete(reply: Reply, request: str) -> str | list[str] | None:
+    """What `request` got in full: the reply's text, or every reply of a batch; None if anything is missing."""
+    size = batch_size(request)
+    if size is None:
+        return reply.text
+    return list(reply.texts) if reply.outcome == ANSWERED and len(reply.texts) == size else None
+
+
 def serve_code(request: str) -> str:
     """The code that has the kernel's grader side answer `request` (JSON)."""
     return f"__import__('cnngrader.kernel', fromlist=['serve']).serve({request!r})"

@@ -449,25 +449,29 @@ def _cell_name(cell: Any) -> str:
 
 def _sender(client: Any, lost: list[str], timeout: float):
     """send(request) -> reply for a RemoteRunner: one request to the notebook's kernel (cnngrader.kernel_rpc),
-    with `timeout` seconds to answer; KernelGone when there is no reply (a kernel past its time is interrupted)."""
+    with `timeout` seconds to answer (each call of a batch); KernelGone when there is no reply (a kernel past
+    its time is interrupted)."""
     from jupyter_core.utils import ensure_async, run_sync  # see run_notebook
 
     from cnngrader import kernel_rpc
     from cnngrader.grading.runners import KernelGone
 
-    async def request(text: str) -> str | None:
-        reply = await kernel_rpc.send(client.kc, client.km, text, monotonic() + timeout)
+    async def request(text: str) -> kernel_rpc.Reply:
+        start = monotonic()
+        reply = await kernel_rpc.send(client.kc, client.km, text, start + timeout, per_call=timeout,
+                                      last=start + timeout * (kernel_rpc.batch_size(text) or 1))
         if reply.outcome == kernel_rpc.TIMED_OUT:
             await ensure_async(client.km.interrupt_kernel())
-        return reply.text
+        return reply
 
-    def send(text: str) -> str:
+    def send(text: str) -> str | list[str]:
         if lost:
             raise KernelGone(lost[0])
         reply = run_sync(request)(text)
-        if reply is None:
-            raise KernelGone(f"the kernel sent no reply within {timeout} s")
-        return reply
+        got = kernel_rpc.complete(reply, text)
+        if got is not None:
+            return got
+        raise KernelGone(f"the kernel sent no reply within {timeout} s", list(reply.texts))
 
     return send
 

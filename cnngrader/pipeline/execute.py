@@ -322,10 +322,9 @@ class GradingExecute(Execute):
         self._request_deadline = self._cell_deadline if limit is None else min(self._cell_deadline,
                                                                                 monotonic() + limit)
         reply = run_sync(self._async_rpc)(request, limit)
-        batch = kernel_rpc.batch_size(request)
-        if reply.text is not None or (batch is not None and reply.outcome == kernel_rpc.ANSWERED
-                                      and len(reply.texts) == batch):
-            return reply.text if batch is None else list(reply.texts)
+        got = kernel_rpc.complete(reply, request)
+        if got is not None:
+            return got
         if head and self._timeout_note is not None:  # it did not return: later checks and cells skip it
             within = f"{limit:g} s, its limit per call" if limit is not None else f"{self.timeout} s"
             self._hung.setdefault(head.group(2), f"within {within}, in the hidden tests of cell {self._cell_index + 1}")
