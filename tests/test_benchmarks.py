@@ -120,15 +120,20 @@ def test_zygote_part_skips_cleanly_without_assignments(tmp_path, monkeypatch):
 
 def test_zygote_part_ratios_come_from_the_measured_runs():
     def runs(per_notebook: float, notebooks: int) -> dict:
-        return {"wall_s": per_notebook * notebooks + 1, "notebooks": notebooks, "execute_s": per_notebook * notebooks}
+        per = {f"s/{'06_lenet' if k == 5 else f'0{k + 1}_x'}": per_notebook for k in range(notebooks)}
+        return {"wall_s": per_notebook * notebooks + 1, "notebooks": notebooks, "execute_s": per_notebook * notebooks,
+                "per_notebook_s": per}
 
-    figures = {mode: {"solutions": runs(s, 6), "a2": runs(s, 1), "student": runs(s, 6)}
+    figures = {mode: {"warm-up": runs(s * 2, 1), "solutions": runs(s, 6), "a2": runs(s, 1), "student": runs(s, 6)}
                for mode, s in (("fresh", 3.0), ("warm spare", 2.0), ("forked", 0.75))}
     got = {r.name: r for r in zygote._results(figures, load=0.5)}
     ratio = got["fresh sandboxed kernel / forked kernel, seconds per notebook (six solutions)"]
     assert ratio.value == pytest.approx(4.0) and ratio.met
     assert got["seconds, solution of 02_cross_correlation alone, forked kernel"].met
     assert got["seconds, one student's six notebooks executed, forked kernels"].value == pytest.approx(4.5)
+    assert got["of which the five notebooks without 06_lenet's training experiment, forked kernels"].value == \
+        pytest.approx(3.75)
+    assert got["seconds, the first notebook (03_padding_stride) with the mode's start-up, forked"].value == 1.5
 
 
 def test_listing_part_on_small_folders(monkeypatch):
