@@ -13,14 +13,15 @@ from jupyter_client.manager import start_new_kernel
 from cnngrader import kernel_rpc
 from cnngrader.kernel import serialize
 
-NAP = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n"
+# The kernel side is imported first (torch: seconds on a busy machine), outside every request's time.
+NAP = "import time\nimport cnngrader.kernel\ndef nap(s):\n    time.sleep(s)\n    return s\n"
 
 
 @pytest.fixture(scope="module")
 def kernel():
     km, kc = start_new_kernel(kernel_name="python3")
     try:
-        kc.execute_interactive(NAP, timeout=60)
+        kc.execute_interactive(NAP, timeout=120)
         yield km, kc
     finally:
         kc.stop_channels()
@@ -55,18 +56,18 @@ def test_a_batch_is_answered_one_reply_per_call_in_order(kernel):
 
 
 def test_each_call_has_its_own_limit(kernel):
-    # 1.8 s in all, past the first deadline (1 s), but no call takes more than its second.
-    reply = _send(kernel, [0.6, 0.6, 0.6], per_call=1.0, last_in=30.0)
-    assert reply.outcome == kernel_rpc.ANSWERED and _naps(reply) == [0.6, 0.6, 0.6]
+    # 3 s in all, past the first deadline (2 s), but no call takes more than its 2 s.
+    reply = _send(kernel, [1.0, 1.0, 1.0], per_call=2.0, last_in=30.0)
+    assert reply.outcome == kernel_rpc.ANSWERED and _naps(reply) == [1.0, 1.0, 1.0]
 
 
 def test_a_call_past_its_limit_leaves_the_replies_before_it(kernel):
     start = time.monotonic()
-    reply = _send(kernel, [0.0, 0.0, 30.0, 0.0], per_call=1.0, last_in=30.0)
+    reply = _send(kernel, [0.0, 0.0, 30.0, 0.0], per_call=2.0, last_in=30.0)
     assert reply.outcome == kernel_rpc.TIMED_OUT and _naps(reply) == [0.0, 0.0]
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 20
 
 
 def test_the_batch_never_runs_past_last(kernel):
-    reply = _send(kernel, [0.6, 0.6, 0.6], per_call=1.0, last_in=1.0)
-    assert reply.outcome == kernel_rpc.TIMED_OUT and _naps(reply) == [0.6]
+    reply = _send(kernel, [1.0, 3.0, 1.0], per_call=5.0, last_in=2.5)
+    assert reply.outcome == kernel_rpc.TIMED_OUT and _naps(reply) == [1.0]

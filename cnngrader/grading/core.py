@@ -569,14 +569,17 @@ def value_check(cases: list[Case], forbidden: Forbidden, accept: Callable[[Any, 
 
     def check(name: str, runner: Any) -> None:
         require_callable(name, runner)
-        runner.limit = call_limit(cases_of(cases, runner))
-        for case in cases_of(cases, runner):
-            run = runner.call(name, forbidden, list(case.args), dict(case.kwargs))
+        drawn = cases_of(cases, runner)
+        runner.limit = call_limit(drawn)
+        runs, gone = runner.call_batch(name, forbidden, [(list(case.args), dict(case.kwargs)) for case in drawn])
+        for case, run in zip(drawn, runs):
             require_clean(name, run, f"in {case.desc}")
             problem = accept(run.value, case.expected)
             if problem is not None:
                 shown = repr(run.value) if not isinstance(run.value, Opaque) else f"a {run.value.type_name}"
                 fail(f"{case.desc} returned {shown}; expected {case.expected!r}{problem}")
+        if gone:  # the calls before it were right
+            fail(gone)
 
     return check
 

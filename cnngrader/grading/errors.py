@@ -13,23 +13,23 @@ from cnngrader.grading import core
 from cnngrader.grading.coverage import Covers, of
 
 
-def expect_error(name: str, runner: Any, forbidden: core.Forbidden, args: list, kwargs: dict, desc: str,
-                 exc: str, argument: str) -> None:
-    """Fail unless name(*args, **kwargs) raises `exc` whose message names `argument` (as a word)."""
-    run = runner.call(name, forbidden, list(args), dict(kwargs))
+def error_reason(name: str, run: core.Run, desc: str, exc: str, argument: str) -> str | None:
+    """Why `run` (a call of name on the arguments `desc` describes) is not an `exc` whose message names
+    `argument` (as a word); None when it is."""
     reason = core.shortcut_reason(name, run)
     if reason:
-        core.fail(reason)
+        return reason
     asked = f"the task asks for a {exc} whose message names `{argument}`"
     if run.error is None:
-        core.fail(f"{name} returned instead of raising for {desc}: {asked}")
+        return f"{name} returned instead of raising for {desc}: {asked}"
     if run.error.not_implemented:
-        core.fail(core.error_reason(name, run, f"for {desc}"))
+        return core.error_reason(name, run, f"for {desc}")
     if run.error.type_name != exc:
-        core.fail(f"{name} raised {run.error.type_name}: {run.error.message} for {desc}; {asked}")
+        return f"{name} raised {run.error.type_name}: {run.error.message} for {desc}; {asked}"
     if not re.search(rf"(?<![\w.]){re.escape(argument)}(?!\w)", run.error.message):
-        core.fail(f"{name} raised {exc}({run.error.message!r}) for {desc}, but the message does not name "
-                  f"`{argument}`: {asked}")
+        return (f"{name} raised {exc}({run.error.message!r}) for {desc}, but the message does not name "
+                f"`{argument}`: {asked}")
+    return None
 
 
 def with_errors(check: core.Check, cases: list[tuple[tuple, dict, str]], exc: str, argument: str,
@@ -37,8 +37,13 @@ def with_errors(check: core.Check, cases: list[tuple[tuple, dict, str]], exc: st
     """`check`, then the error cases; tagged as what `check` tests, plus the errors."""
     def checked(name: str, runner: Any) -> None:
         check(name, runner)
-        for args, kwargs, desc in cases:
-            expect_error(name, runner, forbidden, list(args), kwargs, desc, exc, argument)
+        runs, gone = runner.call_batch(name, forbidden, [(list(args), dict(kwargs)) for args, kwargs, _ in cases])
+        for (_, _, desc), run in zip(cases, runs):
+            reason = error_reason(name, run, desc, exc, argument)
+            if reason:
+                core.fail(reason)
+        if gone:
+            core.fail(gone)
 
     tag = of(check)
     checked.covers = (tag or Covers("other"))._replace(errors=True)

@@ -20,6 +20,7 @@ cannot run it either (it fails on its own).
 from __future__ import annotations
 
 import ast
+import functools
 from typing import Iterable, NamedTuple
 
 # Code that reaches into the grader or the interpreter: no correct solution needs any of it.
@@ -62,6 +63,7 @@ class _Cell(NamedTuple):
     tree: ast.Module
 
 
+@functools.lru_cache(maxsize=4096)  # each hidden cell of a notebook scans the same cells again
 def _transform(source: str) -> str:
     """The code IPython runs for a cell's source (magics, shell escapes and help syntax turned into calls)."""
     from IPython.core.inputtransformer2 import TransformerManager  # could be at the top: cnngrader.kernel loads IPython
@@ -229,6 +231,12 @@ def tampering(cells: list[_Cell]) -> Finding | None:
         if walked is not None:
             return Finding(walked[0], cell.index, walked[1])
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def tampering_in(sources: tuple[tuple[int, str], ...]) -> Finding | None:
+    """tampering() of the cells with these (index, source): the same for every hidden cell of a notebook."""
+    return tampering(parse(sources))
 
 
 def _definitions(cells: list[_Cell]) -> dict[str, list[tuple[int, ast.AST]]]:

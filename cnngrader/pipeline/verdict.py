@@ -115,7 +115,7 @@ def grade_cell(calls: list[str], send: Callable[[str], str], secret: int, source
     A check that earns part of the cell's `points` adds its score as the cell's result (credit.py)."""
     reg = grading.registry(course_root)
     cells = scan.parse(sources)
-    tamper = scan.tampering(cells if everything is None else scan.parse(everything))
+    tamper = scan.tampering_in(tuple((i, s) for i, s in (sources if everything is None else everything)))
     hung = hung or {}
 
     def early(name: str) -> str | None:
