@@ -247,6 +247,10 @@ class SandboxedKernelManager(GradingKernelManager):
         else:
             await super()._async_signal_kernel(signum)
 
+    async def _async_wait(self, pollinterval: float = 0.01) -> None:
+        # jupyter_client polls a killed kernel every 0.1 s: a grading kernel is killed after every notebook
+        await super()._async_wait(pollinterval)
+
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         try:
             await super()._async_cleanup_resources(restart)
