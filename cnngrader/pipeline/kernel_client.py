@@ -76,13 +76,12 @@ class GradingKernelClient(AsyncKernelClient):
         iopub, a fifth of a forked kernel's start. What is left there is skipped by msg_id where it is read."""
         deadline = time.monotonic() + (60.0 if timeout is None else timeout)
         while time.monotonic() < deadline:
-            msg_id = self.kernel_info()
+            self.kernel_info()
             try:
                 reply = await self.shell_channel.get_msg(timeout=1)
             except Empty:
                 reply = None
-            if reply is not None and reply["msg_type"] == "kernel_info_reply" \
-                    and reply["parent_header"].get("msg_id") == msg_id:
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":  # to any of the requests sent
                 try:
                     await self.iopub_channel.get_msg(timeout=0.2)  # its status message: iopub is connected
                 except Empty:
