@@ -118,3 +118,36 @@ def test_a_grading_kernel_printing_24_mib_at_once():
     text = "".join(m["content"].get("text", "") for m in big if m["msg_type"] == "stream")
     assert "dropped unread" in text and "z" * 1000 not in text
     assert [m["content"]["text"] for m in after if m["msg_type"] == "stream"] == ["done\n"]
+
+
+def test_a_kernel_slow_to_start_is_ready_and_answers_the_next_request(tmp_path, monkeypatch):
+    """Three seconds before the kernel binds its sockets, three kernel_info requests are queued: the client is
+    ready at the first reply, whichever request it answers, and the next execute gets its own reply."""
+    import json
+    import sys
+    import time
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    spec = tmp_path / "kernels" / "slow"
+    spec.mkdir(parents=True)
+    argv = ["sh", "-c", f'sleep 3; exec "{sys.executable}" -m ipykernel_launcher -f "$0"', "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "slow", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+
+    async def run() -> tuple[float, dict]:
+        km = AsyncKernelManager(kernel_name="slow", client_class="cnngrader.pipeline.kernel_client.GradingKernelClient")
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            start = time.monotonic()
+            await kc.wait_for_ready(timeout=60)
+            ready = time.monotonic() - start
+            return ready, await kc.execute_interactive("x = 6 * 7", timeout=60)
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    ready, reply = asyncio.run(run())
+    assert 2.5 <= ready < 30 and reply["content"]["status"] == "ok"
