@@ -33,3 +33,9 @@ def test_grading_falls_back_to_fresh_sandboxed_kernels(monkeypatch, caplog):
         km = ex.create_kernel_manager()
     assert type(km) is SandboxedKernelManager
     assert "would hide /tmp/course" in caplog.text
+
+
+def test_the_guard_names_the_zygotes_script_where_the_zygote_runs_it():
+    from cnngrader.kernel import guard
+
+    assert guard.ZYGOTE_SCRIPT.decode() == fk.ZYGOTE_INSIDE

@@ -139,6 +139,15 @@ def test_no_network_not_even_host_loopback(tmp_path):
     assert got != "connected"
 
 
+def test_the_guard_knows_a_forked_kernel_is_sandboxed_and_sees_its_children(tmp_path):
+    """The guard stops the sandbox's other processes while a probed function runs (a child could compute for
+    it): it must recognise the forked kernel's sandbox, whose pid 1 is the zygote's reaper, not bwrap."""
+    got = probe("import json, subprocess, sys\nfrom cnngrader.kernel import guard\n"
+                "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+                "print(json.dumps([guard._SANDBOXED, child.pid in guard._others()]))\nchild.kill()", tmp_path)
+    assert got == [True, True]
+
+
 def test_the_kernel_is_in_its_own_cgroup_not_the_zygotes(tmp_path):
     _out, km, seen = run("print(1)", tmp_path)
     assert seen["first"] in seen["cgroup"] and seen["kernel"] in seen["cgroup"]

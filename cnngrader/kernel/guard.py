@@ -274,13 +274,19 @@ def _ancestors() -> set[int]:
     return out
 
 
+# pid 1 of a forked kernel's pid namespace: its reaper, forked from the zygote (forked_kernel.ZYGOTE_INSIDE)
+ZYGOTE_SCRIPT = b"/run/cnngrader-zygote.py"
+
+
 def _in_sandbox() -> bool:
-    """Whether this kernel runs in a grading sandbox: a pid namespace of its own whose pid 1 is bwrap."""
+    """Whether this kernel runs in a grading sandbox: a pid namespace of its own whose pid 1 is bwrap, or the
+    reaper of a kernel forked from the zygote."""
     try:
         with cap.io_open("/proc/1/cmdline", "rb") as f:
-            return f.read().split(b"\0")[0].endswith(b"bwrap")
+            argv = f.read().split(b"\0")
     except OSError:
         return False
+    return argv[0].endswith(b"bwrap") or ZYGOTE_SCRIPT in argv[1:2]
 
 
 _SANDBOXED = _in_sandbox()
