@@ -71,11 +71,8 @@ class Runner:
         out = self.ask("module_meta", name, forbidden, ctor_args=ctor_args, X=X, seed=seed)
         return Run.from_dict(out), _mixed(out)
 
-    def layer(self, name: str, forbidden: Forbidden, **args: Any) -> dict:
-        return _layer_out(self.ask("layer", name, forbidden, **args))
-
     def layer_batch(self, name: str, forbidden: Forbidden, batch: list[dict]) -> tuple[list[dict], str | None]:
-        """layer() on each args of `batch`, as ask_batch."""
+        """The probe "layer" (a module built, run forward and backward) on each args of `batch`, as ask_batch."""
         outs, why = self.ask_batch("layer", name, forbidden, batch)
         return [_layer_out(out) for out in outs], why
 
