@@ -47,27 +47,30 @@ def reply_to(req: dict, namespace: dict[str, Any], _probes=types.MappingProxyTyp
     return _dumps(probe(obj, policy, **args))
 
 
-def answer(request: str, namespace: dict[str, Any], _reply=reply_to, _loads=json.loads) -> str | list[str]:
-    """The reply to one request (JSON); to a batch ({"name", "batch": N, "policy", "calls": [{"op", "args"},
-    ...]}), the list of its calls' replies, in order."""
-    req = _loads(request)
+def calls_of(req: dict) -> list[dict]:
+    """The single requests in a parsed request: itself, or each call of a batch ({"name", "batch": N, "policy",
+    "calls": [{"op", "args"}, ...]}) with the batch's name and policy."""
     if "batch" not in req:
-        return _reply(req, namespace)
-    return [_reply({**one, "name": req["name"], "policy": req.get("policy", {})}, namespace) for one in req["calls"]]
+        return [req]
+    return [{**one, "name": req["name"], "policy": req.get("policy", {})} for one in req["calls"]]
 
 
-def serve(request: str, _reply=reply_to, _loads=json.loads, _namespace=_USER_NS, _publish=_PUBLISH) -> None:
+def answer(request: str, namespace: dict[str, Any], _reply=reply_to, _calls=calls_of,
+           _loads=json.loads) -> str | list[str]:
+    """The reply to one request (JSON); to a batch, the list of its calls' replies, in order."""
+    req = _loads(request)
+    replies = [_reply(one, namespace) for one in _calls(req)]
+    return replies if "batch" in req else replies[0]
+
+
+def serve(request: str, _reply=reply_to, _calls=calls_of, _loads=json.loads, _namespace=_USER_NS,
+          _publish=_PUBLISH) -> None:
     """Answer a request in the kernel: the reply goes out as one display message. A batch's replies go out
     one message each, as each call returns (its index in the message's metadata), so that the host can
     hold every call to its own time limit."""
     req = _loads(request)
-    if "batch" not in req:
-        _publish(data={REPLY_MIME: _reply(req, _namespace)}, metadata={})
-        return
-    name, policy = req["name"], req.get("policy", {})
-    for index, one in enumerate(req["calls"]):
-        reply = _reply({**one, "name": name, "policy": policy}, _namespace)
-        _publish(data={REPLY_MIME: reply}, metadata={REPLY_MIME: index})
+    for index, one in enumerate(_calls(req)):
+        _publish(data={REPLY_MIME: _reply(one, _namespace)}, metadata={REPLY_MIME: index} if "batch" in req else {})
 
 
 import cnngrader  # noqa: E402 (beside the lock it serves, the module's last step)
@@ -75,4 +78,5 @@ import cnngrader  # noqa: E402 (beside the lock it serves, the module's last ste
 lock.guard(cnngrader, "kernel", sys.modules[__name__])
 for _module in (captured, guard, probes, serialize, lock):
     lock.lock(_module)
-lock.lock(sys.modules[__name__], {"serve": serve, "answer": answer, "reply_to": reply_to, "REPLY_MIME": REPLY_MIME})
+lock.lock(sys.modules[__name__], {"serve": serve, "answer": answer, "reply_to": reply_to,
+                                      "calls_of": calls_of, "REPLY_MIME": REPLY_MIME})

@@ -274,7 +274,7 @@ def _ancestors() -> set[int]:
     return out
 
 
-# pid 1 of a forked kernel's pid namespace: its reaper, forked from the zygote (forked_kernel.ZYGOTE_INSIDE)
+# Where the zygote runs from (forked_kernel.py): pid 1 of a forked kernel's pid namespace, its reaper, runs it
 ZYGOTE_SCRIPT = b"/run/cnngrader-zygote.py"
 
 

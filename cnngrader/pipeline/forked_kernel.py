@@ -36,13 +36,14 @@ from typing import Any, Iterable
 
 from jupyter_client.manager import AsyncKernelManager
 
+from cnngrader.kernel.guard import ZYGOTE_SCRIPT
 from cnngrader.pipeline import kernel_start
 from cnngrader.pipeline.kernel_start import SandboxedKernelManager
 from cnngrader.pipeline.sandbox import READ_ONLY_ROOT, Limits, Sandbox
 from cnngrader.pipeline.unsandboxed_launch import THREAD_VARS
 
 ZYGOTE_SOURCE = Path(__file__).with_name("zygote_inside.py")
-ZYGOTE_INSIDE = "/run/cnngrader-zygote.py"
+ZYGOTE_INSIDE = ZYGOTE_SCRIPT.decode()  # the guard knows a forked kernel by it
 SOCKET_INSIDE = "/run/zygote/sock"
 SPOOL_INSIDE = "/run/spool"
 KERNEL_RUN_INSIDE = "/run/kernel"
