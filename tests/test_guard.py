@@ -250,6 +250,49 @@ def test_a_destroyed_block_is_found_by_its_canary():
     assert not invoke(CONV_POLICY, lambda: 1).tampered
 
 
+def _conv(X=None):
+    return torch.ops.aten.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2))
+
+
+def test_a_batch_holds_one_block_and_each_call_records_its_own_uses():
+    block = guard.hold(CONV_POLICY)
+    try:
+        first, second = invoke(CONV_POLICY, lambda: 1), invoke(CONV_POLICY, _conv)
+        with pytest.raises(RuntimeError, match="may not be used"):
+            _conv()  # between two calls (a display hook of the notebook's): still blocked, and no call's use
+        third = invoke(CONV_POLICY, lambda: 2)
+    finally:
+        guard.release(block)
+    assert (first.shortcuts, first.tampered, third.shortcuts, third.tampered) == ([], False, [], False)
+    assert isinstance(second.error, RuntimeError) and second.shortcuts == ["torch.ops.aten.conv2d"]
+    assert _conv().shape == (1, 1, 2, 2)  # released: nothing stays blocked
+
+
+def test_a_batch_block_destroyed_between_two_calls_makes_the_next_call_tampered():
+    block = guard.hold(CONV_POLICY)
+    try:
+        assert not invoke(CONV_POLICY, lambda: 1).tampered
+        for lib in block.libs:  # what a display hook that found the block could do between two calls
+            lib.reset()
+        run = invoke(CONV_POLICY, _conv)
+    finally:
+        guard.release(block)
+    assert run.error is None and run.tampered
+
+
+def test_a_batch_in_the_kernel_side_registers_its_block_once():
+    from cnngrader.kernel import answer
+
+    def f(X):  # the block each call runs under
+        return id(guard._HELD[-1]) if guard._HELD else None
+
+    call = {"op": "call", "args": serialize.encode({"args": [torch.ones(3, 3)], "kwargs": {}})}
+    request = json.dumps({"name": "f", "batch": 3, "policy": CONV_POLICY._asdict(), "calls": [call] * 3})
+    held = {serialize.loads(reply)["value"] for reply in answer(request, {"f": f})}
+    assert len(held) == 1 and None not in held
+    assert guard._HELD == [] and _conv().shape == (1, 1, 2, 2)
+
+
 def test_serialising_ignores_patched_encoders_warnings_and_modes(monkeypatch):
     monkeypatch.setattr(base64, "b64encode", lambda data, *a, **k: b"AAAA")
     monkeypatch.setattr(json, "dumps", lambda *a, **k: '"forged"')

@@ -55,22 +55,36 @@ def calls_of(req: dict) -> list[dict]:
     return [{**one, "name": req["name"], "policy": req.get("policy", {})} for one in req["calls"]]
 
 
-def answer(request: str, namespace: dict[str, Any], _reply=reply_to, _calls=calls_of,
-           _loads=json.loads) -> str | list[str]:
+def held_for(req: dict, _hold=guard.hold, _policy=guard.Policy.from_json) -> Any:
+    """A batch's dispatcher block, registered once for all its calls (guard.hold); None for a single call."""
+    return _hold(_policy(req.get("policy", {}))) if "batch" in req else None
+
+
+def answer(request: str, namespace: dict[str, Any], _reply=reply_to, _calls=calls_of, _held=held_for,
+           _release=guard.release, _loads=json.loads) -> str | list[str]:
     """The reply to one request (JSON); to a batch, the list of its calls' replies, in order."""
     req = _loads(request)
-    replies = [_reply(one, namespace) for one in _calls(req)]
+    block = _held(req)
+    try:
+        replies = [_reply(one, namespace) for one in _calls(req)]
+    finally:
+        _release(block)
     return replies if "batch" in req else replies[0]
 
 
-def serve(request: str, _reply=reply_to, _calls=calls_of, _loads=json.loads, _namespace=_USER_NS,
-          _publish=_PUBLISH) -> None:
+def serve(request: str, _reply=reply_to, _calls=calls_of, _held=held_for, _release=guard.release,
+          _loads=json.loads, _namespace=_USER_NS, _publish=_PUBLISH) -> None:
     """Answer a request in the kernel: the reply goes out as one display message. A batch's replies go out
     one message each, as each call returns (its index in the message's metadata), so that the host can
     hold every call to its own time limit."""
     req = _loads(request)
-    for index, one in enumerate(_calls(req)):
-        _publish(data={REPLY_MIME: _reply(one, _namespace)}, metadata={REPLY_MIME: index} if "batch" in req else {})
+    block = _held(req)
+    try:
+        for index, one in enumerate(_calls(req)):
+            _publish(data={REPLY_MIME: _reply(one, _namespace)},
+                     metadata={REPLY_MIME: index} if "batch" in req else {})
+    finally:
+        _release(block)
 
 
 import cnngrader  # noqa: E402 (beside the lock it serves, the module's last step)
@@ -79,4 +93,4 @@ lock.guard(cnngrader, "kernel", sys.modules[__name__])
 for _module in (captured, guard, probes, serialize, lock):
     lock.lock(_module)
 lock.lock(sys.modules[__name__], {"serve": serve, "answer": answer, "reply_to": reply_to,
-                                      "calls_of": calls_of, "REPLY_MIME": REPLY_MIME})
+                                      "calls_of": calls_of, "held_for": held_for, "REPLY_MIME": REPLY_MIME})
