@@ -76,7 +76,8 @@ grade: $(STAMP)
 .PHONY: grade-worker
 grade-worker: $(STAMP)
 	@test -n "$(CLUSTER)" || { echo "make grade-worker: set CLUSTER=tls://scheduler:8786"; exit 2; }
-	DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True $(VENV)/bin/dask worker "$(CLUSTER)" \
+	DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True CNNGRADER_WORKER_PROCESSES=$(or $(WORKERS),1) \
+	  $(VENV)/bin/dask worker "$(CLUSTER)" \
 	  --preload cnngrader.pipeline.cluster_worker --nthreads 1 --nworkers $(or $(WORKERS),1) --no-dashboard \
 	  --tls-ca-file "$(CERTS)/ca.pem" --tls-cert "$(CERTS)/worker.pem" --tls-key "$(CERTS)/worker-key.pem" \
 	  $(if $(GPU),--resources GPU=1)

@@ -292,7 +292,8 @@ def test_make_passes_the_cluster_variables():
     assert '--cluster "tls://grader1.example.org:8786" --certs "/srv/certs"' in grade
     assert "--cluster" not in dry("grade")
     worker = " ".join(dry("grade-worker", "CLUSTER=tls://grader1.example.org:8786", "WORKERS=8", "GPU=1").split())
-    for part in ("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True", 'dask worker "tls://grader1.example.org:8786"',
+    for part in ("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION=True", "CNNGRADER_WORKER_PROCESSES=8",
+                 'dask worker "tls://grader1.example.org:8786"',
                  "--preload cnngrader.pipeline.cluster_worker", "--nthreads 1", "--nworkers 8",
                  '--tls-ca-file "certs/ca.pem"', '--tls-cert "certs/worker.pem"', '--tls-key "certs/worker-key.pem"',
                  "--resources GPU=1"):
@@ -409,6 +410,22 @@ def test_jobs_are_data_and_gpu_assignments_ask_for_the_gpu(tmp_path, monkeypatch
                                   status="running")
     (outcome,) = pool.execute(cfg, tmp_path / "work", [("good", AIDS[0])], "unused")
     assert outcome[3].startswith("on the cluster: RuntimeError")
+
+
+def test_a_workers_preload_starts_its_zygote_with_its_share_of_the_cores(monkeypatch):
+    from cnngrader.pipeline import cluster_worker
+    from cnngrader.pipeline.forked_kernel import ForkedKernelManager
+
+    started = []
+    monkeypatch.setattr(ForkedKernelManager, "unavailable", lambda self: started.append(self.threads))
+    monkeypatch.setattr(cluster_worker.os, "cpu_count", lambda: 8)
+    for processes, threads in (("4", 2), ("8", 1), ("16", 1), ("x", 8)):  # "x": one process, as by default
+        monkeypatch.setenv(cluster_worker.PROCESSES_VAR, processes)
+        cluster_worker._start_zygote()
+        assert started[-1] == threads
+    monkeypatch.setenv("CNNGRADER_FORK_KERNELS", "0")
+    cluster_worker._start_zygote()
+    assert len(started) == 4
 
 
 @pytest.mark.parametrize("name", ["../x.ipynb", "/etc/passwd", "a/../../b", "a\\b", "", "./a", "a//b"])

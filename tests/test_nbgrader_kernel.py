@@ -137,7 +137,9 @@ def test_warm_spare(tmp_path, monkeypatch):
             folder.mkdir()
             (folder / f"mine{i}.txt").write_text(f"submission {i}")
             nb = new_notebook(cells=[new_code_cell(probe)])
-            GradingExecute(config=_sandboxed_config()).preprocess(nb, {"metadata": {"path": str(folder)}})
+            config = _sandboxed_config()
+            config.GradingExecute.fork_kernels = False  # warm spares are fresh kernels' (a forked one needs none)
+            GradingExecute(config=config).preprocess(nb, {"metadata": {"path": str(folder)}})
             seen.append(_outputs(nb.cells[0]))
         assert adopted == [True, True]  # notebooks 2 and 3; 1 started cold, 4 after the death
     finally:

@@ -1,5 +1,5 @@
-"""Where forked kernels cannot work (the course or its Python under /tmp, hidden by each kernel's fresh /tmp), the
-zygote refuses to start and grading uses fresh sandboxed kernels, saying why."""
+"""Where forked kernels cannot work (the course or its Python under /tmp, hidden by each kernel's fresh /tmp; a
+zygote that cannot start, or whose self-test fails), grading uses fresh sandboxed kernels, saying why once."""
 from __future__ import annotations
 
 import logging
@@ -20,19 +20,51 @@ def test_hidden_by_fresh_tmp_names_what_lies_under_tmp(monkeypatch):
         fk.KernelZygote(threads=1)
 
 
-def test_grading_falls_back_to_fresh_sandboxed_kernels(monkeypatch, caplog):
+def _sandboxed() -> None:
     try:
         check_available()
     except SandboxUnavailable as e:
         pytest.skip(str(e))
-    monkeypatch.setattr(execute, "hidden_by_fresh_tmp", lambda: ["/tmp/course"])
+
+
+def _manager(caplog) -> object:
     # Its own logger: an application left by an earlier test would otherwise own traitlets' default log.
     ex = execute.GradingExecute(fork_kernels=True, log=logging.getLogger("cnngrader.test_fallback"))
     ex.nb = nbformat.v4.new_notebook()  # nbclient reads the kernel's name from the notebook
     with caplog.at_level(logging.WARNING):
-        km = ex.create_kernel_manager()
-    assert type(km) is SandboxedKernelManager
-    assert "would hide /tmp/course" in caplog.text
+        return ex.create_kernel_manager()
+
+
+def test_grading_falls_back_to_fresh_sandboxed_kernels(monkeypatch, caplog):
+    _sandboxed()
+    monkeypatch.setattr(fk, "hidden_by_fresh_tmp", lambda: ["/tmp/course"])
+    monkeypatch.setattr(execute, "_FALLBACKS_SAID", set())
+    assert type(_manager(caplog)) is SandboxedKernelManager
+    assert "fresh /tmp would hide /tmp/course" in caplog.text
+
+
+def test_a_zygote_that_cannot_start_is_tried_once_and_said_once(monkeypatch, caplog):
+    _sandboxed()
+    tries = []
+
+    def refuse(threads):
+        tries.append(threads)
+        raise fk.ZygoteUnavailable("a kernel forked here could not enter its namespaces: OSError: unshare")
+
+    monkeypatch.setattr(fk, "hidden_by_fresh_tmp", lambda: [])
+    monkeypatch.setattr(fk, "KernelZygote", refuse)
+    monkeypatch.setattr(fk, "_FAILED", {})
+    monkeypatch.setattr(execute, "_FALLBACKS_SAID", set())
+    kinds = [type(_manager(caplog)) for _ in range(3)]
+    assert kinds == [SandboxedKernelManager] * 3 and len(tries) == 1
+    assert caplog.text.count("could not enter its namespaces: OSError: unshare") == 1
+
+
+def test_forked_kernels_are_the_default_unless_the_environment_says_0(monkeypatch):
+    monkeypatch.delenv("CNNGRADER_FORK_KERNELS", raising=False)
+    assert execute.GradingExecute().fork_kernels
+    monkeypatch.setenv("CNNGRADER_FORK_KERNELS", "0")
+    assert not execute.GradingExecute().fork_kernels
 
 
 def test_the_guard_names_the_zygotes_script_where_the_zygote_runs_it():

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -286,6 +287,16 @@ def test_a_process_in_the_zygotes_cgroup_replaces_the_zygote(tmp_path):
     finally:
         stray.kill()
         stray.wait()
+
+
+def test_the_zygotes_self_test_passes_in_its_sandbox_and_names_what_fails_outside_it():
+    probe_zygote = fk.zygote_for(("self-test",), 1)  # it would have raised ZygoteUnavailable had the test failed
+    assert probe_zygote.healthy()
+    # Here, outside the zygote's sandbox, the kernel's steps fail (no /submission to mount, or no privilege).
+    why = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import zygote_inside; "
+                          "print(zygote_inside.self_test())", str(fk.ZYGOTE_SOURCE.parent)],
+                         capture_output=True, text=True, timeout=60).stdout.strip()
+    assert why != "ok" and why.startswith(("OSError", "PermissionError", "FileNotFoundError")), why
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")

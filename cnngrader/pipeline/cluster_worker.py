@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -30,6 +31,7 @@ from traitlets.config import Config
 from cnngrader.course import load_course
 from cnngrader.pipeline.cache import assignment_digest, submission_digest
 from cnngrader.pipeline.config import CoursePaths, course_config
+from cnngrader.pipeline.forked_kernel import ForkedKernelManager
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.kernel_start import stop_spares
 from cnngrader.pipeline.sandbox import check_available
@@ -46,15 +48,38 @@ class JobError(ValueError):
     """A job that is not what cluster.make_job writes."""
 
 
+PROCESSES_VAR = "CNNGRADER_WORKER_PROCESSES"  # this machine's worker processes (make grade-worker's WORKERS)
+
+
+def _processes() -> int:
+    """How many worker processes share this machine: each kernel gets its share of the cores, as with JOBS."""
+    try:
+        return max(1, int(os.environ.get(PROCESSES_VAR, "1")))
+    except ValueError:
+        return 1
+
+
 def dask_setup(worker=None) -> None:
-    """The preload: this worker's scratch folder and course; the sandbox checked and the grader's
-    heavy imports done once, before the first job (no tensor op, no CUDA: kernels start later)."""
+    """The preload: this worker's scratch folder and course; the sandbox checked, the grader's heavy imports
+    done and the kernel zygote started once, before the first job (no tensor op, no CUDA: kernels start later)."""
     check_available()  # a worker that cannot sandbox must not start: SandboxUnavailable says what is missing
     # the import cost is paid here, not by the first student
     import nbgrader.converters  # noqa: F401 (imported for its cost only)
     import torch  # noqa: F401 (imported for its cost only)
     _scratch()
+    _start_zygote()
     log.info("cnngrader worker ready: course %s, scratch %s", _STATE["course"].root, _STATE["scratch"])
+
+
+def _start_zygote() -> None:
+    """The zygote this process's kernels are forked from, with the threads a job's kernel gets (execute.py)."""
+    if os.environ.get("CNNGRADER_FORK_KERNELS", "1") == "0":
+        return
+    km = ForkedKernelManager(kernel_name="python3")
+    km.threads = max(1, (os.cpu_count() or 1) // _processes())
+    why = km.unavailable()
+    if why is not None:
+        log.warning("Fresh sandboxed kernels on this worker: %s", why)
 
 
 def dask_teardown(worker=None) -> None:
@@ -158,7 +183,7 @@ def _grade(job: dict, folder: Path) -> tuple[str | None, dict[str, str]]:
         return (f"this worker's course differs from the client's for {aid} (sources, checks or grader code): "
                 "update the worker's checkout and restart it"), {}
     (folder / "work").mkdir()
-    _, _, _, error = execute_one(cfg, str(folder / "work"), 1, sid, aid, _snapshot(aid))
+    _, _, _, error = execute_one(cfg, str(folder / "work"), _processes(), sid, aid, _snapshot(aid))
     executed = folder / "work" / "executed" / sid / aid
     notebooks = {p.stem: p.read_text(encoding="utf-8") for p in sorted(executed.glob("*.ipynb"))} if not error else {}
     return error, notebooks

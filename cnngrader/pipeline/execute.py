@@ -54,7 +54,7 @@ from cnngrader.cells import student_sources
 from cnngrader.grading.core import CALL_FLOOR, CALL_MULTIPLE
 from cnngrader.grading.runners import KernelGone
 from cnngrader.pipeline import credit, verdict
-from cnngrader.pipeline.forked_kernel import ForkedKernelManager, hidden_by_fresh_tmp
+from cnngrader.pipeline.forked_kernel import ForkedKernelManager
 from cnngrader.pipeline.kernel_start import GradingKernelManager, SandboxedKernelManager
 from cnngrader.pipeline.progress import KERNEL_LOST
 from cnngrader.pipeline.sandbox import INBOX_INSIDE, INIT_INSIDE, SUBMISSION, Limits, check_available
@@ -65,6 +65,9 @@ MiB = 2**20
 def error_output(ename: str, evalue: str) -> NotebookNode:
     """An error output as a kernel would have sent it; determine_grade scores the cell 0."""
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+_FALLBACKS_SAID: set[tuple[int, str]] = set()  # (pid, why): a process says once why it cannot fork kernels
 
 
 class GradingExecute(Execute):
@@ -136,17 +139,18 @@ class GradingExecute(Execute):
     ).tag(config=True)
 
     fork_kernels = Bool(
-        False,
+        True,
         help="Sandboxed kernels only: fork each kernel from a zygote that lives in a sandbox of its own and has "
         "imported torch, ipykernel, IPython, numpy and cnnlib once (cnngrader/pipeline/forked_kernel.py); "
         "each kernel still gets its own user, pid, mount, network and ipc namespaces, fresh /submission and /tmp, "
-        "its own cgroup and uid 65534. About 2 s less per notebook. warm_spare is then not used. Default: "
-        "$CNNGRADER_FORK_KERNELS == '1'.",
+        "its own cgroup and uid 65534. About 2 s less per notebook. warm_spare is then not used. Where the "
+        "zygote cannot start or its kernels could not enter their namespaces (a self-test says), grading "
+        "uses fresh sandboxed kernels and says why, once. Default: on, unless $CNNGRADER_FORK_KERNELS is '0'.",
     ).tag(config=True)
 
     @default("fork_kernels")
     def _fork_kernels_default(self) -> bool:
-        return os.environ.get("CNNGRADER_FORK_KERNELS") == "1"
+        return os.environ.get("CNNGRADER_FORK_KERNELS", "1") != "0"
 
     max_processes = Integer(Limits.pids, help="Tasks (processes + threads) of a sandboxed kernel's tree."
                             ).tag(config=True)
@@ -172,11 +176,7 @@ class GradingExecute(Execute):
     def create_kernel_manager(self):
         if self.sandbox and self.kernel_manager_class is GradingKernelManager:
             check_available()  # no silent fallback: raises SandboxUnavailable with what to install
-            forked = self.fork_kernels and not hidden_by_fresh_tmp()
-            if self.fork_kernels and not forked:
-                self.log.warning("Fresh sandboxed kernels: a forked kernel's fresh /tmp would hide %s",
-                                 ", ".join(hidden_by_fresh_tmp()))
-            self.kernel_manager_class = ForkedKernelManager if forked else SandboxedKernelManager
+            self.kernel_manager_class = ForkedKernelManager if self.fork_kernels else SandboxedKernelManager
         km = super().create_kernel_manager()
         if hasattr(km, "max_processes"):
             km.max_processes = self.max_processes
@@ -190,6 +190,13 @@ class GradingExecute(Execute):
             km.threads = self.kernel_threads or max(1, cores // max(1, self.parallel_jobs))
             km.stdio = self.kernel_stdio
             km.preload = self.preload_kernels and not self.sandbox
+        if isinstance(km, ForkedKernelManager) and (why := km.unavailable()) is not None:
+            # the same sandbox, started afresh for each kernel: slower, never less isolated
+            if (os.getpid(), why) not in _FALLBACKS_SAID:
+                _FALLBACKS_SAID.add((os.getpid(), why))
+                self.log.warning("Fresh sandboxed kernels instead of forked ones: %s", why)
+            self.kernel_manager_class = SandboxedKernelManager
+            return self.create_kernel_manager()
         return km
 
     def _expire_notebook(self, km: Any) -> None:

@@ -127,6 +127,9 @@ class KernelZygote:
                 continue
             if reply.get("threads") != 1:
                 raise ZygoteUnavailable(f"the kernel zygote is not single-threaded: {reply}")
+            if reply.get("self_test") != "ok":
+                why = reply.get("self_test")
+                raise ZygoteUnavailable(f"a kernel forked here could not enter its namespaces: {why}")
             self.baseline = sorted(self.box._cgroup.pids()) if self.box._cgroup else []
             return
         raise ZygoteUnavailable("the kernel zygote did not become ready")
@@ -235,18 +238,27 @@ class ForkedSandbox(Sandbox):
 
 # configuration key -> (pid of the grader process, its zygote)
 _ZYGOTES: dict[tuple, tuple[int, KernelZygote]] = {}
+_FAILED: dict[tuple, tuple[int, str]] = {}  # configuration key -> (pid, why its zygote could not start there)
 _CLEANUP_FOR: set[int] = set()
 
 
 def zygote_for(key: tuple, threads: int) -> KernelZygote:
-    """This process's healthy zygote for the configuration, started (or replaced) when needed."""
+    """This process's healthy zygote for the configuration, started (or replaced) when needed. A zygote that
+    could not start is not tried again by the same process (ZygoteUnavailable, with the first reason)."""
+    failed = _FAILED.get(key)
+    if failed and failed[0] == os.getpid():
+        raise ZygoteUnavailable(failed[1])
     found = _ZYGOTES.get(key)
     if found and found[0] == os.getpid():
         if found[1].healthy():
             return found[1]
         log.warning("The kernel zygote is not healthy any more; starting a new one")
         found[1].stop()
-    zyg = KernelZygote(threads)
+    try:
+        zyg = KernelZygote(threads)
+    except ZygoteUnavailable as e:
+        _FAILED[key] = (os.getpid(), str(e))
+        raise
     if os.getpid() not in _CLEANUP_FOR:
         _CLEANUP_FOR.add(os.getpid())
         atexit.register(stop_zygotes)
@@ -281,6 +293,17 @@ class ForkedKernelManager(SandboxedKernelManager):
 
     def _zygote_key(self) -> tuple:
         return (sys.executable, self.threads, tuple(self.kernel_spec.argv))
+
+    def unavailable(self) -> str | None:
+        """Why this process cannot fork this configuration's kernels, or None: then its zygote is running."""
+        hidden = hidden_by_fresh_tmp()
+        if hidden:
+            return f"a forked kernel's fresh /tmp would hide {', '.join(hidden)}"
+        try:
+            zygote_for(self._zygote_key(), self.threads)
+        except ZygoteUnavailable as e:
+            return str(e)
+        return None
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = AsyncKernelManager.format_kernel_cmd(self, extra_arguments)

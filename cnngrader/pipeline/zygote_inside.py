@@ -275,6 +275,39 @@ def preload() -> None:
         raise RuntimeError(f"the preloads started threads: {threading.enumerate()}")
 
 
+def self_test() -> str:
+    """Whether this machine lets a forked kernel drop into its namespaces: a throwaway child takes the same steps
+    as a kernel's reaper and kernel (new namespaces, fresh mounts, two nested user namespaces, no capability),
+    without ipykernel. "ok", or what failed: the host then grades with fresh sandboxed kernels."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        why = "ok"
+        try:
+            unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
+            inner = os.fork()
+            if inner == 0:
+                try:
+                    drop_privileges(_mount_fresh(RUN_TMPFS_BYTES))
+                    os._exit(0)
+                except BaseException as e:
+                    os.write(write, f"{type(e).__name__}: {e}".encode()[:1000])
+                    os._exit(1)
+            _, status = os.waitpid(inner, 0)
+            if status != 0:
+                why = ""
+        except BaseException as e:
+            why = f"{type(e).__name__}: {e}"
+        os.write(write, why.encode()[:1000])
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        why = f.read().decode(errors="replace")
+    os.waitpid(pid, 0)
+    return why or "the self-test's child died"
+
+
 def _read_request(conn: socket.socket) -> dict:
     buf = b""
     while not buf.endswith(b"\n") and len(buf) < 1 << 20:
@@ -285,7 +318,7 @@ def _read_request(conn: socket.socket) -> dict:
     return json.loads(buf) if buf.strip() else {}
 
 
-def serve(path: str) -> None:
+def serve(path: str, tested: str = "ok") -> None:
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(16)
@@ -301,8 +334,8 @@ def serve(path: str) -> None:
                 conn.close()
                 continue
             if "inbox" not in req:
-                conn.sendall(json.dumps({"ready": os.getpid(), "threads": len(os.listdir("/proc/self/task"))}
-                                        ).encode() + b"\n")
+                conn.sendall(json.dumps({"ready": os.getpid(), "threads": len(os.listdir("/proc/self/task")),
+                                         "self_test": tested}).encode() + b"\n")
                 conn.close()
                 continue
             if not single_threaded():  # a fork would copy a lock held by another thread
@@ -327,7 +360,7 @@ def serve(path: str) -> None:
 def main(argv: list[str]) -> None:
     opts = dict(arg.partition("=")[::2] for arg in argv)
     preload()
-    serve(opts["--socket"])
+    serve(opts["--socket"], self_test())
 
 
 if __name__ == "__main__":
