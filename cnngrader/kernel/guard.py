@@ -270,6 +270,26 @@ def release(block: _Block | None) -> None:
         _HELD.remove(block)
 
 
+def _block_for(policy: Policy, calls: list) -> tuple[list, list, _Block | None, bool]:
+    """The dispatcher block one call runs under, as (libs, seen, the batch's block or None, broken): the block its
+    batch holds, whose uses are this call's from now on and which must still hold (else `broken`); or its own."""
+    held = next((b for b in reversed(_HELD) if type(b) is _Block and b.aten == policy.aten), None)
+    if held is None:
+        seen: list = []
+        return _block_aten(policy.aten, [calls], seen), seen, None, False
+    held.sink[0] = calls
+    return held.libs, held.seen, held, not _still_armed(held.libs, held.seen)
+
+
+def _unblock(libs: list, held: _Block | None) -> None:
+    """After a call: its own block removed; a batch's stays, and a use between two calls is neither's."""
+    if held is None:
+        for lib in libs:
+            lib.reset()
+    else:
+        held.sink[0] = []
+
+
 def _still_armed(libs: list, seen: list) -> bool:
     """Whether the dispatcher block is still in place: its canary answers."""
     if not libs:
@@ -494,7 +514,6 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
     operators dispatched and the calls the student's code makes (Run.counts), for the trusted side
     to judge how the work grows with the input."""
     calls: list = []
-    seen: list = []
     armed = _arm(policy)
     strict = bool(policy.replace or policy.aten)
     tally, ops, intact = ([0], {}, [True]) if count else (None, None, [True])
@@ -508,8 +527,7 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
     buffer = cap.StringIO()
     tampered = broken = False
     watch = False
-    held = next((b for b in reversed(_HELD) if type(b) is _Block and b.aten == policy.aten), None)
-    libs: list = held.libs if held is not None else []
+    libs, seen, held = [], [], None
     stopped: list = []
     warnings_text: list = []
     with cap.catch_warnings(record=True) as warned, cap.redirect_stderr(buffer), cap.redirect_stdout(buffer):
@@ -518,11 +536,7 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
             for owner, name, label in armed.attrs + ([a for a in _SPAWN if hasattr(a[0], a[1])] if strict else []):
                 saved.append((owner, name, owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)))
                 set_attr(owner, name, Tripwire(label, calls))
-            if held is None:
-                libs = _block_aten(policy.aten, [calls], seen)
-            else:  # a batch's block: its uses are this call's from now on, and it must still hold
-                held.sink[0], seen = calls, held.seen
-                broken = not _still_armed(libs, seen)
+            libs, seen, held, broken = _block_for(policy, calls)
             stopped = _freeze() if strict else []
             # Under a profiler or debugger, its hook stays (cProfile's cannot be restored by setprofile);
             # the tripwires and the dispatcher still catch the calls.
@@ -543,11 +557,7 @@ def invoke(policy: Policy, thunk: Callable[[], Any], finish: Callable[[Any], Any
                 tampered = True
         finally:
             _thaw(stopped)
-            if held is None:
-                for lib in libs:
-                    lib.reset()
-            else:
-                held.sink[0] = []  # a use between two calls is neither's
+            _unblock(libs, held)
             for owner, name, obj in reversed(saved):
                 set_attr(owner, name, obj)
     # Under a profiler or debugger the hook is not ours: the calls are unknown, the operators still counted.
