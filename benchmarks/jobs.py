@@ -84,8 +84,8 @@ def _grade(students: int, jobs: int, course, log) -> tuple[float, object, dict, 
         root = Path(tmp)
         autograde.make_submissions(root, count=students, course=course)
         log(f"[jobs] {students} students x {len(course.ids)} notebooks with JOBS={jobs} (load {_load()})")
-        # One secret for both runs: the cases drawn (and 06's training seed) are then the same, so any difference
-        # in the grades is JOBS's doing. With a secret of its own, each run draws other cases.
+        # One secret for both runs: the cases drawn are then the same, so any difference in the grades is JOBS's
+        # doing. With a secret of its own, each run draws other cases.
         config = Config()
         config.GradingExecute.secret = SECRET
         start = time.perf_counter()

@@ -98,6 +98,23 @@ def test_an_untrained_net_is_below_the_floor():
                "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))\n")
 
 
+@needs_data
+def test_the_same_net_gets_the_same_score_in_every_run():
+    """The training seed does not come from the run's secret: a regrade, or a late submission graded in another
+    run, meets the same draw (a small, fast net; its shuffled batches and initial weights would differ)."""
+    source = ("def train_small_net(train_iter, pool='max'):\n"
+              "    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))\n"
+              "    optimizer = torch.optim.SGD(net.parameters(), lr=0.3)\n"
+              "    for epoch in range(2):\n"
+              "        for X, y in train_iter:\n"
+              "            optimizer.zero_grad()\n"
+              "            nn.functional.cross_entropy(net(X), y).backward()\n"
+              "            optimizer.step()\n"
+              "    return net\n")
+    first, second = _check(source, secret=1), _check(source, secret=2)
+    assert first is not None and first.text == second.text and first.fraction == second.fraction
+
+
 # -- partial credit ---------------------------------------------------------------------------------
 def test_a_credit_becomes_the_score_nbgrader_reads():
     from nbgrader.utils import determine_grade
