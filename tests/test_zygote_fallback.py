@@ -71,3 +71,29 @@ def test_the_guard_names_the_zygotes_script_where_the_zygote_runs_it():
     from cnngrader.kernel import guard
 
     assert guard.ZYGOTE_SCRIPT.decode() == fk.ZYGOTE_INSIDE
+
+
+class _FakeZygote:
+    def __init__(self, threads):
+        self.threads, self.forked, self.stopped = threads, 0, False
+
+    def healthy(self):
+        return not self.stopped
+
+    def stop(self):
+        self.stopped = True
+
+
+def test_a_zygote_started_in_advance_for_another_configuration_is_stopped_once_unused(monkeypatch):
+    # A Dask worker's preload starts a zygote before any job; jobs whose settings differ (kernel_threads) need
+    # another. The first would only hold its memory: it goes, unless a kernel was forked from it.
+    monkeypatch.setattr(fk, "KernelZygote", _FakeZygote)
+    monkeypatch.setattr(fk, "_ZYGOTES", {})
+    monkeypatch.setattr(fk, "_FAILED", {})
+    monkeypatch.setattr(fk, "_CLEANUP_FOR", {fk.os.getpid()})  # no atexit hook for fakes
+    preloaded = fk.zygote_for(("python", 2), 2)
+    used = fk.zygote_for(("python", 1), 1)
+    assert preloaded.stopped and not used.stopped and list(fk._ZYGOTES) == [("python", 1)]
+    used.forked = 1
+    third = fk.zygote_for(("python", 4), 4)
+    assert not used.stopped and not third.stopped and fk.zygote_for(("python", 1), 1) is used

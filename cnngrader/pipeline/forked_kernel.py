@@ -96,6 +96,7 @@ class KernelZygote:
         self.box.spool = self.spool
         self.proc: subprocess.Popen | None = None
         self.baseline: list[int] = []
+        self.forked = 0  # kernels asked for so far
         try:
             self.box.open()
             env = {var: str(threads) for var in THREAD_VARS} if threads > 0 else {}
@@ -142,6 +143,7 @@ class KernelZygote:
 
     def fork(self, box: "ForkedSandbox", request: dict) -> socket.socket:
         """Have the zygote fork a kernel into `box`: returns the connection its exit code comes back on."""
+        self.forked += 1
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             conn.settimeout(30)
@@ -254,6 +256,7 @@ def zygote_for(key: tuple, threads: int) -> KernelZygote:
             return found[1]
         log.warning("The kernel zygote is not healthy any more; starting a new one")
         found[1].stop()
+    _stop_unused(key)
     try:
         zyg = KernelZygote(threads)
     except ZygoteUnavailable as e:
@@ -265,6 +268,16 @@ def zygote_for(key: tuple, threads: int) -> KernelZygote:
         mp_util.Finalize(None, stop_zygotes, exitpriority=100)  # a multiprocessing worker skips atexit
     _ZYGOTES[key] = (os.getpid(), zyg)
     return zyg
+
+
+def _stop_unused(key: tuple) -> None:
+    """Stop this process's zygotes of other configurations that have forked no kernel: started in advance (a
+    Dask worker's preload) for a configuration its jobs did not ask for, each would only hold its memory."""
+    for other, (pid, zyg) in list(_ZYGOTES.items()):
+        if other != key and pid == os.getpid() and zyg.forked == 0:
+            log.info("Stopping a kernel zygote that no kernel was forked from (its configuration is not used)")
+            _ZYGOTES.pop(other, None)
+            zyg.stop()
 
 
 def stop_zygotes() -> None:
