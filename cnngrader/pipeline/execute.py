@@ -93,7 +93,8 @@ class GradingExecute(Execute):
     kernel_stdio = Unicode(
         os.devnull,
         help="Where a grading kernel's process stdout/stderr go (ipykernel echoes the cells' "
-        "output there); the notebook's outputs are not affected. Empty: the grader's terminal.",
+        "output there); the notebook's outputs are not affected. Empty: the grader's terminal. Fresh kernels "
+        "only: a forked kernel's go to /dev/null (fork_kernels = False to see them).",
     ).tag(config=True)
 
     coalesce_streams = Bool(
