@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from cnngrader.grading.core import Forbidden, GradingError, Run
 from cnngrader.kernel import probes, serialize
+from cnngrader.kernel.guard import Policy, hold, release
 
 Calls = list[tuple[list, dict]]  # (args, kwargs) of each call of a batch
 
@@ -113,16 +114,12 @@ class LocalRunner(Runner):
         self.namespace, self.secret = namespace, secret
 
     def ask(self, op: str, name: str, forbidden: Forbidden | None, **args: Any) -> Any:
-        from cnngrader.kernel.guard import Policy  # could be at the top: core imports it already, no cycle
-
         obj = self.namespace.get(name, probes.MISSING)
         inputs = serialize.loads(serialize.dumps(args))  # copies, as a kernel would receive them
         out = probes.PROBES[op](obj, Policy.from_json(_policy(forbidden)), **inputs)
         return serialize.loads(serialize.dumps(out))
 
     def ask_batch(self, op: str, name: str, forbidden: Forbidden | None, batch: list[dict]) -> tuple[list, str | None]:
-        from cnngrader.kernel.guard import Policy, hold, release
-
         block = hold(Policy.from_json(_policy(forbidden)))  # once for the batch, as the kernel does
         try:
             return super().ask_batch(op, name, forbidden, batch)
