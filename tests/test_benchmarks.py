@@ -2,10 +2,12 @@
 things correctly, its table and JSON say what they should, and missing parts skip cleanly."""
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a top-level package, not installed
 from benchmarks import __main__ as bench_main
-from benchmarks import cluster, grading, listing, training, zygote
+from benchmarks import cluster, grading, grading_profile, listing, training, zygote
 from benchmarks.report import Result, Skipped, table
 from benchmarks.timing import Timing, calls_per_sample, compare, paired_ratio
 
@@ -249,3 +251,33 @@ def test_scaling_model_records_at_the_cpu_time_where_measured(tmp_path):
     rows = run(replace(costs, record_cpu_s_per_notebook=0.05), out=out, log=lambda *a: None)
     assert "0.05 s (the recording thread's CPU time" in out.read_text() and "was 0.20 s" in out.read_text()
     assert rows[0].detail["model"]["record_s_per_notebook"] == 0.05  # the head's own cost, not its waits
+
+
+
+def test_grading_profile_times_patched_steps_and_restores_them(monkeypatch):
+    class Base:
+        def step(self):
+            time.sleep(0.01)
+
+    class Child(Base):
+        def own(self):
+            return self.step()
+
+    monkeypatch.setitem(sys.modules, "fake_steps", types.SimpleNamespace(Child=Child))
+    steps = [("fake_steps", "Child", "own", "outer"), ("fake_steps", "Child", "step", "inner")]
+    own = Child.own
+    with grading_profile.Timers().patch(steps) as timers:
+        Child().own()
+        Child().own()
+    assert timers.calls == {"outer": 2, "inner": 2}
+    assert timers.seconds["outer"] >= timers.seconds["inner"] >= 0.02
+    assert Child.own is own and "step" not in vars(Child)  # as before: the inherited one is Base's again
+    with pytest.raises(AttributeError, match="Child.missing is not there to time"):
+        with grading_profile.Timers().patch([("fake_steps", "Child", "missing", "x")]):
+            pass
+
+
+def test_grading_profile_steps_exist():
+    for module, cls, attr, _ in grading_profile.STEPS:
+        owner = importlib.import_module(module)
+        assert hasattr(getattr(owner, cls) if cls else owner, attr), (module, cls, attr)
