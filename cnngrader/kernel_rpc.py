@@ -60,7 +60,8 @@ async def send(kc: Any, km: Any, request: str, deadline: float, max_bytes: int |
 
     size = batch_size(request)
     last = deadline if last is None else last
-    msg_id = kc.execute(serve_code(request), store_history=False, allow_stdin=False)
+    # silent: the kernel neither echoes the request on iopub nor runs the notebook's pre/post_run_cell hooks
+    msg_id = kc.execute(serve_code(request), silent=True, store_history=False, allow_stdin=False)
     reply, idle = None, False
     texts: list = [None] * (size or 0)
     total = 0

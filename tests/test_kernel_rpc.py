@@ -71,3 +71,18 @@ def test_a_call_past_its_limit_leaves_the_replies_before_it(kernel):
 def test_the_batch_never_runs_past_last(kernel):
     reply = _send(kernel, [1.0, 3.0, 1.0], per_call=5.0, last_in=2.5)
     assert reply.outcome == kernel_rpc.TIMED_OUT and _naps(reply) == [1.0]
+
+
+def test_a_request_runs_silently_and_the_kernel_does_not_pause_after_it(kernel):
+    # A notebook's post_run_cell hook does not run for the grader's requests, which the kernel does not echo
+    # on iopub either; the grader's side has turned off ipykernel's pause after each execute request.
+    km, kc = kernel
+    kc.execute_interactive("hooked = []\nget_ipython().events.register('post_run_cell', lambda r: hooked.append(1))",
+                           timeout=30)
+    outputs = []
+    reply = asyncio.run(kernel_rpc.send(kc, km, _batch([0.0, 0.0]), time.monotonic() + 30))
+    assert reply.outcome == kernel_rpc.ANSWERED and _naps(reply) == [0.0, 0.0]
+    kc.execute_interactive("print(len(hooked), get_ipython().kernel._execute_sleep)", timeout=30,
+                           output_hook=outputs.append)
+    printed = [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
+    assert printed == ["1 0.0\n"]  # the hook ran once, after the cell that registered it; not for the request

@@ -33,6 +33,10 @@ if _SHELL is not None:
     # torch._dynamo (seconds): import it as the kernel starts, before any student code and outside
     # every check's time limit. It starts no thread.
     import torch._dynamo  # noqa: F401 (imported for its cost, paid here once)
+    # ipykernel sleeps after each execute request (1-2 ms) so that output reaches iopub before the reply; both
+    # clients of a grading kernel (nbclient, kernel_rpc) read iopub until the kernel is idle, and need no wait.
+    if hasattr(getattr(_SHELL, "kernel", None), "_execute_sleep"):
+        _SHELL.kernel._execute_sleep = 0.0
 
 
 def reply_to(req: dict, namespace: dict[str, Any], _probes=types.MappingProxyType(dict(probes.PROBES)),
