@@ -413,10 +413,11 @@ def test_jobs_are_data_and_gpu_assignments_ask_for_the_gpu(tmp_path, monkeypatch
 
 
 def test_a_workers_preload_starts_its_zygote_with_its_share_of_the_cores(monkeypatch):
-    from cnngrader.pipeline import cluster_worker
+    from cnngrader.pipeline import cluster_worker, execute
     from cnngrader.pipeline.forked_kernel import ForkedKernelManager
 
     started = []
+    monkeypatch.setattr(execute, "check_available", lambda: None)  # the preload has checked the sandbox already
     monkeypatch.setattr(ForkedKernelManager, "unavailable", lambda self: started.append(self.threads))
     monkeypatch.setattr(cluster_worker.os, "cpu_count", lambda: 8)
     for processes, threads in (("4", 2), ("8", 1), ("16", 1), ("x", 8)):  # "x": one process, as by default

@@ -26,12 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nbformat
 from traitlets.config import Config
 
 from cnngrader.course import load_course
 from cnngrader.pipeline.cache import assignment_digest, submission_digest
 from cnngrader.pipeline.config import CoursePaths, course_config
-from cnngrader.pipeline.forked_kernel import ForkedKernelManager
+from cnngrader.pipeline.execute import GradingExecute
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.kernel_start import stop_spares
 from cnngrader.pipeline.sandbox import check_available
@@ -72,14 +73,12 @@ def dask_setup(worker=None) -> None:
 
 
 def _start_zygote() -> None:
-    """The zygote this process's kernels are forked from, with the threads a job's kernel gets (execute.py)."""
-    if os.environ.get("CNNGRADER_FORK_KERNELS", "1") == "0":
-        return
-    km = ForkedKernelManager(kernel_name="python3")
-    km.threads = max(1, (os.cpu_count() or 1) // _processes())
-    why = km.unavailable()
-    if why is not None:
-        log.warning("Fresh sandboxed kernels on this worker: %s", why)
+    """The zygote this process's kernels are forked from: the kernel manager a job's grading makes (execute.py),
+    with its share of the cores, made here once. Where kernels are not forked, or cannot be, nothing starts
+    (GradingExecute says why)."""
+    ex = GradingExecute(parallel_jobs=_processes(), log=log)
+    ex.nb = nbformat.v4.new_notebook()  # nbclient reads the kernel's name from the notebook
+    ex.create_kernel_manager()
 
 
 def dask_teardown(worker=None) -> None:
