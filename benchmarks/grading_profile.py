@@ -14,7 +14,6 @@ import contextlib
 import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Iterator
 
 from .machine import REPO
@@ -91,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         p.error("--runs must be at least 1")
 
-    import nbformat
     from traitlets.config import Config
 
     from cnngrader.course import load_course
@@ -112,10 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             for run in range(args.runs + 1):
                 timers.reset()
                 with tempfile.TemporaryDirectory(prefix="cnn-grading-profile-") as tmp:
-                    folder = Path(tmp, "submitted", "solution", args.assignment)
-                    folder.mkdir(parents=True)
-                    nb = autograde.solution_submission(args.assignment, course=course)
-                    nbformat.write(nb, folder / f"{args.assignment}.ipynb")
+                    autograde.make_submissions(tmp, count=1, assignments=[args.assignment], course=course)
                     result = autograde.grade_course(tmp, jobs=1, course=course, config=c, feedback=False,
                                                     report=False, progress="off")
                 if result.failures:
