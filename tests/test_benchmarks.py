@@ -281,3 +281,11 @@ def test_grading_profile_steps_exist():
     for module, cls, attr, _ in grading_profile.STEPS:
         owner = importlib.import_module(module)
         assert hasattr(getattr(owner, cls) if cls else owner, attr), (module, cls, attr)
+
+
+@pytest.mark.parametrize("argv, said", [(["--runs", "0"], "--runs must be at least 1"),
+                                        (["--assignment", "99_nothing"], "--assignment must be one of")])
+def test_grading_profile_refuses_bad_arguments(argv, said, capsys):
+    with pytest.raises(SystemExit):
+        grading_profile.main(argv)
+    assert said in capsys.readouterr().err
