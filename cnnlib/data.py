@@ -295,19 +295,31 @@ def source_line(what: str, fingerprint: str) -> str:
     return f"cnnlib.data: {what} (fingerprint {fingerprint})"
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read a (gzipped) IDX file of unsigned bytes into an array of its stated shape."""
+def read_idx(path: str | os.PathLike, count: int | None = None) -> np.ndarray:
+    """Read a (gzipped) IDX file of unsigned bytes into an array of its stated shape, or of its first `count`
+    items only: (count, *dims[1:]), decompressing no further than they reach."""
+    if count is not None and (type(count) is not int or count < 0):
+        raise ValueError(f"count must be None or an int >= 0, got {count!r}")
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4:
-        raise ValueError(f"{path} is not an IDX file: it is only {len(data)} bytes long")
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {data[:4].hex()})")
-    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
+        head = f.read(4)
+        if len(head) < 4:
+            raise ValueError(f"{path} is not an IDX file: it is only {len(head)} bytes long")
+        zero, dtype_code, ndim = struct.unpack(">HBB", head)
+        if zero != 0 or dtype_code != 0x08:
+            raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {head.hex()})")
+        shape = f.read(4 * ndim)
+        if len(shape) < 4 * ndim:
+            raise ValueError(f"{path} is not an IDX file: its header ends after {4 + len(shape)} bytes")
+        dims = struct.unpack(f">{ndim}I", shape)
+        if count is not None:
+            if ndim == 0 or count > dims[0]:
+                raise ValueError(f"count must be at most the {dims[0] if ndim else 0} items of {path}, got {count}")
+            dims = (count, *dims[1:])
+        size = int(np.prod(dims))
+        data = f.read(size) if count is not None else f.read()
+    body = np.frombuffer(data, dtype=np.uint8)
+    if body.size != size:
         raise ValueError(f"{path} holds {body.size} values but its header says {dims}")
     return body.reshape(dims)
 

@@ -350,12 +350,32 @@ def test_read_idx(tmp_path):
     assert np.array_equal(data.read_idx(tmp_path / "a.gz"), a)
 
 
+def test_read_idx_reads_the_first_count_items_only(tmp_path):
+    a = np.arange(5 * 3 * 4, dtype=np.uint8).reshape(5, 3, 4)
+    write_gz(tmp_path / "a.gz", idx_bytes(a) + b"trailing bytes it never reaches")
+    (tmp_path / "plain.idx").write_bytes(idx_bytes(a))
+    for path in (tmp_path / "a.gz", tmp_path / "plain.idx"):
+        assert np.array_equal(data.read_idx(path, count=2), a[:2])
+        assert data.read_idx(path, count=0).shape == (0, 3, 4)
+        assert np.array_equal(data.read_idx(path, count=5), a)
+        with pytest.raises(ValueError, match=r"count must be at most the 5 items of .*, got 6"):
+            data.read_idx(path, count=6)
+    for bad in (-1, 2.0, "2", True):
+        with pytest.raises(ValueError, match=r"count must be None or an int >= 0, got "):
+            data.read_idx(tmp_path / "a.gz", count=bad)
+    write_gz(tmp_path / "short.gz", idx_bytes(a)[:-20])  # cut inside the third item
+    assert np.array_equal(data.read_idx(tmp_path / "short.gz", count=2), a[:2])
+    with pytest.raises(ValueError, match=r"holds 40 values but its header says \(4, 3, 4\)"):
+        data.read_idx(tmp_path / "short.gz", count=4)
+
+
 @pytest.mark.parametrize(
     "payload, message",
     [
         (b"\x00\x00\x0d\x01" + struct.pack(">I", 3) + b"\x00" * 12, "not an IDX file of unsigned bytes"),  # floats
         (b"\x01\x02\x08\x01" + struct.pack(">I", 3) + b"abc", "not an IDX file of unsigned bytes"),
         (b"\x00\x00", "not an IDX file: it is only 2 bytes"),
+        (b"\x00\x00\x08\x02" + struct.pack(">I", 2) + b"\x00", "not an IDX file: its header ends after 9 bytes"),
         (b"\x00\x00\x08\x02" + struct.pack(">II", 2, 3) + b"abcde", r"holds 5 values but its header says \(2, 3\)"),
     ],
 )
