@@ -86,3 +86,32 @@ def test_a_request_runs_silently_and_the_kernel_does_not_pause_after_it(kernel):
                            output_hook=outputs.append)
     printed = [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
     assert printed == ["1 0.0\n"]  # the hook ran once, after the cell that registered it; not for the request
+
+
+
+
+def test_a_reply_does_not_wait_for_the_notebook_streams_to_flush(kernel):
+    # ipykernel's display_pub.publish flushes sys.stdout and sys.stderr before each message, a wait on its IO
+    # thread each; the replies carry nothing printed, and go out without: 10 replies, not 10 flushes.
+    km, kc = kernel
+    kc.execute_interactive(
+        "import sys\n"
+        "class Counting:\n"
+        "    def __init__(self, stream): self.stream, self.flushes = stream, 0\n"
+        "    def write(self, text): return self.stream.write(text)\n"
+        "    def flush(self):\n"
+        "        self.flushes += 1\n"
+        "        return self.stream.flush()\n"
+        "    def __getattr__(self, name): return getattr(self.stream, name)\n"
+        "saved = sys.stdout\n"
+        "sys.stdout = Counting(saved)\n", timeout=30)
+    outputs = []
+    try:
+        reply = asyncio.run(kernel_rpc.send(kc, km, _batch([0.0] * 10), time.monotonic() + 30))
+        assert reply.outcome == kernel_rpc.ANSWERED and _naps(reply) == [0.0] * 10
+    finally:
+        kc.execute_interactive("flushes = sys.stdout.flushes\nsys.stdout = saved\nprint(flushes)", timeout=30,
+                               output_hook=outputs.append)
+    printed = [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
+    # The kernel's own flushes after each execute request: 4 in all here, 14 when each reply flushed both.
+    assert len(printed) == 1 and int(printed[0]) < 10, printed

@@ -26,7 +26,30 @@ try:
 except ImportError:  # pragma: no cover - a kernel always has IPython
     _SHELL = None
 _USER_NS = _SHELL.user_ns if _SHELL is not None else {}
-_PUBLISH = _SHELL.display_pub.publish if _SHELL is not None else None
+
+
+def _publisher(pub: Any) -> Any:
+    """publish(data, metadata): one display message, as the kernel's display publisher sends it (through the
+    notebook's display hooks, if any) but without its flush of sys.stdout and sys.stderr first: a wait on
+    ipykernel's IO thread each, twice per reply, a tenth of a second of A2's 134 replies. The replies carry
+    nothing the notebook printed. Plain publish() where the publisher is not ipykernel's."""
+    session, socket = getattr(pub, "session", None), getattr(pub, "pub_socket", None)
+    header, hooks = getattr(type(pub), "parent_header", None), getattr(type(pub), "_hooks", None)
+    if session is None or socket is None or not isinstance(header, property) or not isinstance(hooks, property):
+        return pub.publish
+    msg, send, topic, parent, hooks = session.msg, session.send, pub.topic, header.fget, hooks.fget
+
+    def publish(data: dict, metadata: dict) -> None:
+        message = msg("display_data", {"data": data, "metadata": metadata, "transient": {}}, parent=parent(pub))
+        for hook in hooks(pub):
+            message = hook(message)
+            if message is None:
+                return
+        send(socket, message, ident=topic)
+    return publish
+
+
+_PUBLISH = _publisher(_SHELL.display_pub) if _SHELL is not None else None
 _loads = json.loads
 if _SHELL is not None:
     # The hidden checks run functions on the meta device, and the first operator there imports
