@@ -1,9 +1,10 @@
 """One request from the host to the grader's side in a kernel (cnngrader.kernel.serve), and its reply: the
 loop that grading (GradingExecute) and the pre-submission check (cnn-check) both run.
 
-The request goes out as a silent execute request; its reply is the display message of MIME type REPLY_MIME
-that the execution publishes. The loop reads the iopub channel until the kernel goes idle for the request,
-then the shell channel until its execute_reply, so that no message of it is left for the next request.
+The request goes out as the user expression of a silent execute request; its reply is the display message of
+MIME type REPLY_MIME that evaluating it publishes. The loop reads the iopub channel until the kernel goes idle
+for the request, then the shell channel until its execute_reply, so that no message of it is left for the next
+request.
 It waits until `deadline` (time.monotonic) at most, and notices within a second that the kernel died.
 What to do about a request that timed out (interrupt, kill) is the caller's decision.
 
@@ -60,8 +61,11 @@ async def send(kc: Any, km: Any, request: str, deadline: float, max_bytes: int |
 
     size = batch_size(request)
     last = deadline if last is None else last
-    # silent: the kernel neither echoes the request on iopub nor runs the notebook's pre/post_run_cell hooks
-    msg_id = kc.execute(serve_code(request), silent=True, store_history=False, allow_stdin=False)
+    # The request goes as a user expression of an empty silent cell: the kernel evaluates it as it is, where a
+    # cell's code would be hashed (ipykernel, in pure Python), tokenized and transformed (IPython) first. silent:
+    # the kernel neither echoes the request on iopub nor runs the notebook's pre/post_run_cell hooks.
+    msg_id = kc.execute("", silent=True, store_history=False, allow_stdin=False,
+                        user_expressions={"reply": serve_code(request)})
     reply, idle = None, False
     texts: list = [None] * (size or 0)
     total = 0
