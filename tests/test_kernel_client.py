@@ -151,3 +151,30 @@ def test_a_kernel_slow_to_start_is_ready_and_answers_the_next_request(tmp_path, 
 
     ready, reply = asyncio.run(run())
     assert 2.5 <= ready < 30 and reply["content"]["status"] == "ok"
+
+
+def test_its_sockets_try_again_every_reconnect_ms_to_reach_a_kernel_still_starting():
+    # The client connects as the kernel starts, before it binds its sockets; ZeroMQ then tries again after
+    # RECONNECT_IVL (100 ms by default, plus up to as much of jitter): a forked kernel was ready ~90 ms later.
+    from traitlets.config import Config
+
+    from cnngrader.pipeline.kernel_client import GradingKernelClient
+
+    config = Config()
+    config.GradingKernelClient.reconnect_ms = 25
+    clients = [GradingKernelClient(), GradingKernelClient(config=config)]
+    try:
+        for kc, ms in zip(clients, (10, 25)):
+            socket = kc.context.socket(zmq.DEALER)  # as each of its channels' sockets
+            try:
+                assert socket.getsockopt(zmq.RECONNECT_IVL) == ms
+            finally:
+                socket.close(linger=0)
+        plain = zmq.Context()
+        try:
+            assert plain.socket(zmq.DEALER).getsockopt(zmq.RECONNECT_IVL) == 100  # ZeroMQ's default
+        finally:
+            plain.destroy(linger=0)
+    finally:
+        for kc in clients:
+            kc.context.destroy(linger=0)

@@ -13,10 +13,11 @@ import time
 from queue import Empty
 from typing import Any
 
+import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from jupyter_client.session import extract_dates
-from traitlets import Integer, Type
+from traitlets import Integer, Type, default
 
 HEADER_FRAME_BYTES = 2**16  # a real header or parent header is a few hundred bytes
 
@@ -63,12 +64,24 @@ class CappedIOPubChannel(AsyncZMQSocketChannel):
 
 
 class GradingKernelClient(AsyncKernelClient):
-    """AsyncKernelClient whose iopub channel decodes no message over `max_message_bytes`."""
+    """AsyncKernelClient whose iopub channel decodes no message over `max_message_bytes`, and whose sockets try
+    again every `reconnect_ms` to reach a kernel that is still starting."""
 
     iopub_channel_class = Type(CappedIOPubChannel)
     max_message_bytes = Integer(
         16 * 2**20, help="Bytes of one iopub message above which it is dropped unread (a note takes its place)."
     ).tag(config=True)
+    reconnect_ms = Integer(
+        10, help="Milliseconds between a socket's tries to reach the kernel. The client connects as the kernel "
+        "starts, before the kernel has bound its sockets; at ZeroMQ's default (100 ms, and up to as much again "
+        "of jitter) a forked kernel's start waited ~90 ms for the next try."
+    ).tag(config=True)
+
+    @default("context")
+    def _context_default(self) -> zmq.asyncio.Context:
+        context = super()._context_default()  # this client's own, as jupyter_client's
+        context.setsockopt(zmq.RECONNECT_IVL, self.reconnect_ms)
+        return context
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:
         """Return once the kernel answers kernel_info on shell and its iopub reaches this client (a message
