@@ -52,12 +52,51 @@ def html_text(path: Path) -> str:
 # --- the build --------------------------------------------------------------------------------
 
 
+# The chapters' kernels write their own log to the build's stderr. Two of its messages are not the
+# book's: ipykernel's note that it listens on TCP, and a race in ipykernel 7's own shutdown, after the
+# chapter has run, where a ZMQStream callback meets a socket that another of its threads has closed (once in
+# the course's first 28 CI runs). That one is skipped only as a whole block: the tornado logger's line, a
+# traceback, and this ZMQError as its last line.
+KERNEL_TCP_NOTE = "Kernel is running over TCP"
+SHUTDOWN_RACE = ("ERROR:tornado.general:Uncaught exception in ZMQStream callback",
+                 "zmq.error.ZMQError: Socket operation on non-socket")
+
+
+def build_problems(log: str) -> list[str]:
+    """The log's WARNING, ERROR and CRITICAL lines, less the kernels' two messages above."""
+    lines, problems, i = log.splitlines(), [], 0
+    while i < len(lines):
+        if lines[i] == SHUTDOWN_RACE[0] and i + 1 < len(lines) and lines[i + 1].startswith("Traceback"):
+            end = i + 2
+            while end < len(lines) and lines[end].startswith(" "):
+                end += 1
+            if end < len(lines) and lines[end] == SHUTDOWN_RACE[1]:
+                i = end + 1
+                continue
+        if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", lines[i]) and KERNEL_TCP_NOTE not in lines[i]:
+            problems.append(lines[i])
+        i += 1
+    return problems
+
+
+def test_build_problems_skip_only_the_kernels_shutdown_race():
+    race = [SHUTDOWN_RACE[0], "Traceback (most recent call last):",
+            '  File ".../zmq/eventloop/zmqstream.py", line 573, in _run_callback',
+            "    f = callback(*args, **kwargs)", "        ^^^^^^^^", SHUTDOWN_RACE[1]]
+    other = [SHUTDOWN_RACE[0], "Traceback (most recent call last):", '  File "x.py", line 1, in f',
+             "ValueError: a chapter's own error"]
+    sphinx = "book/05_pooling.md:12: WARNING: undefined label"
+    assert build_problems("\n".join(["build succeeded", *race, "[IPKernelApp] WARNING | " + KERNEL_TCP_NOTE])) == []
+    assert build_problems("\n".join([*race, sphinx])) == [sphinx]
+    assert build_problems("\n".join(other)) == [SHUTDOWN_RACE[0]]
+    assert build_problems("\n".join(race[:-1])) == [SHUTDOWN_RACE[0]]  # no ZMQError at the end: reported
+
+
 @pytest.mark.slow
 def test_book_builds_without_warnings(book):
     html_dir, log = book
     assert "build succeeded" in log
-    problems = [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)
-                and "Kernel is running over TCP" not in line]  # the kernel's own log line, not Sphinx's
+    problems = build_problems(log)
     assert not problems, "warnings in the build:\n" + "\n".join(problems)
     assert (html_dir / "index.html").exists()
 
