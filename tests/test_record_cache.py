@@ -2,6 +2,7 @@
 gradebook plain nbgrader writes: the same batch, recorded by `grade_course` (one Recorder, shared engines) and
 recorded again one submission at a time by nbgrader as shipped (a fresh interpreter where nothing is patched),
 gives the same score and comment in every grade cell, the same grades.csv and the same autograded notebooks.
+The execute step shares engines too (workers.shared_engines): one per process and private gradebook copy.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from nbgrader.api import Gradebook
 from nbtools import with_cells, write_submissions
 from traitlets.config import Config
 
-from cnngrader.pipeline import record, record_cache
+from cnngrader.pipeline import record, record_cache, workers
 from cnngrader.pipeline.grade import grade_course, make_submissions, solution_submission
 from cnngrader.pipeline.kernel_start import stop_zygote
 from cnngrader.pipeline.report import gradebook_rows
@@ -81,6 +82,14 @@ def recorded(tmp_path_factory):
     c.GradingExecute.secret = 20261207
     patch = pytest.MonkeyPatch()
     patch.setattr(record, "record_one", keep)
+    engines: list[str] = []
+    made = record_cache.sqlalchemy.create_engine
+
+    def create_engine(url, *args, **kwargs):
+        engines.append(str(url))
+        return made(url, *args, **kwargs)
+
+    patch.setattr(record_cache.sqlalchemy, "create_engine", create_engine)
     try:
         result = grade_course(shared, jobs=1, config=c, feedback=False, report=False, progress="off")
     finally:
@@ -91,7 +100,14 @@ def recorded(tmp_path_factory):
     run = subprocess.run([sys.executable, "-c", PLAIN, str(plain), str(work)], cwd=REPO, capture_output=True,
                          text=True, timeout=600, env={**os.environ, "CNNGRADER_COURSE": str(REPO)})
     assert run.returncode == 0, run.stderr[-3000:]
-    return SimpleNamespace(result=result, shared=shared, plain=plain, recorded=int(run.stdout.split()[-1]))
+    return SimpleNamespace(result=result, shared=shared, plain=plain, recorded=int(run.stdout.split()[-1]),
+                           engines=engines)
+
+
+def test_executing_the_batch_made_one_engine_for_the_gradebook_copy(recorded):
+    copies = [url for url in recorded.engines if "gradebook-worker" in url]
+    assert len(copies) == 1, recorded.engines  # seven submissions, about ten Gradebooks each, one engine
+    assert copies[0] != f"sqlite:///{recorded.shared / 'gradebook.db'}"
 
 
 def test_the_batch_is_recorded_in_full(recorded):
@@ -133,6 +149,20 @@ def test_shared_engines_give_one_engine_per_url_only_while_active(tmp_path):
     shared.close()
     assert shared.engines == {}
     shared.close()  # twice is fine
+
+
+def test_a_process_keeps_the_engines_of_one_gradebook_copy_at_a_time(tmp_path):
+    first, second = (f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db"))
+    try:
+        one = workers.shared_engines(first)
+        assert workers.shared_engines(first) is one
+        with one.active(), Gradebook(first) as gb:
+            assert one.engines and gb.engine is next(iter(one.engines.values()))
+        two = workers.shared_engines(second)
+        assert two is not one and one.engines == {}  # the other copy's engine is closed
+    finally:
+        workers.release_engines()
+    assert two.engines == {}
 
 
 @pytest.mark.parametrize("meta", [

@@ -1,4 +1,5 @@
-"""What the record step keeps from one submission to the next, so that recording costs less per notebook.
+"""What the record and execute steps keep from one submission to the next, so that nbgrader's own work
+costs less per notebook.
 
 Profiling record.record_one (one nbgrader Autograde per submission, replayed) showed two costs that do
 not depend on the submission at all:
@@ -7,7 +8,8 @@ not depend on the submission at all:
   and an engine compiles every query afresh: a third of the time went to compiling the same SELECTs.
   `SharedEngines` gives every Gradebook opened while it is active one engine per database URL.
   The sessions, their queries and their commits are nbgrader's own, unchanged: only the compiled
-  statements and the connection pool are reused.
+  statements and the connection pool are reused. Executing a notebook opens eleven more Gradebooks on
+  the worker's private copy (workers.shared_engines): A2's solution took 0.97 s instead of 1.05.
 - CheckCellMetadata (twice per notebook) validates each cell's nbgrader metadata with
   jsonschema.validate, which checks the schema itself again on every call: another third.
   `install()` makes nbgrader's validator check the schema once and reuse the validator; a cell

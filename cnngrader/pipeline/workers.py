@@ -25,12 +25,16 @@ from traitlets.config import Config
 from cnngrader.pipeline.config import CoursePaths, coursedir, run_app
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.kernel_start import stop_spares
+from cnngrader.pipeline.record_cache import SharedEngines
 
 log = logging.getLogger("cnngrader.pipeline")
 
 EXECUTE = "cnngrader.pipeline.execute.GradingExecute"
 KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond")
 _WORKER_DB: dict[tuple[int, str, str], str] = {}
+# (pid, gradebook URL) -> the engines of the Gradebooks nbgrader opens while executing (record_cache.py),
+# for one URL at a time: a process executes with one private copy per run (per job on a cluster worker)
+_ENGINES: dict[tuple[int, str], SharedEngines] = {}
 
 Outcome = tuple[str, str, float, str | None]  # (student, assignment, seconds, error)
 
@@ -63,6 +67,24 @@ def _worker_db_url(db_url: str, work: Path) -> str:
     return _WORKER_DB[key]
 
 
+def shared_engines(db_url: str) -> SharedEngines:
+    """This process's shared engines for db_url; those of another URL are closed first (never a parent
+    process's: a forked child only drops them)."""
+    key = (os.getpid(), db_url)
+    if key not in _ENGINES:
+        release_engines()
+        _ENGINES[key] = SharedEngines()
+    return _ENGINES[key]
+
+
+def release_engines() -> None:
+    """Close this process's shared engines (their pooled connections to a private gradebook copy)."""
+    for (pid, _), engines in _ENGINES.items():
+        if pid == os.getpid():
+            engines.close()
+    _ENGINES.clear()
+
+
 def execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str,
                 source_db: str | None = None) -> Outcome:
     """Sanitize and execute one submission into work/executed; (student, assignment, seconds, error)."""
@@ -72,10 +94,12 @@ def execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str
     c.CourseDirectory.db_url = _worker_db_url(source_db or cfg.CourseDirectory.db_url, Path(work))
     c.Autograde.autograde_preprocessors = [EXECUTE]
     c.GradingExecute.parallel_jobs = jobs
+    engines = shared_engines(c.CourseDirectory.db_url)
     for attempt in (1, 2):
         app = Autograde(coursedir=coursedir(c, student_id=student, assignment_id=assignment), config=c)
         app.force = True
-        error = run_app(app)
+        with engines.active():  # about ten Gradebooks per notebook, one engine and its compiled queries
+            error = run_app(app)
         # a kernel that never came up is the machine's problem, not the student's: once more
         if not error or not any(s in error for s in KERNEL_START_FAILURES):
             break
@@ -109,6 +133,7 @@ class Workers:
             if self.pool is not None:
                 self.pool.shutdown()
         finally:
+            release_engines()
             stop_spares()
 
     def execute(self, cfg: Config, work: Path, tasks: Sequence[tuple[str, str]], source_db: str) -> Iterator[Outcome]:
