@@ -18,6 +18,7 @@ import pytest
 from conftest import REPO
 from nbgrader.api import Gradebook
 from nbtools import with_cells, write_submissions
+from sqlalchemy import text as sqlalchemy_text
 from traitlets.config import Config
 
 from cnngrader.pipeline import record, record_cache, workers
@@ -187,3 +188,23 @@ def test_the_once_checked_schema_accepts_and_rejects_as_jsonschema_does(meta):
         got = (error.message, list(error.path))
     assert got == expected
     assert (expected is None) == (meta.get("points") == 1)  # only the first is valid metadata
+
+
+def test_a_new_gradebook_is_stamped_with_the_revision_that_alembic_heads_gives(tmp_path, monkeypatch):
+    import nbgrader.api
+    from nbgrader.dbutil import _temp_alembic_ini  # how nbgrader's own get_alembic_version calls alembic
+
+    from cnngrader.pipeline import config
+
+    with _temp_alembic_ini(f"sqlite:///{tmp_path / 'unused.db'}") as ini:
+        heads = subprocess.run([os.path.join(os.path.dirname(sys.executable), "alembic"), "-c", ini, "heads"],
+                               capture_output=True, text=True, timeout=120, check=True).stdout
+    assert config.alembic_head() == heads.split("\n")[0].split(" ")[0]
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"nbgrader ran {args}")
+
+    monkeypatch.setattr(nbgrader.api.sp, "check_output", no_subprocess)
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:  # made here, not by a subprocess
+        stamped = gb.db.execute(sqlalchemy_text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert stamped == config.alembic_head()
