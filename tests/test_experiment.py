@@ -173,6 +173,30 @@ def test_the_sandbox_has_the_training_data_but_not_the_test_labels():
         assert seen["files"][str(SYSTEM_DATA_DIR / "t10k-labels-idx1-ubyte.gz")] in (0, "PermissionError")
 
 
+@needs_data
+def test_the_sandbox_checks_its_copies_by_the_md5_of_their_own_bytes():
+    """The host verified them (Debian's by their decompressed content); the kernel gets their .gz MD5s."""
+    from cnngrader.pipeline.sandbox import Sandbox, SandboxUnavailable, check_available
+
+    try:
+        check_available()
+    except SandboxUnavailable as e:
+        pytest.skip(f"no sandbox on this machine: {e.why}")
+    code = """import json, os
+from cnnlib import data
+folder = os.environ["CNNLIB_DATA"]
+print("MD5", json.dumps({name: [data.expected_md5(name), data.md5sum(os.path.join(folder, name))]
+                         for name in sorted(data.FASHION_MNIST_FILES) if "t10k-labels" not in name}))
+"""
+    with Sandbox() as box:
+        done = box.run([sys.executable, "-c", code], timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.split("MD5 ", 1)[1])
+    assert len(seen) == 3
+    for name, ((gz_md5, raw_md5), own) in seen.items():
+        assert (gz_md5, raw_md5) == (own, None), name  # the copy's own MD5; no decompressing needed
+
+
 # -- the assignment through the sandboxed pipeline ---------------------------------------------------
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):

@@ -6,14 +6,23 @@ host (wherever they are: Debian's /usr/share/datasets/fashion-mnist, $CNNLIB_DAT
 bound read-only into DATA_INSIDE, which the kernel's $CNNLIB_DATA names. The test labels are not bound
 there, and every copy of them the sandbox could otherwise reach through its binds of the system folders
 has /dev/null bound over it, so a notebook cell cannot read them.
+
+The host has verified its copies, Debian's re-gzipped ones by the MD5 of their decompressed content
+(0.3 s for the training images). The sandbox also gets a checksum file, CHECKSUMS_INSIDE, that lists the
+MD5 of each bound copy's own bytes, and its $CNNLIB_DATA_MD5 names it: a kernel that loads the data
+checks each copy by hashing the file alone.
 """
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from functools import lru_cache
 from os import environ
 from pathlib import Path
 
 DATA_INSIDE = "/run/cnngrader-data"
+CHECKSUMS_INSIDE = f"{DATA_INSIDE}/MD5SUMS"
 HIDDEN = ("t10k-labels-idx1-ubyte.gz",)  # read only by the trusted process
 
 
@@ -52,7 +61,27 @@ def sandbox_args(roots: list[str]) -> tuple[list[str], dict[str, str]]:
     args: list[str] = []
     for path in visible_copies(roots):
         args += ["--ro-bind", "/dev/null", path]
+    from cnnlib.data import CHECKSUMS_ENV  # as in host_files
+
     files = {name: path for name, path in host_files().items() if name not in HIDDEN}
+    if not files:
+        return args, {}
     for name, path in sorted(files.items()):
         args += ["--ro-bind", str(path), f"{DATA_INSIDE}/{name}"]
-    return args, ({"CNNLIB_DATA": DATA_INSIDE} if files else {})
+    args += ["--ro-bind", str(_checksum_file(tuple(sorted(files.items())))), CHECKSUMS_INSIDE]
+    return args, {"CNNLIB_DATA": DATA_INSIDE, CHECKSUMS_ENV: CHECKSUMS_INSIDE}
+
+
+@lru_cache(maxsize=4)
+def _checksum_file(files: tuple[tuple[str, Path], ...]) -> Path:
+    """A checksum file (md5sum's format) with the MD5 of each of `files` as it is, and the published one of
+    every other Fashion-MNIST file, in a folder of this process's own, removed when it exits."""
+    from cnnlib.data import FASHION_MNIST_FILES, md5sum  # as in host_files
+
+    md5 = {**FASHION_MNIST_FILES, **{name: md5sum(path) for name, path in files}}
+    folder = Path(tempfile.mkdtemp(prefix="cnngrader-data-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "MD5SUMS"
+    path.write_text("".join(f"{md5[name]}  {name}\n" for name in sorted(md5)), encoding="utf-8")
+    path.chmod(0o644)  # read inside the sandbox by its own user
+    return path
