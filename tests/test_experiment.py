@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -151,19 +152,23 @@ def test_the_experiments_cell_may_take_longer_than_a_cell():
 
 
 # -- the sandbox ------------------------------------------------------------------------------------
-@needs_data
-def test_the_sandbox_has_the_training_data_but_not_the_test_labels():
+def _in_sandbox(code: str, marker: str) -> Any:
+    """The JSON that `code`, run in a grading sandbox, prints after `marker` (skips without a sandbox)."""
     from cnngrader.pipeline.sandbox import Sandbox, SandboxUnavailable, check_available
 
     try:
         check_available()
     except SandboxUnavailable as e:
         pytest.skip(f"no sandbox on this machine: {e.why}")
-    code = PEEK.replace("import glob, os", "import glob, json, os")
     with Sandbox() as box:
         done = box.run([sys.executable, "-c", code], timeout=120)
     assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.split("PEEK ", 1)[1])
+    return json.loads(done.stdout.split(f"{marker} ", 1)[1])
+
+
+@needs_data
+def test_the_sandbox_has_the_training_data_but_not_the_test_labels():
+    seen = _in_sandbox(PEEK.replace("import glob, os", "import glob, json, os"), "PEEK")
     assert seen["verified"] == {"train-images-idx3-ubyte.gz": True, "train-labels-idx1-ubyte.gz": True,
                                 "t10k-images-idx3-ubyte.gz": True, "t10k-labels-idx1-ubyte.gz": False}
     for path, size in seen["files"].items():
@@ -176,22 +181,13 @@ def test_the_sandbox_has_the_training_data_but_not_the_test_labels():
 @needs_data
 def test_the_sandbox_checks_its_copies_by_the_md5_of_their_own_bytes():
     """The host verified them (Debian's by their decompressed content); the kernel gets their .gz MD5s."""
-    from cnngrader.pipeline.sandbox import Sandbox, SandboxUnavailable, check_available
-
-    try:
-        check_available()
-    except SandboxUnavailable as e:
-        pytest.skip(f"no sandbox on this machine: {e.why}")
     code = """import json, os
 from cnnlib import data
 folder = os.environ["CNNLIB_DATA"]
 print("MD5", json.dumps({name: [data.expected_md5(name), data.md5sum(os.path.join(folder, name))]
                          for name in sorted(data.FASHION_MNIST_FILES) if "t10k-labels" not in name}))
 """
-    with Sandbox() as box:
-        done = box.run([sys.executable, "-c", code], timeout=120)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.split("MD5 ", 1)[1])
+    seen = _in_sandbox(code, "MD5")
     assert len(seen) == 3
     for name, ((gz_md5, raw_md5), own) in seen.items():
         assert (gz_md5, raw_md5) == (own, None), name  # the copy's own MD5; no decompressing needed
