@@ -42,7 +42,7 @@ def alembic_head() -> str:
     """The head revision of nbgrader's gradebook schema, which a new gradebook is stamped with: what
     nbgrader.api.get_alembic_version reads from `alembic heads` in a subprocess (2.5 s, for every new
     gradebook), read here from the same migration scripts in a millisecond."""
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # 0.14 s to import: only when a gradebook is created
 
     return ScriptDirectory(ALEMBIC_DIR).get_current_head()
 
