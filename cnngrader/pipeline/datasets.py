@@ -58,11 +58,11 @@ def visible_copies(roots: list[str]) -> list[str]:
 def sandbox_args(roots: list[str]) -> tuple[list[str], dict[str, str]]:
     """(bwrap arguments, environment) that give a sandbox whose read-only binds are `roots` the dataset
     without its test labels."""
+    from cnnlib.data import CHECKSUMS_ENV  # as in host_files
+
     args: list[str] = []
     for path in visible_copies(roots):
         args += ["--ro-bind", "/dev/null", path]
-    from cnnlib.data import CHECKSUMS_ENV  # as in host_files
-
     files = {name: path for name, path in host_files().items() if name not in HIDDEN}
     if not files:
         return args, {}

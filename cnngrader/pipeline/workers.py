@@ -98,7 +98,7 @@ def execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str
     for attempt in (1, 2):
         app = Autograde(coursedir=coursedir(c, student_id=student, assignment_id=assignment), config=c)
         app.force = True
-        with engines.active():  # about ten Gradebooks per notebook, one engine and its compiled queries
+        with engines.active():  # eleven Gradebooks per notebook: one engine, its queries compiled once
             error = run_app(app)
         # a kernel that never came up is the machine's problem, not the student's: once more
         if not error or not any(s in error for s in KERNEL_START_FAILURES):
