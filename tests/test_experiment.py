@@ -193,6 +193,22 @@ print("MD5", json.dumps({name: [data.expected_md5(name), data.md5sum(os.path.joi
         assert (gz_md5, raw_md5) == (own, None), name  # the copy's own MD5; no decompressing needed
 
 
+@needs_data
+def test_the_checksum_file_is_written_again_when_something_removed_it():
+    from cnngrader.pipeline import datasets
+
+    def bound() -> Path:
+        args, env = datasets.sandbox_args(["/usr"])
+        assert env["CNNLIB_DATA_MD5"] == datasets.CHECKSUMS_INSIDE
+        return Path(args[args.index(datasets.CHECKSUMS_INSIDE) - 1])
+
+    first = bound()
+    listed = first.read_text()
+    first.unlink()  # a cleaner of /tmp, under a worker that runs for weeks
+    again = bound()
+    assert again.read_text() == listed and again.stat().st_mode & 0o777 == 0o644
+
+
 # -- the assignment through the sandboxed pipeline ---------------------------------------------------
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):

@@ -68,7 +68,11 @@ def sandbox_args(roots: list[str]) -> tuple[list[str], dict[str, str]]:
         return args, {}
     for name, path in sorted(files.items()):
         args += ["--ro-bind", str(path), f"{DATA_INSIDE}/{name}"]
-    args += ["--ro-bind", str(_checksum_file(tuple(sorted(files.items())))), CHECKSUMS_INSIDE]
+    checksums = _checksum_file(tuple(sorted(files.items())))
+    if not checksums.exists():  # removed under a long-lived worker (a cleaner of /tmp): write it again
+        _checksum_file.cache_clear()
+        checksums = _checksum_file(tuple(sorted(files.items())))
+    args += ["--ro-bind", str(checksums), CHECKSUMS_INSIDE]
     return args, {"CNNLIB_DATA": DATA_INSIDE, CHECKSUMS_ENV: CHECKSUMS_INSIDE}
 
 
