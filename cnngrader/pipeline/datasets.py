@@ -63,15 +63,15 @@ def sandbox_args(roots: list[str]) -> tuple[list[str], dict[str, str]]:
     args: list[str] = []
     for path in visible_copies(roots):
         args += ["--ro-bind", "/dev/null", path]
-    files = {name: path for name, path in host_files().items() if name not in HIDDEN}
+    files = tuple(sorted((name, path) for name, path in host_files().items() if name not in HIDDEN))
     if not files:
         return args, {}
-    for name, path in sorted(files.items()):
+    for name, path in files:
         args += ["--ro-bind", str(path), f"{DATA_INSIDE}/{name}"]
-    checksums = _checksum_file(tuple(sorted(files.items())))
+    checksums = _checksum_file(files)
     if not checksums.exists():  # removed under a long-lived worker (a cleaner of /tmp): write it again
         _checksum_file.cache_clear()
-        checksums = _checksum_file(tuple(sorted(files.items())))
+        checksums = _checksum_file(files)
     args += ["--ro-bind", str(checksums), CHECKSUMS_INSIDE]
     return args, {"CNNLIB_DATA": DATA_INSIDE, CHECKSUMS_ENV: CHECKSUMS_INSIDE}
 

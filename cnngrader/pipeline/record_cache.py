@@ -91,7 +91,7 @@ class _Jsonschema:
 def install() -> None:
     """Put the shared engines and the once-checked schema in nbgrader's place (idempotent; without an
     active SharedEngines, nbgrader makes its engines as before)."""
-    import nbgrader.api as api  # nbgrader's internals, patched only here
+    import nbgrader.api as api  # nbgrader's internals, patched here (get_alembic_version: config.py, at import)
     import nbgrader.nbgraderformat.common as common  # likewise
 
     api.create_engine = _create_engine

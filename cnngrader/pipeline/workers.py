@@ -32,9 +32,9 @@ log = logging.getLogger("cnngrader.pipeline")
 EXECUTE = "cnngrader.pipeline.execute.GradingExecute"
 KERNEL_START_FAILURES = ("Kernel died before replying to kernel_info", "Kernel didn't respond")
 _WORKER_DB: dict[tuple[int, str, str], str] = {}
-# (pid, gradebook URL) -> the engines of the Gradebooks nbgrader opens while executing (record_cache.py),
-# for one URL at a time: a process executes with one private copy per run (per job on a cluster worker)
-_ENGINES: dict[tuple[int, str], SharedEngines] = {}
+# ((pid, gradebook URL), its engines) for the Gradebooks nbgrader opens while executing (record_cache.py), one
+# URL at a time: a process executes with one private copy per run (per job on a cluster worker)
+_ENGINES: tuple[tuple[int, str], SharedEngines] | None = None
 
 Outcome = tuple[str, str, float, str | None]  # (student, assignment, seconds, error)
 
@@ -70,19 +70,20 @@ def _worker_db_url(db_url: str, work: Path) -> str:
 def shared_engines(db_url: str) -> SharedEngines:
     """This process's shared engines for db_url; those of another URL are closed first (never a parent
     process's: a forked child only drops them)."""
+    global _ENGINES
     key = (os.getpid(), db_url)
-    if key not in _ENGINES:
+    if _ENGINES is None or _ENGINES[0] != key:
         release_engines()
-        _ENGINES[key] = SharedEngines()
-    return _ENGINES[key]
+        _ENGINES = (key, SharedEngines())
+    return _ENGINES[1]
 
 
 def release_engines() -> None:
     """Close this process's shared engines (their pooled connections to a private gradebook copy)."""
-    for (pid, _), engines in _ENGINES.items():
-        if pid == os.getpid():
-            engines.close()
-    _ENGINES.clear()
+    global _ENGINES
+    if _ENGINES is not None and _ENGINES[0][0] == os.getpid():
+        _ENGINES[1].close()
+    _ENGINES = None
 
 
 def execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str,
