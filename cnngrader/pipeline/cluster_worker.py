@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nbformat
 from traitlets.config import Config
 
 from cnngrader.course import load_course
 from cnngrader.pipeline.cache import assignment_digest, submission_digest
 from cnngrader.pipeline.config import CoursePaths, course_config
-from cnngrader.pipeline.execute import GradingExecute
+from cnngrader.pipeline.execute import ready_kernels
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.kernel_start import stop_spares
 from cnngrader.pipeline.sandbox import check_available
@@ -76,9 +75,7 @@ def _start_zygote() -> None:
     """The zygote this process's kernels are forked from: the kernel manager a job's grading makes (execute.py),
     with its share of the cores, made here once. Where kernels are not forked, or cannot be, nothing starts
     (GradingExecute says why)."""
-    ex = GradingExecute(parallel_jobs=_processes(), log=log)
-    ex.nb = nbformat.v4.new_notebook()  # nbclient reads the kernel's name from the notebook
-    ex.create_kernel_manager()
+    ready_kernels(parallel_jobs=_processes(), log=log)
 
 
 def dask_teardown(worker=None) -> None:

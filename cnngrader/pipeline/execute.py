@@ -48,6 +48,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets.config import Config
 
 from cnngrader import kernel_rpc
 from cnngrader.cells import student_sources
@@ -501,6 +502,15 @@ class GradingExecute(Execute):
         self.log.warning("Kernel unresponsive after cell %d timed out; killing it", index)
         run_sync(self._async_kill_kernel)()
         return "the kernel stopped responding after a timeout"
+
+
+def ready_kernels(config: Config | None = None, parallel_jobs: int = 1, log: Any = None) -> None:
+    """Start what this process's grading kernels are made from (the zygote they are forked from, where kernels
+    are forked), with the settings of `config` and its share of the cores, before its first notebook asks for
+    a kernel. Nothing runs in a kernel, and no tensor op or CUDA call in this process."""
+    ex = GradingExecute(config=config, parallel_jobs=parallel_jobs, **({"log": log} if log else {}))
+    ex.nb = nbformat.v4.new_notebook()  # nbclient reads the kernel's name from the notebook
+    ex.create_kernel_manager()
 
 
 class RestoreCells(OverwriteCells):

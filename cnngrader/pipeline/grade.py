@@ -134,26 +134,28 @@ def grade_course(
     planned = plan(where, cache, students, assignments, force)
     result = GradeResult(root=where.root, jobs=max(1, int(jobs)), submissions=planned.todo,
                          sandboxed=sandbox_enabled(cfg), up_to_date=planned.kept, cluster=cluster)
-    with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
+    # a pool's workers start (their imports, their kernels' zygotes) while the gradebook is prepared
+    pool = (ClusterWorkers(cluster, cfg, planned.digests) if cluster
+            else Workers(result.jobs, cfg if planned.todo else None))
+    with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp, pool as workers:
         work = Path(tmp)
         with result.timed("prepare"):
             ready_gradebook(cfg, where, planned)
             result.submissions = planned.todo
             source_db = phase1_db(where, {a for _, a in planned.todo}, work)
         result.failures.extend(planned.failures)
-        with ClusterWorkers(cluster, cfg, planned.digests) if cluster else Workers(result.jobs) as workers:
-            recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures,
-                                progress=Progress(len(planned.todo), mode=progress))
-            with result.timed("execute"), recorder.progress, recorder:  # wall time, recording included
-                for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
-                    recorder(outcome)
-            result.lost, result.record_cpu_seconds = recorder.progress.lost, recorder.cpu_seconds
-            result.seconds["record"] = recorder.seconds
-            if feedback:
-                with result.timed("feedback"):
-                    graded_now = set(result.execute_seconds)
-                    result.feedback, failures = write_feedback(cfg, where, cache, graded_now, workers.map)
-                    result.failures.extend(failures)
+        recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures,
+                            progress=Progress(len(planned.todo), mode=progress))
+        with result.timed("execute"), recorder.progress, recorder:  # wall time, recording included
+            for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
+                recorder(outcome)
+        result.lost, result.record_cpu_seconds = recorder.progress.lost, recorder.cpu_seconds
+        result.seconds["record"] = recorder.seconds
+        if feedback:
+            with result.timed("feedback"):
+                graded_now = set(result.execute_seconds)
+                result.feedback, failures = write_feedback(cfg, where, cache, graded_now, workers.map)
+                result.failures.extend(failures)
     with result.timed("export"):
         result.grades_csv = export_grades(where)
     if report:

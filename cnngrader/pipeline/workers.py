@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -23,6 +24,7 @@ from nbgrader.converters import Autograde
 from traitlets.config import Config
 
 from cnngrader.pipeline.config import CoursePaths, coursedir, run_app
+from cnngrader.pipeline.execute import ready_kernels
 from cnngrader.pipeline.generate import generate
 from cnngrader.pipeline.kernel_start import stop_spares
 from cnngrader.pipeline.record_cache import SharedEngines
@@ -108,15 +110,29 @@ def execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str
     return student, assignment, time.perf_counter() - t0, error
 
 
+def warm_up(cfg: Config, jobs: int) -> None:
+    """A pool worker's first step, before its first job: its kernels readied (execute.ready_kernels) with the
+    run's configuration. Never raises (that would break the pool): the first job meets the fault again and
+    reports it with the submission."""
+    try:
+        ready_kernels(cfg, parallel_jobs=jobs)
+    except Exception as e:
+        log.warning("A worker could not ready its kernels in advance: %s: %s", type(e).__name__, e)
+
+
 class Workers:
     """The processes that execute submissions: this one (jobs == 1) or a pool of `jobs` workers.
 
     Used as a context manager: on exit the pool stops (each worker kills its own warm spare kernel
-    as it exits) and so does this process's spare, which no later notebook will use."""
+    as it exits) and so does this process's spare, which no later notebook will use. Given the run's
+    configuration, a pool starts all its workers at once, in the background, and each readies its
+    kernels (warm_up) while this process goes on preparing the gradebook."""
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, cfg: Config | None = None):
         self.jobs = jobs
+        self.cfg = cfg
         self.pool: ProcessPoolExecutor | None = None
+        self._starting: threading.Thread | None = None
 
     def __enter__(self) -> Workers:
         if self.jobs > 1:
@@ -126,11 +142,28 @@ class Workers:
             ctx = get_context("forkserver") if linux else get_context("spawn")
             if linux:
                 ctx.set_forkserver_preload(["torch", "nbgrader.converters"])
-            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx)
+            warm = {} if self.cfg is None else {"initializer": warm_up, "initargs": (self.cfg, self.jobs)}
+            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx, **warm)
+            if warm:
+                # a thread: starting a worker waits for the forkserver's imports
+                self._starting = threading.Thread(target=self._start_all, name="cnngrader-workers", daemon=True)
+                self._starting.start()
         return self
+
+    def _start_all(self) -> None:
+        """Every worker started now, not one by one as jobs come."""
+        assert self.pool is not None
+        for _ in range(self.jobs):  # while no worker is idle, each submission starts one more
+            self.pool.submit(int)
+
+    def _started(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
 
     def __exit__(self, *exc) -> None:
         try:
+            self._started()
             if self.pool is not None:
                 self.pool.shutdown()
         finally:
@@ -143,6 +176,7 @@ class Workers:
             for s, a in tasks:
                 yield execute_one(cfg, str(work), 1, s, a, source_db)
             return
+        self._started()
         futures = [self.pool.submit(execute_one, cfg, str(work), self.jobs, s, a, source_db) for s, a in tasks]
         for future in as_completed(futures):
             yield future.result()
@@ -151,4 +185,5 @@ class Workers:
         """fn over the iterables, in the workers (fn must be importable by name there)."""
         if self.pool is None:
             return [fn(*args) for args in zip(*iterables)]
+        self._started()
         return list(self.pool.map(fn, *iterables))
