@@ -35,7 +35,7 @@ from cnngrader.pipeline.config import UNSANDBOXED, CoursePaths, course_config, s
 from cnngrader.pipeline.export import GRADES_FIELDS, export_grades, write_grades
 from cnngrader.pipeline.feedback import write_feedback
 from cnngrader.pipeline.generate import generate
-from cnngrader.pipeline.plan import find_submissions, plan, ready_gradebook
+from cnngrader.pipeline.plan import Plan, find_submissions, plan, ready_gradebook
 from cnngrader.pipeline.prepare import prepare_submission
 from cnngrader.pipeline.progress import Progress, rate_text
 from cnngrader.pipeline.record import Recorder
@@ -134,9 +134,7 @@ def grade_course(
     planned = plan(where, cache, students, assignments, force)
     result = GradeResult(root=where.root, jobs=max(1, int(jobs)), submissions=planned.todo,
                          sandboxed=sandbox_enabled(cfg), up_to_date=planned.kept, cluster=cluster)
-    # a pool's workers start (their imports, their kernels' zygotes) while the gradebook is prepared
-    pool = (ClusterWorkers(cluster, cfg, planned.digests) if cluster
-            else Workers(result.jobs, cfg if planned.todo else None))
+    pool = _workers(cfg, cluster, planned, result.jobs)
     with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp, pool as workers:
         work = Path(tmp)
         with result.timed("prepare"):
@@ -163,6 +161,14 @@ def grade_course(
             result.report_dir = write_report(cfg, where.reports)
     result.seconds["total"] = time.perf_counter() - t_start
     return result
+
+
+def _workers(cfg: Config, cluster: str | None, planned: Plan, jobs: int) -> Workers | ClusterWorkers:
+    """Where the submissions execute. Entered before the gradebook is prepared: a pool's workers start meanwhile
+    (their imports, their kernels' zygotes), when there is something to grade."""
+    if cluster:
+        return ClusterWorkers(cluster, cfg, planned.digests)
+    return Workers(jobs, cfg if planned.todo else None)
 
 
 def _ready(cfg: Config, cluster: str | None) -> None:
