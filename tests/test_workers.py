@@ -12,15 +12,21 @@ from cnngrader.pipeline.sandbox import SandboxUnavailable
 
 def test_a_worker_readies_its_kernels_with_the_runs_configuration_and_its_share(monkeypatch):
     calls = []
-    monkeypatch.setattr(workers, "ready_kernels", lambda cfg, parallel_jobs: calls.append((cfg, parallel_jobs)))
+
+    def ready(cfg, parallel_jobs, wait):
+        calls.append((cfg, parallel_jobs, wait))
+
+    monkeypatch.setattr(workers, "ready_kernels", ready)
     cfg = Config()
     cfg.GradingExecute.kernel_threads = 3
     workers.warm_up(cfg, 4)
-    assert calls == [(cfg, 4)]
+    with workers.Workers(1, cfg):  # alone: the zygote is started, not waited for
+        pass
+    assert calls == [(cfg, 4, True), (cfg, 1, False)]
 
 
 def test_a_worker_that_cannot_ready_its_kernels_says_why_and_raises_nothing(monkeypatch, caplog):
-    def refuse(cfg, parallel_jobs):
+    def refuse(cfg, parallel_jobs, wait):
         raise SandboxUnavailable("bwrap is not installed")
 
     monkeypatch.setattr(workers, "ready_kernels", refuse)

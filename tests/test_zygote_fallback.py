@@ -47,7 +47,7 @@ def test_a_zygote_that_cannot_start_is_tried_once_and_said_once(monkeypatch, cap
     _sandboxed()
     tries = []
 
-    def refuse(threads):
+    def refuse(threads, wait=True):
         tries.append(threads)
         raise fk.ZygoteUnavailable("a kernel forked here could not enter its namespaces: OSError: unshare")
 
@@ -74,8 +74,13 @@ def test_the_guard_names_the_zygotes_script_where_the_zygote_runs_it():
 
 
 class _FakeZygote:
-    def __init__(self, threads):
+    ready = True
+
+    def __init__(self, threads, wait=True):
         self.threads, self.forked, self.stopped = threads, 0, False
+
+    def wait_ready(self):
+        pass
 
     def healthy(self):
         return not self.stopped
@@ -97,3 +102,34 @@ def test_a_zygote_started_in_advance_for_another_configuration_is_stopped_once_u
     used.forked = 1
     third = fk.zygote_for(("python", 4), 4)
     assert not used.stopped and not third.stopped and fk.zygote_for(("python", 1), 1) is used
+
+
+class _DiesWhileStarting(_FakeZygote):
+    """Started without waiting (a serial run's zygote, while the gradebook is prepared), then never ready."""
+
+    ready = False
+
+    def __init__(self, threads, wait=True):
+        super().__init__(threads)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self):
+        self.stop()
+        raise fk.ZygoteUnavailable("the kernel zygote exited while starting: MemoryError")
+
+
+def test_a_zygote_started_without_waiting_that_dies_makes_the_first_kernel_fall_back(monkeypatch, caplog):
+    _sandboxed()
+    monkeypatch.setattr(fk, "hidden_by_fresh_tmp", lambda: [])
+    monkeypatch.setattr(fk, "KernelZygote", _DiesWhileStarting)
+    monkeypatch.setattr(fk, "_ZYGOTES", {})
+    monkeypatch.setattr(fk, "_FAILED", {})
+    monkeypatch.setattr(fk, "_CLEANUP_FOR", {fk.os.getpid()})  # no atexit hook for fakes
+    monkeypatch.setattr(execute, "_FALLBACKS_SAID", set())
+    execute.ready_kernels(parallel_jobs=1, log=logging.getLogger("cnngrader.test_fallback"), wait=False)
+    (pending,) = [z for _, z in fk._ZYGOTES.values()]
+    assert not pending.stopped and caplog.text == ""  # started; nobody has waited for it yet
+    kinds = [type(_manager(caplog)) for _ in range(2)]
+    assert kinds == [SandboxedKernelManager] * 2 and pending.stopped and not fk._ZYGOTES
+    assert caplog.text.count("exited while starting: MemoryError") == 1

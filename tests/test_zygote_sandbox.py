@@ -289,6 +289,15 @@ def test_a_process_in_the_zygotes_cgroup_replaces_the_zygote(tmp_path):
         stray.wait()
 
 
+def test_a_zygote_started_without_waiting_is_waited_for_by_its_first_kernel(tmp_path):
+    fk.stop_zygotes()
+    key = ForkedKernelManager(kernel_name="python3", threads=1)._zygote_key()
+    started = fk.zygote_for(key, 1, wait=False)
+    assert not started.healthy()  # not ready yet: no kernel is forked from it before it says so
+    out, _km, _seen = run("print(40 + 2)", tmp_path)
+    assert out.strip() == "42" and zygote() is started and started.ready and started.forked == 1
+
+
 def test_the_zygotes_self_test_passes_in_its_sandbox_and_names_what_fails_outside_it():
     probe_zygote = fk.zygote_for(("self-test",), 1)  # it would have raised ZygoteUnavailable had the test failed
     assert probe_zygote.healthy()

@@ -173,6 +173,7 @@ class GradingExecute(Execute):
         self._notebook_expired = False
         self._stream_chars: dict[int, int] = {}
         self._output_bytes: dict[int, int] = {}
+        self._wait_for_zygote = True  # False: a zygote still starting will do (ready_kernels)
 
     # -- kernel start ------------------------------------------------------------------
     def create_kernel_manager(self):
@@ -192,7 +193,7 @@ class GradingExecute(Execute):
             km.threads = self.kernel_threads or max(1, cores // max(1, self.parallel_jobs))
             km.stdio = self.kernel_stdio
             km.preload = self.preload_kernels and not self.sandbox
-        if isinstance(km, ForkedKernelManager) and (why := km.unavailable()) is not None:
+        if isinstance(km, ForkedKernelManager) and (why := km.unavailable(self._wait_for_zygote)) is not None:
             # the same sandbox, started afresh for each kernel: slower, never less isolated
             if (os.getpid(), why) not in _FALLBACKS_SAID:
                 _FALLBACKS_SAID.add((os.getpid(), why))
@@ -504,12 +505,14 @@ class GradingExecute(Execute):
         return "the kernel stopped responding after a timeout"
 
 
-def ready_kernels(config: Config | None = None, parallel_jobs: int = 1, log: Any = None) -> None:
+def ready_kernels(config: Config | None = None, parallel_jobs: int = 1, log: Any = None, wait: bool = True) -> None:
     """Start what this process's grading kernels are made from (the zygote they are forked from, where kernels
     are forked), with the settings of `config` and its share of the cores, before its first notebook asks for
-    a kernel. Nothing runs in a kernel, and no tensor op or CUDA call in this process."""
+    a kernel; wait=False returns while the zygote is still starting. Nothing runs in a kernel, and no tensor op
+    or CUDA call in this process."""
     ex = GradingExecute(config=config, parallel_jobs=parallel_jobs, **({"log": log} if log else {}))
     ex.nb = nbformat.v4.new_notebook()  # nbclient reads the kernel's name from the notebook
+    ex._wait_for_zygote = wait
     ex.create_kernel_manager()
 
 

@@ -85,7 +85,8 @@ def hidden_by_fresh_tmp() -> list[str]:
 class KernelZygote:
     """A running zygote (see the module docstring)."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, wait: bool = True) -> None:
+        """Start the zygote; with wait=False, return before it is ready (wait_ready, before its first kernel)."""
         if hidden_by_fresh_tmp():
             raise ZygoteUnavailable(f"forked kernels need these outside /tmp: {', '.join(hidden_by_fresh_tmp())}")
         self.spool = Path(tempfile.mkdtemp(prefix="cnn-zygote-"))  # mode 0700: the host's alone
@@ -97,6 +98,7 @@ class KernelZygote:
         self.proc: subprocess.Popen | None = None
         self.baseline: list[int] = []
         self.forked = 0  # kernels asked for so far
+        self.ready = False
         try:
             self.box.open()
             env = {var: str(threads) for var in THREAD_VARS} if threads > 0 else {}
@@ -106,10 +108,23 @@ class KernelZygote:
             with open(self.log, "wb") as err:
                 self.proc = self.box.popen(argv, env, stdout=subprocess.DEVNULL, stderr=err)
             self.socket = f"/proc/{self.box.inner_pid(self.proc)}/root{SOCKET_INSIDE}"
+        except BaseException:
+            self.stop()
+            raise
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Return once the zygote has said it is ready (its imports done, its self-test passed); stop it and raise
+        ZygoteUnavailable where it cannot be."""
+        if self.ready:
+            return
+        try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
+        self.ready = True
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_WAIT
@@ -138,8 +153,8 @@ class KernelZygote:
     def healthy(self) -> bool:
         """Running, and no process beside its own in its cgroup (nothing a kernel left behind)."""
         cg = self.box._cgroup
-        return (self.proc is not None and self.proc.poll() is None and self.box.alive() and cg is not None
-                and sorted(cg.pids()) == self.baseline)
+        return (self.ready and self.proc is not None and self.proc.poll() is None and self.box.alive()
+                and cg is not None and sorted(cg.pids()) == self.baseline)
 
     def fork(self, box: "ForkedSandbox", request: dict) -> socket.socket:
         """Have the zygote fork a kernel into `box`: returns the connection its exit code comes back on."""
@@ -244,21 +259,30 @@ _FAILED: dict[tuple, tuple[int, str]] = {}  # configuration key -> (pid, why its
 _CLEANUP_FOR: set[int] = set()
 
 
-def zygote_for(key: tuple, threads: int) -> KernelZygote:
-    """This process's healthy zygote for the configuration, started (or replaced) when needed. A zygote that
-    could not start is not tried again by the same process (ZygoteUnavailable, with the first reason)."""
+def zygote_for(key: tuple, threads: int, wait: bool = True) -> KernelZygote:
+    """This process's healthy zygote for the configuration, started (or replaced) when needed; wait=False returns
+    one that may still be starting (a kernel waits for it). A zygote that could not start is not tried again by
+    the same process (ZygoteUnavailable, with the first reason)."""
     failed = _FAILED.get(key)
     if failed and failed[0] == os.getpid():
         raise ZygoteUnavailable(failed[1])
     found = _ZYGOTES.get(key)
     if found and found[0] == os.getpid():
+        if not (wait or found[1].ready):
+            return found[1]
+        try:
+            found[1].wait_ready()
+        except ZygoteUnavailable as e:
+            _ZYGOTES.pop(key, None)
+            _FAILED[key] = (os.getpid(), str(e))
+            raise
         if found[1].healthy():
             return found[1]
         log.warning("The kernel zygote is not healthy any more; starting a new one")
         found[1].stop()
     _stop_unused(key)
     try:
-        zyg = KernelZygote(threads)
+        zyg = KernelZygote(threads, wait=wait)
     except ZygoteUnavailable as e:
         _FAILED[key] = (os.getpid(), str(e))
         raise
@@ -307,13 +331,14 @@ class ForkedKernelManager(SandboxedKernelManager):
     def _zygote_key(self) -> tuple:
         return (sys.executable, self.threads, tuple(self.kernel_spec.argv))
 
-    def unavailable(self) -> str | None:
-        """Why this process cannot fork this configuration's kernels, or None: then its zygote is running."""
+    def unavailable(self, wait: bool = True) -> str | None:
+        """Why this process cannot fork this configuration's kernels, or None: then its zygote is running (or, with
+        wait=False, starting)."""
         hidden = hidden_by_fresh_tmp()
         if hidden:
             return f"a forked kernel's fresh /tmp would hide {', '.join(hidden)}"
         try:
-            zygote_for(self._zygote_key(), self.threads)
+            zygote_for(self._zygote_key(), self.threads, wait)
         except ZygoteUnavailable as e:
             return str(e)
         return None

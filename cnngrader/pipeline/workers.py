@@ -110,12 +110,12 @@ def execute_one(cfg: Config, work: str, jobs: int, student: str, assignment: str
     return student, assignment, time.perf_counter() - t0, error
 
 
-def warm_up(cfg: Config, jobs: int) -> None:
-    """A pool worker's first step, before its first job: its kernels readied (execute.ready_kernels) with the
-    run's configuration. Never raises (that would break the pool): the first job meets the fault again and
-    reports it with the submission."""
+def warm_up(cfg: Config, jobs: int, wait: bool = True) -> None:
+    """A worker's first step, before its first job: its kernels readied (execute.ready_kernels) with the run's
+    configuration (wait=False: started, not waited for). Never raises (that would break a pool): the first job
+    meets the fault again and reports it with the submission."""
     try:
-        ready_kernels(cfg, parallel_jobs=jobs)
+        ready_kernels(cfg, parallel_jobs=jobs, wait=wait)
     except Exception as e:
         log.warning("A worker could not ready its kernels in advance: %s: %s", type(e).__name__, e)
 
@@ -126,7 +126,8 @@ class Workers:
     Used as a context manager: on exit the pool stops (each worker kills its own warm spare kernel
     as it exits) and so does this process's spare, which no later notebook will use. Given the run's
     configuration, a pool starts all its workers at once, in the background, and each readies its
-    kernels (warm_up) while this process goes on preparing the gradebook."""
+    kernels (warm_up) while this process goes on preparing the gradebook; alone, this process starts its own
+    kernels' zygote and goes on without waiting for it."""
 
     def __init__(self, jobs: int, cfg: Config | None = None):
         self.jobs = jobs
@@ -148,6 +149,8 @@ class Workers:
                 # a thread: starting a worker waits for the forkserver's imports
                 self._starting = threading.Thread(target=self._start_all, name="cnngrader-workers", daemon=True)
                 self._starting.start()
+        elif self.cfg is not None:
+            warm_up(self.cfg, 1, wait=False)  # the zygote imports while this process prepares the gradebook
         return self
 
     def _start_all(self) -> None:
