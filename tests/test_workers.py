@@ -56,3 +56,22 @@ def test_a_warm_up_that_fails_in_a_worker_does_not_break_the_pool():
     cfg.GradingExecute.kernel_threads = "several"  # GradingExecute refuses it: the warm-up fails in each worker
     with workers.Workers(2, cfg) as pool:
         assert pool.map(int, ["1", "2"]) == [1, 2]
+
+
+def test_the_assignments_that_took_longest_last_time_go_to_the_workers_first(tmp_path):
+    from types import SimpleNamespace
+
+    from cnngrader.pipeline.cache import Cache
+    from cnngrader.pipeline.plan import Plan
+
+    cache = Cache(SimpleNamespace(autograded=tmp_path))
+    for student, aid, seconds in (("ann", "02_x", 0.9), ("bob", "02_x", 1.1), ("cid", "02_x", 30.0),
+                                  ("ann", "06_y", 7.5), ("ann", "01_z", 0.4)):
+        cache.graded((student, aid), ("s", "a"), seconds)
+    assert cache.typical_seconds() == {"02_x": 1.1, "06_y": 7.5, "01_z": 0.4}
+    todo = [(s, a) for s in ("bob", "ann") for a in ("01_z", "02_x", "06_y", "07_new")]
+    # never timed first (it may be the longest), then 7.5 s, 1.1 s (the median), 0.4 s; students in order
+    assert Plan(todo).in_grading_order(cache.typical_seconds()) == [
+        ("ann", "07_new"), ("bob", "07_new"), ("ann", "06_y"), ("bob", "06_y"),
+        ("ann", "02_x"), ("bob", "02_x"), ("ann", "01_z"), ("bob", "01_z")]
+    assert Plan(todo).in_grading_order() == sorted(todo, key=lambda sa: (sa[1], sa[0]))  # a first run

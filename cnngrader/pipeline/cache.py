@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import statistics
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -121,6 +122,14 @@ class Cache:
             same = (entry.get("submission"), entry.get("assignment")) == digests[sa]
             (kept if same and sa in done else todo).append(sa)
         return todo, kept
+
+    def typical_seconds(self) -> dict[str, float]:
+        """assignment -> the median of the seconds its submissions took to execute when last graded."""
+        taken: dict[str, list[float]] = {}
+        for key, entry in self.read().items():
+            if isinstance(entry, dict) and isinstance(entry.get("seconds"), (int, float)) and "/" in key:
+                taken.setdefault(key.split("/", 1)[1], []).append(float(entry["seconds"]))
+        return {aid: statistics.median(values) for aid, values in taken.items()}
 
     def graded(self, sa: Submission, digests: tuple[str, str], seconds: float) -> None:
         """The submission was graded from these digests (its entry replaced: its feedback is due)."""

@@ -145,7 +145,7 @@ def grade_course(
         recorder = Recorder(cfg, work, cache, planned.digests, result.execute_seconds, result.failures,
                             progress=Progress(len(planned.todo), mode=progress))
         with result.timed("execute"), recorder.progress, recorder:  # wall time, recording included
-            for outcome in workers.execute(cfg, work, planned.in_grading_order(), source_db):
+            for outcome in workers.execute(cfg, work, planned.in_grading_order(cache.typical_seconds()), source_db):
                 recorder(outcome)
         result.lost, result.record_cpu_seconds = recorder.progress.lost, recorder.cpu_seconds
         result.seconds["record"] = recorder.seconds

@@ -7,6 +7,7 @@ gradebook gets the assignments and students the others need, before any worker c
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -34,9 +35,12 @@ class Plan:
     digests: dict[Submission, tuple[str, str]] = field(default_factory=dict)  # Cache.digests
     notebooks: dict[Submission, dict[Path, NotebookNode]] = field(default_factory=dict)  # as prepared
 
-    def in_grading_order(self) -> list[Submission]:
-        """todo by assignment, then student."""
-        return sorted(self.todo, key=lambda sa: (sa[1], sa[0]))
+    def in_grading_order(self, seconds: dict[str, float] | None = None) -> list[Submission]:
+        """todo, the assignments that took longest to execute last time first (`seconds`: Cache.typical_seconds;
+        one never timed comes before them all), then by assignment and student. Started last, one long notebook
+        would keep its worker busy after every other worker has finished."""
+        seconds = seconds or {}
+        return sorted(self.todo, key=lambda sa: (-seconds.get(sa[1], math.inf), sa[1], sa[0]))
 
 
 def find_submissions(cfg: Config | CoursePaths, students: Iterable[str] | None = None,
