@@ -156,8 +156,11 @@ class Workers:
     def _start_all(self) -> None:
         """Every worker started now, not one by one as jobs come."""
         assert self.pool is not None
-        for _ in range(self.jobs):  # while no worker is idle, each submission starts one more
-            self.pool.submit(int)
+        try:
+            for _ in range(self.jobs):  # while no worker is idle, each submission starts one more
+                self.pool.submit(int)
+        except Exception:  # a pool broken while starting: the jobs' own submission meets it and says so
+            log.debug("The worker pool did not start", exc_info=True)
 
     def _started(self) -> None:
         if self._starting is not None:
