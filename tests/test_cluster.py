@@ -418,7 +418,7 @@ def test_a_workers_preload_starts_its_zygote_with_its_share_of_the_cores(monkeyp
 
     started = []
     monkeypatch.setattr(execute, "check_available", lambda: None)  # the preload has checked the sandbox already
-    monkeypatch.setattr(ForkedKernelManager, "unavailable", lambda self: started.append(self.threads))
+    monkeypatch.setattr(ForkedKernelManager, "unavailable", lambda self, wait=True: started.append(self.threads))
     monkeypatch.setattr(cluster_worker.os, "cpu_count", lambda: 8)
     for processes, threads in (("4", 2), ("8", 1), ("16", 1), ("x", 8)):  # "x": one process, as by default
         monkeypatch.setenv(cluster_worker.PROCESSES_VAR, processes)
