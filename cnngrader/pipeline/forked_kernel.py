@@ -267,23 +267,19 @@ def zygote_for(key: tuple, threads: int, wait: bool = True) -> KernelZygote:
     if failed and failed[0] == os.getpid():
         raise ZygoteUnavailable(failed[1])
     found = _ZYGOTES.get(key)
-    if found and found[0] == os.getpid():
-        if not (wait or found[1].ready):
-            return found[1]
-        try:
-            found[1].wait_ready()
-        except ZygoteUnavailable as e:
-            _ZYGOTES.pop(key, None)
-            _FAILED[key] = (os.getpid(), str(e))
-            raise
-        if found[1].healthy():
-            return found[1]
-        log.warning("The kernel zygote is not healthy any more; starting a new one")
-        found[1].stop()
-    _stop_unused(key)
     try:
+        if found and found[0] == os.getpid():
+            if not wait and not found[1].ready:
+                return found[1]
+            found[1].wait_ready()  # a zygote started without waiting: its first kernel waits here
+            if found[1].healthy():
+                return found[1]
+            log.warning("The kernel zygote is not healthy any more; starting a new one")
+            found[1].stop()
+        _stop_unused(key)
         zyg = KernelZygote(threads, wait=wait)
     except ZygoteUnavailable as e:
+        _ZYGOTES.pop(key, None)
         _FAILED[key] = (os.getpid(), str(e))
         raise
     if os.getpid() not in _CLEANUP_FOR:
