@@ -75,3 +75,18 @@ def test_the_assignments_that_took_longest_last_time_go_to_the_workers_first(tmp
         ("ann", "07_new"), ("bob", "07_new"), ("ann", "06_y"), ("bob", "06_y"),
         ("ann", "02_x"), ("bob", "02_x"), ("ann", "01_z"), ("bob", "01_z")]
     assert Plan(todo).in_grading_order() == sorted(todo, key=lambda sa: (sa[1], sa[0]))  # a first run
+
+
+def test_entries_the_durations_cannot_be_read_from_are_ignored(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from cnngrader.pipeline.cache import Cache
+
+    cache = Cache(SimpleNamespace(autograded=tmp_path))
+    cache.file.write_text(json.dumps({"ann/02_x": {"seconds": 2.0}, "bob/02_x": {"seconds": "slow"},
+                                      "cid/06_y": ["not", "a", "dict"], "no-slash": {"seconds": 9.0},
+                                      "dan/06_y": {"submission": "s"}}))
+    assert cache.typical_seconds() == {"02_x": 2.0}
+    cache.file.write_text("{ torn")
+    assert cache.typical_seconds() == {}
